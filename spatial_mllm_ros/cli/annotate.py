@@ -1,0 +1,58 @@
+"""`spatial-mllm annotate`: reward labels for rosbags from a rubric of spatial questions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from spatial_mllm_ros.reward import AnnotateConfig, Sampling, Split, annotate_to_dir, load_rubric
+
+
+def _run(args: argparse.Namespace) -> int:
+    from spatial_mllm_ros.model import ModelConfig
+
+    rubric = load_rubric(args.rubric)
+    every = args.every or rubric.every or 1
+    count = args.count if args.count is not None else (None if args.every or args.step else rubric.count)
+    step = args.step if args.step is not None else (None if args.every or args.count else rubric.step_s)
+    config = AnnotateConfig(
+        rubric=rubric,
+        model=ModelConfig(checkpoint=args.checkpoint, adapter=args.adapter, device=args.device),
+        image_topic=args.image_topic,
+        split=Split.parse(args.split or rubric.split or "whole"),
+        sampling=Sampling(every=every, count=count, step_s=step),
+        typestore=args.typestore,
+    )
+    summary = annotate_to_dir(
+        args.bags, config, args.out, jobs=args.jobs, ray_address=args.ray, write_bag=args.write_bag,
+        show_progress=not args.no_progress,
+    )
+    print(f"{summary.episodes} episodes ({summary.resumed} resumed), {summary.labels} labels -> {summary.out}")
+    for path in summary.reward_bags:
+        print(f"reward bag: {path}")
+    for bag in summary.failed:
+        print(f"FAILED {bag.error}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `annotate` to the CLI."""
+    p = sub.add_parser("annotate", help="score robot episodes in rosbags as reward labels")
+    p.add_argument("bags", nargs="+", help="rosbag2 directories or single .mcap/.db3 files")
+    p.add_argument("--rubric", required=True, help="rubric YAML (see config/rubric_*.yaml)")
+    p.add_argument("--out", required=True, help="output directory (re-running the same command resumes)")
+    p.add_argument("--image-topic", default=None, help="image topic (default: the rubric's, else detected)")
+    p.add_argument("--split", default=None, help="whole | gap[:SECONDS] | marker[:TOPIC] | intervals:FILE.csv")
+    p.add_argument("--every", type=int, default=None, help="use every k-th frame")
+    p.add_argument("--count", type=int, default=None, help="use N frames spread over each episode")
+    p.add_argument("--step", type=float, default=None, help="use one frame per STEP seconds")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (each loads the model once)")
+    p.add_argument("--ray", default=None, metavar="ADDRESS", help="run bags as Ray tasks ('local' or ray://...)")
+    p.add_argument("--write-bag", action="store_true", help="also write a bag copy with /reward topics")
+    p.add_argument("--checkpoint", default="", help="model directory (default: the shipped tiny model)")
+    p.add_argument("--adapter", default="", help="LoRA adapter directory")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--typestore", default="jazzy", choices=("jazzy", "humble"),
+                   help="message types for bags without embedded definitions (Humble-era)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run)

@@ -1,0 +1,291 @@
+"""SpatialModel: multi-frame spatial questions in, typed answers out.
+
+One call = check inputs -> encode frames (embedding cache first, then the vision backend) -> build the
+MultiSPA prompts -> one language batch (closed sets scored from logits, open questions generated) ->
+parse answers. Timing is split into vision and language parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from spatial_mllm_ros.answers import Answer, Question, parse_answer
+from spatial_mllm_ros.model.config import ModelConfig
+from spatial_mllm_ros.model.errors import FrameError, QuestionError, TooManyFramesError
+from spatial_mllm_ros.model.language import LanguageDecoder, RowRequest, make_decoder
+from spatial_mllm_ros.model.loading import LoadedModel, load
+from spatial_mllm_ros.model.preprocess import ImageSpec, check_frame, prepare_image
+from spatial_mllm_ros.model.prompts import PromptEncoder
+from spatial_mllm_ros.model.vision import FrameFeatures, VisionBackend, select_backend
+from spatial_mllm_ros.multispa.format import QuestionKind, task_description
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Timing:
+    """Where the time of the last call went, in milliseconds."""
+
+    vision_ms: float = 0.0
+    language_ms: float = 0.0
+    total_ms: float = 0.0
+    frames: int = 0
+    frames_cached: int = 0
+    questions: int = 0
+
+
+@dataclass
+class CacheStats:
+    """Embedding-cache counters."""
+
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+    entries: int = 0
+    bytes: int = 0
+    capacity_bytes: int = 0
+
+
+@dataclass
+class EmbeddingCache:
+    """LRU of frame embeddings bounded by bytes; key = frame key (topic@stamp) or a content hash."""
+
+    capacity_bytes: int
+    _items: OrderedDict[str, FrameFeatures] = field(default_factory=OrderedDict)
+    stats: CacheStats = field(default_factory=CacheStats)
+
+    def __post_init__(self) -> None:
+        self.stats.capacity_bytes = self.capacity_bytes
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> FrameFeatures | None:
+        """The cached embeddings of `key`, most recently used from now on (None: miss)."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                self.stats.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.stats.hits += 1
+            return item
+
+    def put(self, key: str, item: FrameFeatures) -> None:
+        """Store, evicting least recently used entries until the byte budget holds."""
+        size = item.nbytes
+        if size > self.capacity_bytes:
+            return
+        with self._lock:
+            if key in self._items:
+                self.stats.bytes -= self._items.pop(key).nbytes
+            self._items[key] = item
+            self.stats.bytes += size
+            while self.stats.bytes > self.capacity_bytes:
+                _, old = self._items.popitem(last=False)
+                self.stats.bytes -= old.nbytes
+                self.stats.evictions += 1
+            self.stats.entries = len(self._items)
+
+    def clear(self) -> None:
+        """Drop everything (counters stay)."""
+        with self._lock:
+            self._items.clear()
+            self.stats.bytes = self.stats.entries = 0
+
+
+def content_key(image: np.ndarray) -> str:
+    """A cache key from the pixels themselves, for callers without a topic@stamp key."""
+    h = hashlib.blake2b(image.data, digest_size=16)
+    h.update(str(image.shape).encode())
+    return "px:" + h.hexdigest()
+
+
+class SpatialModel:
+    """A loaded multi-frame spatial model: ask(images, question) -> Answer."""
+
+    def __init__(self, loaded: LoadedModel, config: ModelConfig) -> None:
+        self.config = config
+        self.loaded = loaded
+        self.model, self.tokenizer, self.family = loaded.model, loaded.tokenizer, loaded.family
+        self.name = loaded.name
+        self.device = str(loaded.device)
+        self.spec = ImageSpec.from_checkpoint(loaded.family, self.model.config, loaded.checkpoint,
+                                              config.max_tiles, config.use_thumbnail)
+        self.prompts = PromptEncoder(self.tokenizer, loaded.family)
+        self.decoder: LanguageDecoder = make_decoder(loaded.family, self.model, self.tokenizer)
+        max_tiles = config.max_frames * (config.max_tiles + 1)
+        self.vision: VisionBackend
+        self.vision, self.skipped_backends = select_backend(
+            config.vision_backends, self.model, loaded.family, loaded.checkpoint, max_tiles)
+        self.backend = self.vision.name
+        self.cache = EmbeddingCache(config.cache_bytes)
+        self.last_timing = Timing()
+        limit = config.context_tokens or getattr(self.model.config.get_text_config(), "max_position_embeddings",
+                                                 32768)
+        self.context_limit = int(limit)
+        self._option_cache: dict[tuple[str, ...], dict[str, int] | None] = {}
+        self._lock = threading.Lock()
+        log.info("spatial model %s ready: vision backend %s (skipped: %s)", self.name, self.backend,
+                 self.skipped_backends or "none")
+
+    @classmethod
+    def load(cls, config: ModelConfig | None = None) -> SpatialModel:
+        """Load from a ModelConfig; raises ModelLoadError (and subclasses) naming what is wrong."""
+        config = config or ModelConfig()
+        return cls(load(config), config)
+
+    @property
+    def cache_stats(self) -> CacheStats:
+        """Embedding-cache counters (hits, misses, bytes...)."""
+        return self.cache.stats
+
+    # ------------------------------------------------------------------ inputs
+
+    def _check_images(self, images: Sequence[np.ndarray], keys: Sequence[str] | None) -> tuple[list[np.ndarray],
+                                                                                             list[str]]:
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            images = [images]
+        if images is None or len(images) == 0:
+            raise FrameError("zero frames: a spatial question needs at least one frame")
+        if len(images) > self.config.max_frames:
+            raise TooManyFramesError(len(images), -1, self.config.max_frames) if False else FrameError(
+                f"{len(images)} frames given, at most max_frames={self.config.max_frames} per question")
+        checked = [check_frame(img, i) for i, img in enumerate(images)]
+        if keys is not None and len(keys) != len(checked):
+            raise FrameError(f"{len(keys)} keys for {len(checked)} frames")
+        keys = list(keys) if keys is not None else [content_key(img) for img in checked]
+        return checked, keys
+
+    def _check_question(self, question: str | Question) -> Question:
+        q = question if isinstance(question, Question) else Question(question) if isinstance(question, str) else None
+        if q is None or not isinstance(q.text, str):
+            raise QuestionError(f"question must be text, got {type(question).__name__}")
+        if not q.text.strip():
+            raise QuestionError("empty question")
+        if len(q.text) > self.config.max_question_chars:
+            raise QuestionError(f"question of {len(q.text)} characters exceeds max_question_chars="
+                                f"{self.config.max_question_chars}")
+        return q
+
+    def _option_ids(self, options: tuple[str, ...]) -> dict[str, int] | None:
+        """First token of each option after the answer prefix; None if they are not distinct single steps."""
+        if options in self._option_cache:
+            return self._option_cache[options]
+        prefix = self.config.answer_prefix
+        base = self.tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
+        ids: dict[str, int] = {}
+        for opt in options:
+            full = self.tokenizer(prefix + opt, add_special_tokens=False)["input_ids"]
+            if full[:len(base)] != base or len(full) <= len(base):
+                ids = {}
+                break
+            ids[opt] = full[len(base)]
+        result = ids if ids and len(set(ids.values())) == len(ids) else None
+        if result is None:
+            log.warning("options %s do not map to distinct tokens: answering by generation", options)
+        self._option_cache[options] = result
+        return result
+
+    # ------------------------------------------------------------------ vision
+
+    def encode_frames(self, images: Sequence[np.ndarray], keys: Sequence[str]) -> tuple[list[FrameFeatures], int]:
+        """Embeddings of every frame, from the cache where possible; returns (features, cache hits)."""
+        found: list[FrameFeatures | None] = []
+        for key in keys:
+            found.append(self.cache.get(key) if self.config.cache_bytes > 0 else None)
+        missing = [i for i, f in enumerate(found) if f is None]
+        if missing:
+            prepared = [prepare_image(images[i], self.spec, self.loaded.device, self.config.resize) for i in missing]
+            encoded = self.vision.encode(prepared)
+            for i, feats in zip(missing, encoded):
+                found[i] = feats
+                if self.config.cache_bytes > 0:
+                    self.cache.put(keys[i], feats)
+        return [f for f in found if f is not None], len(keys) - len(missing)
+
+    # ------------------------------------------------------------------ questions
+
+    def ask(self, images: Sequence[np.ndarray], question: str | Question,
+            keys: Sequence[str] | None = None) -> Answer:
+        """Answer one question about frames (RGB uint8 HxWx3, oldest first)."""
+        return self.ask_many(images, [question], keys)[0]
+
+    def ask_many(self, images: Sequence[np.ndarray], questions: Sequence[str | Question],
+                 keys: Sequence[str] | None = None) -> list[Answer]:
+        """Answer several questions about the same frames as one batch (frames encoded once)."""
+        if isinstance(questions, (str, Question)):
+            questions = [questions]
+        if not questions:
+            raise QuestionError("no questions")
+        qs = [self._check_question(q) for q in questions]
+        frames, keys = self._check_images(images, keys)
+        with self._lock:
+            return self._answer(frames, keys, qs)
+
+    def _answer(self, frames: list[np.ndarray], keys: list[str], qs: list[Question]) -> list[Answer]:
+        t0 = time.perf_counter()
+        features, hits = self.encode_frames(frames, keys)
+        if self.loaded.device.type == "cuda":
+            torch.cuda.synchronize(self.loaded.device)
+        t1 = time.perf_counter()
+        image_tokens = [f.embeds.shape[0] for f in features]
+        rows, kinds = [], []
+        shared: list[int] = []
+        for q in qs:
+            kind = q.resolved_kind()
+            options = q.resolved_options()
+            option_ids = self._option_ids(tuple(options)) if options else None
+            prefix = self.config.answer_prefix if option_ids else ""
+            enc = self.prompts.encode(image_tokens, task_description(kind), q.text, prefix)
+            shared = enc.shared
+            rows.append(RowRequest(enc.question, option_ids))
+            kinds.append(kind)
+        longest = len(shared) + max(len(r.question_ids) for r in rows) + self.config.max_new_tokens
+        if longest > self.context_limit:
+            raise TooManyFramesError(len(frames), longest, self.context_limit)
+        results = self.decoder.run(shared, features, rows, self.config.max_new_tokens)
+        t2 = time.perf_counter()
+        answers = []
+        frame_size = (frames[-1].shape[1], frames[-1].shape[0])
+        for kind, row, res in zip(kinds, rows, results):
+            if res.probabilities is not None:
+                ans = parse_answer(f"{self.config.answer_prefix}{res.text}`", kind, frame_size)
+                ans.value = res.text if ans.value is None else ans.value
+                ans.probabilities = res.probabilities
+                ans.confidence = res.probabilities[res.text]
+                ans.error = None
+            else:
+                ans = parse_answer(res.text, kind, frame_size)
+            answers.append(ans)
+        self.last_timing = Timing((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t2 - t0) * 1e3, len(frames), hits, len(qs))
+        return answers
+
+    def close(self) -> None:
+        """Free the model, backend and cache (and GPU memory)."""
+        self.vision.close()
+        self.cache.clear()
+        self.model = None
+        self.loaded.model = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any, config: ModelConfig | None = None,
+                   family: str = "internvl", name: str = "in-memory") -> SpatialModel:
+        """Wrap an in-memory model (e.g. factory.make_real_shape_model) for benchmarks."""
+        config = config or ModelConfig()
+        loaded = LoadedModel(model, tokenizer, family, None, model.device, model.dtype,
+                             sum(p.numel() for p in model.parameters()), name)
+        return cls(loaded, config)
+
+
+__all__ = ["CacheStats", "EmbeddingCache", "QuestionKind", "SpatialModel", "Timing"]

@@ -1,0 +1,3 @@
+"""MultiSPA: the conversation format, answer conventions and the multi-frame spatial data engine."""
+
+__all__ = ["format"]

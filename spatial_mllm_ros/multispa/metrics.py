@@ -1,0 +1,228 @@
+"""The paper's benchmark metrics: per-answer correctness, per-sub-task accuracy and the Table 2 rows.
+
+Correctness rules (Multi-SpatialMLLM, Sec. 5):
+- qualitative and multiple-choice answers (direction, yes/no, letters, counts, text): exact match;
+- scalars and vectors (distance, depth, angle, vector): correct iff |pred - gt|_2 <= 0.2 * |gt|_2;
+- pixel coordinates (0..1000 scale per axis): correct iff within 5% of the image width, in pixels.
+The paper leaves a zero ground truth undefined (0.2 * 0 admits only an exact zero); we define it:
+a zero ground truth is matched by a prediction within an absolute tolerance, ZERO_TOLERANCE per kind
+(10 mm for lengths, the "did not move" threshold; 1 degree for angles).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from spatial_mllm_ros.multispa.format import COORD_SCALE, STATIC_THRESHOLD_M, QuestionKind
+
+RELATIVE_TOLERANCE = 0.2
+PIXEL_TOLERANCE = 0.05  # fraction of the image width
+ZERO_TOLERANCE: dict[QuestionKind, float] = {
+    QuestionKind.DISTANCE: 1000 * STATIC_THRESHOLD_M,
+    QuestionKind.DEPTH: 1000 * STATIC_THRESHOLD_M,
+    QuestionKind.VECTOR: 1000 * STATIC_THRESHOLD_M,
+    QuestionKind.ANGLE: 1.0,
+}
+NUMERIC_KINDS = frozenset(ZERO_TOLERANCE)
+EXACT_KINDS = frozenset(
+    {QuestionKind.DIRECTION, QuestionKind.YES_NO, QuestionKind.CHOICE, QuestionKind.COUNT, QuestionKind.FREE}
+)
+
+# The 12 grouped rows of the paper's Table 2, in its order; "Average" is their unweighted mean.
+TABLE2_ROWS: tuple[str, ...] = (
+    "Depth comparison",
+    "Depth value",
+    "Correspondence coordinate",
+    "Correspondence multiple choice",
+    "Camera orientation direction",
+    "Camera orientation degree",
+    "Camera translation direction",
+    "Camera translation distance",
+    "Camera translation vector",
+    "Object movement distance",
+    "Object movement vector",
+    "Object size",
+)
+
+
+def _as_vector(value: object) -> list[float] | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    if isinstance(value, (list, tuple)):
+        try:
+            return [float(v) for v in value]
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _norm_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return " ".join(str(value).strip().strip("`").strip().rstrip(".").lower().split())
+
+
+def numeric_correct(kind: QuestionKind | str, pred: object, gt: object) -> bool:
+    """Relative L2 error <= 20% (scalars and vectors); zero ground truth uses ZERO_TOLERANCE."""
+    kind = QuestionKind(kind)
+    p, g = _as_vector(pred), _as_vector(gt)
+    if p is None or g is None or len(p) != len(g) or not all(map(math.isfinite, p)):
+        return False
+    err = math.dist(p, g)
+    gt_norm = math.hypot(*g)
+    if gt_norm == 0.0:
+        return err <= ZERO_TOLERANCE.get(kind, 0.0)
+    return err <= RELATIVE_TOLERANCE * gt_norm
+
+
+def pixel_correct(pred: object, gt: object, width: int | None = None, height: int | None = None) -> bool:
+    """Normalised [x, y] (0..1000) within 5% of the image width, measured in pixels (square if size unknown)."""
+    p, g = _as_vector(pred), _as_vector(gt)
+    if p is None or g is None or len(p) != 2 or len(g) != 2:
+        return False
+    w = float(width) if width else float(COORD_SCALE)
+    h = float(height) if height else w
+    dx = (p[0] - g[0]) * w / COORD_SCALE
+    dy = (p[1] - g[1]) * h / COORD_SCALE
+    return math.hypot(dx, dy) <= PIXEL_TOLERANCE * w
+
+
+def is_correct(
+    kind: QuestionKind | str, pred: object, gt: object, width: int | None = None, height: int | None = None
+) -> bool:
+    """Score one parsed answer value against the ground-truth value with the paper's rule for its kind."""
+    kind = QuestionKind(kind)
+    if pred is None:
+        return False
+    if kind is QuestionKind.COORDINATE:
+        return pixel_correct(pred, gt, width, height)
+    if kind in NUMERIC_KINDS:
+        return numeric_correct(kind, pred, gt)
+    return _norm_text(pred) == _norm_text(gt)
+
+
+def table2_row(task: str, kind: QuestionKind | str) -> str | None:
+    """Map a sub-task to its Table 2 row by family words in its name and its answer kind; None if none."""
+    kind = QuestionKind(kind)
+    name = task.lower()
+    if "size" in name or any(w in name for w in ("object_height", "object_length", "object_width")):
+        return "Object size"
+    if "correspond" in name:
+        return "Correspondence coordinate" if kind is QuestionKind.COORDINATE else "Correspondence multiple choice"
+    if "depth" in name and "camera" not in name:
+        return "Depth value" if kind is QuestionKind.DEPTH else "Depth comparison"
+    if "camera" in name:
+        if any(w in name for w in ("yaw", "pitch", "orientation", "rotat")):
+            return "Camera orientation degree" if kind is QuestionKind.ANGLE else "Camera orientation direction"
+        return {
+            QuestionKind.DIRECTION: "Camera translation direction",
+            QuestionKind.DISTANCE: "Camera translation distance",
+            QuestionKind.VECTOR: "Camera translation vector",
+        }.get(kind)
+    if any(w in name for w in ("object", "movement", "point", "track")):
+        return {
+            QuestionKind.DISTANCE: "Object movement distance",
+            QuestionKind.VECTOR: "Object movement vector",
+        }.get(kind)
+    return None
+
+
+@dataclass
+class SubtaskScore:
+    """Accuracy of one sub-task."""
+
+    task: str
+    kind: str
+    correct: int = 0
+    total: int = 0
+    unparsed: int = 0
+
+    @property
+    def accuracy(self) -> float:
+        """Percentage correct (0 when empty)."""
+        return 100.0 * self.correct / self.total if self.total else 0.0
+
+
+@dataclass
+class Scores:
+    """Per-sub-task accuracies plus the Table 2 grouped rows and their average."""
+
+    subtasks: dict[str, SubtaskScore] = field(default_factory=dict)
+
+    def add(self, task: str, kind: QuestionKind | str, correct: bool, parsed: bool = True) -> None:
+        """Count one scored answer."""
+        s = self.subtasks.setdefault(task, SubtaskScore(task, QuestionKind(kind).value))
+        s.total += 1
+        s.correct += int(correct)
+        s.unparsed += int(not parsed)
+
+    @property
+    def total(self) -> int:
+        """Number of scored answers."""
+        return sum(s.total for s in self.subtasks.values())
+
+    @property
+    def overall(self) -> float:
+        """Micro-averaged accuracy over all answers."""
+        return 100.0 * sum(s.correct for s in self.subtasks.values()) / self.total if self.total else 0.0
+
+    def table2(self) -> dict[str, float | None]:
+        """Grouped rows (sample-weighted within a row, as the paper pools its sub-tasks); None if absent."""
+        sums: dict[str, list[int]] = {}
+        for s in self.subtasks.values():
+            row = table2_row(s.task, s.kind)
+            if row is not None:
+                acc = sums.setdefault(row, [0, 0])
+                acc[0] += s.correct
+                acc[1] += s.total
+        return {r: (100.0 * sums[r][0] / sums[r][1] if r in sums and sums[r][1] else None) for r in TABLE2_ROWS}
+
+    def table2_average(self) -> float | None:
+        """Unweighted mean of the Table 2 rows present (all 12 on the full benchmark)."""
+        vals = [v for v in self.table2().values() if v is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    def to_json(self) -> dict[str, object]:
+        """Plain dict for a JSON report."""
+        return {
+            "total": self.total,
+            "overall": self.overall,
+            "subtasks": {
+                k: {"kind": s.kind, "accuracy": s.accuracy, "correct": s.correct, "total": s.total,
+                    "unparsed": s.unparsed}
+                for k, s in sorted(self.subtasks.items())
+            },
+            "table2": self.table2(),
+            "table2_average": self.table2_average(),
+            "table2_rows_present": sum(v is not None for v in self.table2().values()),
+        }
+
+    def to_markdown(self, title: str = "Evaluation") -> str:
+        """Per-sub-task table and the grouped Table 2 rows as Markdown."""
+        lines = [f"### {title}", "", "| sub-task | kind | accuracy % | n | unparsed |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {s.task} | {s.kind} | {s.accuracy:.2f} | {s.total} | {s.unparsed} |"
+            for _, s in sorted(self.subtasks.items())
+        ]
+        lines.append(f"| **all** | | {self.overall:.2f} | {self.total} | |")
+        table = self.table2()
+        present = [r for r in TABLE2_ROWS if table[r] is not None]
+        if present:
+            avg = self.table2_average()
+            lines += ["", f"Table 2 rows ({len(present)} of {len(TABLE2_ROWS)} present)", "",
+                      "| row | accuracy % |", "|---|---|", f"| Average | {avg:.2f} |"]
+            lines += [f"| {r} | {table[r]:.2f} |" if table[r] is not None else f"| {r} | - |" for r in TABLE2_ROWS]
+        return "\n".join(lines) + "\n"
+
+
+def score_all(items: Iterable[tuple[str, QuestionKind | str, object, object, Sequence[int] | None]]) -> Scores:
+    """Score (task, kind, pred_value, gt_value, (width, height) or None) tuples into a Scores table."""
+    scores = Scores()
+    for task, kind, pred, gt, size in items:
+        w, h = (size[0], size[1]) if size else (None, None)
+        scores.add(task, kind, is_correct(kind, pred, gt, w, h), parsed=pred is not None)
+    return scores

@@ -1,0 +1,90 @@
+"""Depth perception (one image): a point's depth in mm, and which of two points is closer/farther."""
+
+from __future__ import annotations
+
+from spatial_mllm_ros.multispa.format import QuestionKind, Sample, format_value, to_norm_coords
+from spatial_mllm_ros.multispa.tasks.base import TaskContext, TaskSpec, coord_text, draw_dots
+from spatial_mllm_ros.multispa.templates import point_ref, render
+
+
+def _usable_views(ctx: TaskContext, min_points: int) -> list[int]:
+    vis, idx = ctx.visibility()
+    return [k for k in range(len(idx)) if vis[k].sum() >= min_points]
+
+
+def depth_value(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
+    """Depth = round(1000 * z_cam) mm of a visible vertex, marked by a dot or given as coordinates."""
+    marker = spec.params["marker"]
+    _, idx = ctx.visibility()
+    views = _usable_views(ctx, 1)
+    out: list[Sample] = []
+    for _ in range(n if views else 0):
+        k = views[int(ctx.rng.integers(len(views)))]
+        ids, uv, z = ctx.seen_points(k)
+        if ids.size == 0:
+            continue
+        p = int(ctx.rng.integers(ids.size))
+        view = ctx.scene.views[idx[k]]
+        depth_mm = int(round(1000.0 * z[p]))
+        xy = to_norm_coords(uv[p, 0], uv[p, 1], view.width, view.height)
+        sid = ctx.next_id(spec.name)
+        if marker == "dot":
+            image = ctx.images.drawn(draw_dots(view.rgb(), [(uv[p, 0], uv[p, 1], "")]), sid)
+        else:
+            image = ctx.images.frame(view)
+        text = render("depth_value", ctx.rng, format_value(QuestionKind.DEPTH, depth_mm),
+                      ref=point_ref(ctx.rng, marker, coord_text(xy)))
+        meta = {"vertex": int(ids[p]), "point_world": ctx.scene.points[ids[p]].tolist(),
+                "pixel": [float(uv[p, 0]), float(uv[p, 1])], "coords": list(xy), "z_m": float(z[p]),
+                "depth_mm": depth_mm, "marker": marker, "label": depth_mm}
+        out.append(ctx.sample(spec, sid, [image], [view], text, meta))
+    return out
+
+
+def depth_compare(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
+    """Which of two visible vertices (A, B) is closer or farther; the pair never shares a mm depth."""
+    marker = spec.params["marker"]
+    _, idx = ctx.visibility()
+    views = _usable_views(ctx, 2)
+    out: list[Sample] = []
+    for _ in range(n if views else 0):
+        k = views[int(ctx.rng.integers(len(views)))]
+        ids, uv, z = ctx.seen_points(k)
+        if ids.size < 2:
+            continue
+        a, b = ctx.rng.choice(ids.size, size=2, replace=False)
+        mm_a, mm_b = int(round(1000.0 * z[a])), int(round(1000.0 * z[b]))
+        if mm_a == mm_b:
+            continue
+        view = ctx.scene.views[idx[k]]
+        ask = "closer" if ctx.rng.random() < 0.5 else "farther"
+        answer = "A" if (mm_a < mm_b) == (ask == "closer") else "B"
+        xy_a = to_norm_coords(uv[a, 0], uv[a, 1], view.width, view.height)
+        xy_b = to_norm_coords(uv[b, 0], uv[b, 1], view.width, view.height)
+        sid = ctx.next_id(spec.name)
+        if marker == "dot":
+            dots = [(uv[a, 0], uv[a, 1], "A"), (uv[b, 0], uv[b, 1], "B")]
+            image = ctx.images.drawn(draw_dots(view.rgb(), dots), sid)
+        else:
+            image = ctx.images.frame(view)
+        which = "closer to" if ask == "closer" else "farther from"
+        text = render("depth_compare", ctx.rng, format_value(QuestionKind.CHOICE, answer), which=which,
+                      ref_a=point_ref(ctx.rng, marker, coord_text(xy_a), "A"),
+                      ref_b=point_ref(ctx.rng, marker, coord_text(xy_b), "B"))
+        meta = {"vertices": [int(ids[a]), int(ids[b])], "pixels": [uv[a].tolist(), uv[b].tolist()],
+                "coords": [list(xy_a), list(xy_b)], "depth_mm": [mm_a, mm_b], "asked": ask,
+                "marker": marker, "label": answer}
+        out.append(ctx.sample(spec, sid, [image], [view], text, meta))
+    return out
+
+
+SPECS: tuple[TaskSpec, ...] = (
+    TaskSpec("depth_value_dot", "depth", QuestionKind.DEPTH, 1, "geometry", depth_value, {"marker": "dot"},
+             description="depth in mm of a point drawn as a dot"),
+    TaskSpec("depth_value_coord", "depth", QuestionKind.DEPTH, 1, "geometry", depth_value, {"marker": "coord"},
+             description="depth in mm of a point given as [ x , y ]"),
+    TaskSpec("depth_compare_dot", "depth", QuestionKind.CHOICE, 1, "geometry", depth_compare,
+             {"marker": "dot"}, description="closer/farther of two dots A and B"),
+    TaskSpec("depth_compare_coord", "depth", QuestionKind.CHOICE, 1, "geometry", depth_compare,
+             {"marker": "coord"}, description="closer/farther of two points given as coordinates"),
+)

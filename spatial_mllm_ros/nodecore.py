@@ -1,0 +1,572 @@
+"""The ROS-free question service behind the spatial node: parse, queue, pick frames by time, answer, measure.
+
+The rclpy node (ros/spatial_node.py) only converts messages and calls this module, so every rule of the
+interface contract (fields, errors, bounds, statistics) is testable without ROS.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from spatial_mllm_ros.answers import Question
+from spatial_mllm_ros.config import option
+from spatial_mllm_ros.errors import SpatialMllmError
+from spatial_mllm_ros.frames import Frame, FrameBuffer, FramesConfig
+from spatial_mllm_ros.model.config import ModelConfig
+from spatial_mllm_ros.multispa.format import QuestionKind
+
+QOS_CHOICES = ("sensor_data", "reliable", "best_available")
+TRANSPORT_CHOICES = ("raw", "compressed")
+JSON_FIELDS = frozenset({"id", "question", "frames", "span_s", "camera", "kind", "options"})
+MAX_ID_CHARS = 128
+
+
+class QuestionError(SpatialMllmError):
+    """A question message that cannot be served as sent (bad JSON, bad field, unknown camera)."""
+
+
+@dataclass
+class NodeConfig:
+    """Every parameter of the spatial node; ROS parameters, YAML and the CLI share this schema."""
+
+    image_topics: list[str] = option(
+        default_factory=lambda: ["image"], help="camera image topics (relative, remappable); several = several cameras, a "
+        "question may name one by topic or by a path segment ('front' matches /camera/front/image_raw); "
+        "a topic ending in /compressed is always sensor_msgs/CompressedImage; applied on activate")
+    image_transport: str = option(
+        "raw", help="raw: sensor_msgs/Image on each topic; compressed: CompressedImage on <topic>/compressed",
+        choices=TRANSPORT_CHOICES)
+    qos: str = option("sensor_data", help="camera subscription QoS (sensor_data = best effort, depth 5)",
+                     choices=QOS_CHOICES)
+    frames: int = option(2, help="frames per question unless the question says otherwise (at most model.max_frames)",
+                        range=(1, 64))
+    span_s: float = option(1.0, help="seconds between the first and last frame used, ending at the newest",
+                          range=(0.0, 600.0))
+    queue_size: int = option(8, help="questions waiting at most; more are answered with error 'queue full'",
+                            range=(1, 1024))
+    max_question_chars: int = option(2000, help="longer question messages are rejected", range=(16, 100000))
+    standing_questions: list[str] = option(
+        default_factory=list, help="questions (text or JSON) answered every standing_period_s and by the ~/ask service")
+    standing_period_s: float = option(0.0, help="period of the standing questions (0: only on ~/ask)",
+                                     range=(0.0, 3600.0))
+    ask_timeout_s: float = option(60.0, help="how long ~/ask waits for the standing answers",
+                                 range=(0.1, 3600.0))
+    publish_answer_image: bool = option(True, help="publish ~/answer_image (frames used, question, answer)")
+    answer_image_height: int = option(240, help="height in pixels of each frame in ~/answer_image",
+                                     range=(32, 2160))
+    diagnostics_period_s: float = option(1.0, help="period of /diagnostics", range=(0.1, 60.0))
+    stale_after_s: float = option(2.0, help="diagnostics WARN when the newest frame is older than this",
+                                 range=(0.01, 3600.0))
+    autostart: bool = option(True, help="configure and activate at start (false: wait for lifecycle "
+                            "transitions)", read_only=True)
+    keep_model_loaded: bool = option(False, help="keep the model in memory while inactive (false: "
+                                    "deactivate frees its GPU memory and activate reloads it)")
+    inject_failures: int = option(0, help="test hook: the next N inferences raise a model failure",
+                                 range=(0, 1000))
+    buffer: FramesConfig = field(default_factory=FramesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+@dataclass
+class Request:
+    """One question in the queue: what to ask, over which frames, and where its answer goes."""
+
+    id: str
+    text: str
+    frames: int
+    span_s: float
+    camera: str | None = None
+    kind: str | None = None
+    options: tuple[str, ...] | None = None
+    received: float = field(default_factory=time.monotonic)
+    future: Future = field(default_factory=Future)
+
+
+def _as_int(value: Any, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise QuestionError(f"'{name}' must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise QuestionError(f"'{name}' must be in [{low}, {high}], got {value}")
+    return int(value)
+
+
+def _as_float(value: Any, name: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise QuestionError(f"'{name}' must be a number, got {value!r}")
+    if not low <= value <= high:
+        raise QuestionError(f"'{name}' must be in [{low}, {high}], got {value}")
+    return float(value)
+
+
+def parse_question(raw: str, config: NodeConfig, default_id: str) -> Request:
+    """Read a question message: plain text, or the contract's JSON object; raises QuestionError."""
+    if len(raw) > config.max_question_chars:
+        raise QuestionError(f"question too long: {len(raw)} > {config.max_question_chars} characters")
+    text = raw.strip()
+    if not text:
+        raise QuestionError("empty question")
+    if not text.startswith("{"):
+        return Request(id=default_id, text=text, frames=config.frames, span_s=config.span_s)
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise QuestionError(f"bad JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise QuestionError("bad JSON: expected an object")
+    unknown = sorted(set(obj) - JSON_FIELDS)
+    if unknown:
+        raise QuestionError(f"bad JSON: unknown field(s) {unknown} (known: {sorted(JSON_FIELDS)})")
+    question = obj.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise QuestionError("bad JSON: 'question' must be a non-empty string")
+    qid = obj.get("id", default_id)
+    if not isinstance(qid, (str, int)) or isinstance(qid, bool) or len(str(qid)) > MAX_ID_CHARS:
+        raise QuestionError(f"'id' must be a string of at most {MAX_ID_CHARS} characters")
+    kind = obj.get("kind")
+    if kind is not None and kind not in {k.value for k in QuestionKind}:
+        raise QuestionError(f"unknown kind {kind!r} (known: {[k.value for k in QuestionKind]})")
+    options = obj.get("options")
+    if options is not None and (not isinstance(options, list) or not all(isinstance(o, str) for o in options)):
+        raise QuestionError("'options' must be a list of strings")
+    camera = obj.get("camera")
+    if camera is not None and not isinstance(camera, str):
+        raise QuestionError("'camera' must be a string")
+    return Request(
+        id=str(qid),
+        text=question.strip(),
+        frames=_as_int(obj.get("frames", config.frames), "frames", 1, config.model.max_frames),
+        span_s=_as_float(obj.get("span_s", config.span_s), "span_s", 0.0, 600.0),
+        camera=camera,
+        kind=kind,
+        options=tuple(options) if options is not None else None,
+    )
+
+
+def match_camera(name: str, topics: Sequence[str]) -> str:
+    """The configured topic a question's camera names: exact topic, or a '/'-separated segment of it."""
+    for topic in topics:
+        if name == topic or name.strip("/") == topic.strip("/"):
+            return topic
+    for topic in topics:
+        if name in topic.strip("/").split("/"):
+            return topic
+    raise QuestionError(f"unknown camera {name!r} (cameras: {list(topics)})")
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(np.asarray(values), q)) if values else None
+
+
+def gpu_memory_mb() -> float | None:
+    """Allocated CUDA memory in MiB when torch is loaded with a GPU, else None (never imports torch)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return None
+    return torch.cuda.memory_allocated() / (1 << 20)
+
+
+@dataclass
+class CameraStats:
+    """Input health of one camera topic."""
+
+    topic: str
+    received: int = 0
+    kept: int = 0
+    malformed: dict[str, int] = field(default_factory=dict)
+    rate_hz: float = 0.0
+    newest_stamp_ns: int | None = None
+    newest_age_s: float | None = None
+
+
+@dataclass
+class ServiceStats:
+    """What /diagnostics reports: inputs, queue, latencies, counts and model state."""
+
+    cameras: list[CameraStats]
+    queue_depth: int
+    queue_size: int
+    answered: int
+    rejected: int
+    failed: int
+    latency_last_ms: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    callback_p50_ms: float | None
+    callback_p99_ms: float | None
+    model: str
+    backend: str
+    device: str
+    model_state: str  # "loaded", "not loaded: <reason>"
+    last_error: str | None
+    gpu_memory_mb: float | None
+
+
+class _CameraCounter:
+    """Arrival times and counts of one camera, for its rate and age."""
+
+    def __init__(self, topic: str) -> None:
+        self.stats = CameraStats(topic)
+        self.arrivals: deque[float] = deque(maxlen=512)
+
+
+class QuestionService:
+    """Bounded question queue plus one inference worker thread; every question gets exactly one answer."""
+
+    RATE_WINDOW_S = 5.0
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        buffer: FrameBuffer,
+        publish: Callable[[dict[str, Any], list[Frame]], None],
+        now_ns: Callable[[], int],
+    ) -> None:
+        self.config = config
+        self.buffer = buffer
+        self.cameras: list[str] = list(config.image_topics)  # the node sets the resolved topic names
+        self._publish = publish
+        self._now_ns = now_ns
+        self._queue: queue.Queue[Request] = queue.Queue(maxsize=config.queue_size)
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._model_reason = "not configured"
+        self._ids = itertools.count(1)
+        self._cameras: dict[str, _CameraCounter] = {}
+        self._latencies: deque[float] = deque(maxlen=256)
+        self._callback_ms: deque[float] = deque(maxlen=4096)
+        self._answered = self._rejected = self._failed = 0
+        self._last_error: str | None = None
+        self._inject = config.inject_failures
+        self._closed: str | None = "node not active"
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+
+    # ---- model -------------------------------------------------------------------------------------
+    def set_model(self, model: Any, reason: str = "") -> None:
+        """Serve with `model` (None: answer every question with `reason` as the error)."""
+        with self._lock:
+            self._model = model
+            self._model_reason = reason or "not configured"
+            if model is not None:
+                self._last_error = None
+
+    def inject_failures(self, n: int) -> None:
+        """Test hook: make the next `n` inferences raise a model failure."""
+        with self._lock:
+            self._inject = n
+
+    # ---- inputs ------------------------------------------------------------------------------------
+    def _camera(self, topic: str) -> _CameraCounter:
+        counter = self._cameras.get(topic)
+        if counter is None:
+            counter = self._cameras.setdefault(topic, _CameraCounter(topic))
+        return counter
+
+    def add_frame(self, frame: Frame, callback_started: float) -> bool:
+        """Push a decoded frame into the buffer and count it; returns whether the buffer kept it."""
+        kept = self.buffer.push(frame)
+        counter = self._camera(frame.topic)
+        with self._lock:
+            counter.stats.received += 1
+            counter.stats.kept += int(kept)
+            counter.arrivals.append(time.monotonic())
+            counter.stats.newest_stamp_ns = max(frame.stamp_ns, counter.stats.newest_stamp_ns or 0)
+            self._callback_ms.append((time.perf_counter() - callback_started) * 1e3)
+        return kept
+
+    def add_malformed(self, topic: str, reason: str) -> int:
+        """Count a message that could not be decoded; returns how many of this reason so far."""
+        counter = self._camera(topic)
+        with self._lock:
+            counter.stats.received += 1
+            n = counter.stats.malformed.get(reason, 0) + 1
+            counter.stats.malformed[reason] = n
+        return n
+
+    # ---- questions ---------------------------------------------------------------------------------
+    def next_id(self, prefix: str = "q") -> str:
+        """A fresh id for questions that bring none."""
+        return f"{prefix}{next(self._ids)}"
+
+    def submit(self, raw: str) -> Future:
+        """Parse and enqueue one question message; parse errors and a full queue are answered at once."""
+        qid = self.next_id()
+        try:
+            request = parse_question(raw, self.config, qid)
+            if request.camera is not None:
+                request.camera = match_camera(request.camera, self.cameras)
+        except QuestionError as exc:
+            return self._reject(Request(id=qid, text=raw[:200], frames=0, span_s=0.0), str(exc))
+        return self.enqueue(request)
+
+    def enqueue(self, request: Request) -> Future:
+        """Queue a parsed request, or answer it at once with the error: inactive node or 'queue full'."""
+        with self._lock:
+            error = self._closed
+            if error is None:
+                try:
+                    self._queue.put_nowait(request)
+                except queue.Full:
+                    error = f"queue full ({self.config.queue_size} waiting)"
+        if error is not None:
+            return self._reject(request, error)
+        return request.future
+
+    def standing_requests(self) -> list[Request]:
+        """Fresh requests for every standing question (unparseable ones are answered with their error)."""
+        requests = []
+        for i, raw in enumerate(self.config.standing_questions):
+            default_id = f"standing-{i}"
+            try:
+                request = parse_question(raw, self.config, default_id)
+                if request.camera is not None:
+                    request.camera = match_camera(request.camera, self.cameras)
+            except QuestionError as exc:
+                self._reject(Request(id=default_id, text=raw[:200], frames=0, span_s=0.0), str(exc))
+                continue
+            requests.append(request)
+        return requests
+
+    def ask_standing(self) -> list[Future]:
+        """Enqueue every standing question now; the futures resolve to their answer dicts."""
+        return [self.enqueue(r) for r in self.standing_requests()]
+
+    def _reject(self, request: Request, error: str) -> Future:
+        with self._lock:
+            self._rejected += 1
+        answer = self._answer_dict(request, error=error)
+        self._emit(request, answer, [])
+        return request.future
+
+    def _emit(self, request: Request, answer: dict[str, Any], frames: list[Frame]) -> None:
+        try:
+            self._publish(answer, frames)
+        finally:
+            if not request.future.done():
+                request.future.set_result(answer)
+
+    # ---- worker ------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Whether the worker is serving questions (between start() and stop())."""
+        return self._worker is not None and self._worker.is_alive()
+
+    def start(self) -> None:
+        """Start the inference worker thread (idempotent)."""
+        if self._worker is not None and self._worker.is_alive():
+            return
+        with self._lock:
+            self._closed = None
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._run, name="spatial-mllm-worker", daemon=True)
+        self._worker.start()
+
+    def stop(self, reason: str = "node not active") -> None:
+        """Join the worker; queued and later questions are answered with `reason` until start()."""
+        with self._lock:
+            self._closed = reason
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+        while True:
+            try:
+                request = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._reject(request, reason)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                request = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self.answer(request)
+
+    def answer(self, request: Request) -> dict[str, Any]:
+        """Answer one request now (the worker's step): pick frames, run the model, publish the answer."""
+        started = time.monotonic()
+        with self._lock:
+            model, reason = self._model, self._model_reason
+            inject = self._inject > 0
+            self._inject -= int(inject)
+        if model is None:
+            return self._fail(request, f"model not loaded: {reason}", [], started, count_failed=False)
+        camera = request.camera or self.cameras[0]
+        frames = self.buffer.select(request.frames, span_s=request.span_s, topic=camera)
+        if not frames:
+            return self._fail(request, f"no frames yet on {camera}", [], started, count_failed=False)
+        kind = QuestionKind(request.kind) if request.kind is not None else None
+        question = Question(request.text, kind=kind, options=request.options, id=request.id)
+        try:
+            if inject:
+                raise RuntimeError("injected failure (inject_failures test hook)")
+            result = model.ask([f.pixels for f in frames], question, keys=[f.key for f in frames])
+        except Exception as exc:  # any runtime failure becomes an error answer, the worker lives on
+            return self._fail(request, f"model failure: {type(exc).__name__}: {exc}", frames, started)
+        answer = self._answer_dict(request, frames=frames, result=result, started=started, model=model)
+        with self._lock:
+            self._answered += 1
+            self._latencies.append(answer["latency_ms"])
+            if result.error is None:
+                self._last_error = None
+        self._emit(request, answer, frames)
+        return answer
+
+    def _fail(self, request: Request, error: str, frames: list[Frame], started: float,
+              count_failed: bool = True) -> dict[str, Any]:
+        with self._lock:
+            if count_failed:
+                self._failed += 1
+                self._last_error = error
+            else:
+                self._rejected += 1
+        answer = self._answer_dict(request, frames=frames, error=error, started=started)
+        self._emit(request, answer, frames)
+        return answer
+
+    def _answer_dict(self, request: Request, frames: Sequence[Frame] = (), result: Any = None,
+                     error: str | None = None, started: float | None = None, model: Any = None,
+                     ) -> dict[str, Any]:
+        now = time.monotonic()
+        wait_ms = ((started if started is not None else now) - request.received) * 1e3
+        timing = getattr(model, "last_timing", None) if result is not None else None
+        parsed = result.to_dict() if result is not None else {}
+        answer: dict[str, Any] = {
+            "id": request.id,
+            "question": request.text,
+            "answer": parsed.get("raw", ""),
+            "value": parsed.get("value"),
+            "kind": parsed.get("kind", request.kind),
+            "unit": parsed.get("unit"),
+            "confidence": parsed.get("confidence"),
+            "probabilities": parsed.get("probabilities"),
+            "frame_stamps": [f.stamp_ns * 1e-9 for f in frames],
+            "frame_id": frames[-1].frame_id if frames else "",
+            "camera": frames[-1].topic if frames else request.camera,
+            "stamp": self._now_ns() * 1e-9,
+            "latency_ms": round((now - request.received) * 1e3, 3),
+            "latency": {
+                "wait_ms": round(wait_ms, 3),
+                "vision_ms": round(timing.vision_ms, 3) if timing is not None else None,
+                "language_ms": round(timing.language_ms, 3) if timing is not None else None,
+            },
+            "model": getattr(model, "name", "") if model is not None else (
+                getattr(self._model, "name", "") if self._model is not None else ""),
+            "error": error if error is not None else parsed.get("error"),
+        }
+        return answer
+
+    # ---- health ------------------------------------------------------------------------------------
+    def stats(self) -> ServiceStats:
+        """A consistent snapshot for /diagnostics and benchmarks."""
+        now_mono = time.monotonic()
+        now_ns = self._now_ns()
+        with self._lock:
+            cameras = []
+            for counter in self._cameras.values():
+                recent = [t for t in counter.arrivals if now_mono - t <= self.RATE_WINDOW_S]
+                span = (recent[-1] - recent[0]) if len(recent) > 1 else 0.0
+                counter.stats.rate_hz = (len(recent) - 1) / span if span > 0 else 0.0
+                newest = counter.stats.newest_stamp_ns
+                counter.stats.newest_age_s = (now_ns - newest) * 1e-9 if newest else None
+                cameras.append(CameraStats(**{**counter.stats.__dict__,
+                                              "malformed": dict(counter.stats.malformed)}))
+            latencies = list(self._latencies)
+            callbacks = list(self._callback_ms)
+            model = self._model
+            return ServiceStats(
+                cameras=cameras,
+                queue_depth=self._queue.qsize(),
+                queue_size=self.config.queue_size,
+                answered=self._answered,
+                rejected=self._rejected,
+                failed=self._failed,
+                latency_last_ms=latencies[-1] if latencies else None,
+                latency_p50_ms=_percentile(latencies, 50),
+                latency_p95_ms=_percentile(latencies, 95),
+                callback_p50_ms=_percentile(callbacks, 50),
+                callback_p99_ms=_percentile(callbacks, 99),
+                model=getattr(model, "name", "") if model is not None else "",
+                backend=getattr(model, "backend", "") if model is not None else "",
+                device=getattr(model, "device", "") if model is not None else "",
+                model_state="loaded" if model is not None else f"not loaded: {self._model_reason}",
+                last_error=self._last_error,
+                gpu_memory_mb=gpu_memory_mb(),
+            )
+
+
+def health_level(stats: ServiceStats, stale_after_s: float) -> tuple[int, str]:
+    """Diagnostic level (0 OK, 1 WARN, 2 ERROR) and a one-line summary, ROS-free."""
+    if stats.model_state != "loaded":
+        return 2, f"model {stats.model_state}"
+    if stats.last_error:
+        return 2, f"last inference failed: {stats.last_error}"
+    ages = [c.newest_age_s for c in stats.cameras if c.newest_age_s is not None]
+    if not ages:
+        return 1, "no frames yet"
+    if min(ages) > stale_after_s:
+        return 1, f"frames stale: newest is {min(ages):.1f} s old"
+    if stats.queue_depth >= stats.queue_size:
+        return 1, "question queue full"
+    return 0, f"ok: {stats.answered} answered"
+
+
+def stats_key_values(stats: ServiceStats) -> list[tuple[str, str]]:
+    """Flatten the stats into the (key, value) pairs of a DiagnosticStatus."""
+
+    def fmt(x: float | None) -> str:
+        return "" if x is None else f"{x:.1f}"
+
+    pairs = [
+        ("model", stats.model), ("backend", stats.backend), ("device", stats.device),
+        ("model_state", stats.model_state), ("queue_depth", str(stats.queue_depth)),
+        ("queue_size", str(stats.queue_size)), ("answered", str(stats.answered)),
+        ("rejected", str(stats.rejected)), ("failed", str(stats.failed)),
+        ("latency_last_ms", fmt(stats.latency_last_ms)), ("latency_p50_ms", fmt(stats.latency_p50_ms)),
+        ("latency_p95_ms", fmt(stats.latency_p95_ms)), ("image_callback_p50_ms", fmt(stats.callback_p50_ms)),
+        ("image_callback_p99_ms", fmt(stats.callback_p99_ms)),
+        ("gpu_memory_mb", fmt(stats.gpu_memory_mb) or "n/a"), ("last_error", stats.last_error or ""),
+    ]
+    for cam in stats.cameras:
+        pairs += [
+            (f"{cam.topic}: rate_hz", f"{cam.rate_hz:.1f}"),
+            (f"{cam.topic}: newest_age_s", fmt(cam.newest_age_s)),
+            (f"{cam.topic}: received", str(cam.received)),
+            (f"{cam.topic}: kept", str(cam.kept)),
+            (f"{cam.topic}: malformed", str(sum(cam.malformed.values()))),
+        ]
+        pairs += [(f"{cam.topic}: malformed {reason}", str(n)) for reason, n in sorted(cam.malformed.items())]
+    return pairs
+
+
+def render_answer_image(frames: Sequence[Frame], question: str, answer: str, height: int = 240) -> np.ndarray:
+    """The frames used, side by side at `height`, with the question on top and the answer below (RGB)."""
+    tiles = []
+    for frame in frames:
+        h, w = frame.pixels.shape[:2]
+        width = max(1, round(w * height / h))
+        tiles.append(cv2.resize(frame.pixels, (width, height), interpolation=cv2.INTER_AREA))
+    strip = np.concatenate(tiles, axis=1) if tiles else np.zeros((height, height, 3), np.uint8)
+    band = max(20, height // 8)
+    canvas = np.zeros((strip.shape[0] + 2 * band, strip.shape[1], 3), np.uint8)
+    canvas[band:band + strip.shape[0]] = strip
+    scale = band / 40.0
+    for text, y, color in ((f"Q: {question}", band - band // 4, (255, 255, 255)),
+                           (f"A: {answer}", canvas.shape[0] - band // 4, (255, 220, 0))):
+        cv2.putText(canvas, text[:200], (4, y), cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
+    return canvas

@@ -1,0 +1,141 @@
+"""Grade annotations against simulation truth: the /episode markers the sim recorder writes.
+
+Truth per check comes from the check's `truth` path (dotted keys into the marker labels, e.g.
+"truth.gripper.direction"); with `truth_equals` a yes/no question is true when that value equals it.
+Reported: direction agreement, distance error, VOC of successful vs failed episodes, and the AUC of the
+episode reward separating successes from failures.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spatial_mllm_ros.reward.bags import Bag
+from spatial_mllm_ros.reward.episodes import DEFAULT_MARKER_TOPIC, Split, find_episodes
+from spatial_mllm_ros.reward.errors import RewardError
+from spatial_mllm_ros.reward.labels import EpisodeResult
+from spatial_mllm_ros.reward.rubric import Check, Rubric
+from spatial_mllm_ros.reward.scores import auc
+
+MISSING = object()
+
+
+def lookup(labels: dict[str, Any], path: str) -> Any:
+    """Value at a dotted path in nested dicts (MISSING when absent)."""
+    node: Any = labels
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return MISSING
+        node = node[part]
+    return node
+
+
+@dataclass
+class RewardEvaluation:
+    """Annotation quality against truth; None where the run had nothing to grade."""
+
+    episodes: int = 0
+    direction_agreement: float | None = None
+    direction_n: int = 0
+    distance_mae_mm: float | None = None
+    distance_rel_error: float | None = None
+    distance_n: int = 0
+    voc_success: float | None = None
+    voc_failure: float | None = None
+    auc: float | None = None
+    n_success: int = 0
+    n_failure: int = 0
+    per_episode: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        """Indented JSON of every figure."""
+        return json.dumps(asdict(self), indent=2)
+
+
+def truth_for_episodes(results: Sequence[EpisodeResult], marker_topic: str = DEFAULT_MARKER_TOPIC) -> None:
+    """Attach each episode the labels of the marker span that holds its middle (read from its bag)."""
+    by_bag: dict[str, list[EpisodeResult]] = {}
+    for r in results:
+        by_bag.setdefault(r.bag_path, []).append(r)
+    for path, eps in by_bag.items():
+        with Bag(path) as bag:
+            markers = find_episodes(bag, eps[0].topic, Split("marker", topic=marker_topic))
+        for r in eps:
+            middle = (r.start_ns + r.end_ns) // 2
+            span = next((m for m in markers if m.start_ns <= middle <= m.end_ns), None)
+            if span is None:
+                raise RewardError(f"bag {path}: no {marker_topic} marker covers episode {r.episode}")
+            r.truth = dict(span.labels)
+
+
+def _truth_answer(check: Check, truth: dict[str, Any]) -> str | None:
+    value = lookup(truth, check.truth)
+    if value is MISSING or value is None:
+        return None
+    if check.truth_equals:
+        return "yes" if str(value).strip().lower() == check.truth_equals else "no"
+    return str(value).strip().lower()
+
+
+def evaluate(results: Sequence[EpisodeResult], rubric: Rubric, success_key: str = "success") -> RewardEvaluation:
+    """Grade labelled episodes whose `truth` holds the sim markers' labels."""
+    checks = {c.id: c for c in rubric.checks}
+    agree: list[bool] = []
+    abs_err: list[float] = []
+    rel_err: list[float] = []
+    voc = {True: [], False: []}
+    reward = {True: [], False: []}
+    ev = RewardEvaluation(episodes=len(results))
+    for r in results:
+        if r.error:
+            continue
+        for lab in r.labels:
+            check = checks.get(lab.check)
+            if check is None or not check.truth:
+                continue
+            value = json.loads(lab.value)
+            if check.type in ("direction", "static"):
+                truth = _truth_answer(check, r.truth)
+                if truth is not None and value is not None:
+                    agree.append(str(value).lower() == truth)
+            elif check.type == "metric":
+                truth_mm = lookup(r.truth, check.truth)
+                if isinstance(truth_mm, (int, float)) and isinstance(value, (int, float)):
+                    abs_err.append(abs(value - truth_mm))
+                    rel_err.append(abs(value - truth_mm) / max(abs(truth_mm), 1.0))
+        success = lookup(r.truth, success_key)
+        if isinstance(success, bool):
+            reward[success].append(r.reward)
+            if r.voc is not None:
+                voc[success].append(r.voc)
+        ev.per_episode.append({"bag": r.bag, "episode": r.episode, "reward": r.reward, "voc": r.voc,
+                               "success": success if isinstance(success, bool) else None})
+    ev.direction_n, ev.distance_n = len(agree), len(abs_err)
+    ev.direction_agreement = float(np.mean(agree)) if agree else None
+    ev.distance_mae_mm = float(np.mean(abs_err)) if abs_err else None
+    ev.distance_rel_error = float(np.mean(rel_err)) if rel_err else None
+    ev.voc_success = float(np.mean(voc[True])) if voc[True] else None
+    ev.voc_failure = float(np.mean(voc[False])) if voc[False] else None
+    ev.n_success, ev.n_failure = len(reward[True]), len(reward[False])
+    ev.auc = auc(reward[True], reward[False])
+    return ev
+
+
+def evaluate_dir(
+    out: str | Path, rubric: Rubric, marker_topic: str = DEFAULT_MARKER_TOPIC, success_key: str = "success",
+) -> RewardEvaluation:
+    """Grade an annotate output directory against the markers of the bags it labelled."""
+    from spatial_mllm_ros.reward.manifest import MANIFEST_NAME, read_results
+
+    out = Path(out)
+    if not (out / MANIFEST_NAME).exists():
+        raise RewardError(f"{out}: no {MANIFEST_NAME}; run spatial-mllm annotate --out {out} first")
+    results = read_results(out)
+    truth_for_episodes([r for r in results if not r.error], marker_topic)
+    return evaluate(results, rubric, success_key)

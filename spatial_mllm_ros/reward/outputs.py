@@ -1,0 +1,243 @@
+"""Write what the annotator found: label tables, an episodes table, plots, an HTML report, reward bags.
+
+Every file is written to a temporary name beside its target and renamed into place, so a crash never
+leaves a half-written output behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import html
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from spatial_mllm_ros.reward.bags import Bag
+from spatial_mllm_ros.reward.errors import OutputError
+from spatial_mllm_ros.reward.labels import EPISODE_COLUMNS, LABEL_COLUMNS, BagResult, EpisodeResult
+
+REWARD_TOPIC = "/reward"
+ANSWERS_TOPIC = "/reward/answers"
+PLOTS_DIR = "plots"
+BAGS_DIR = "bags"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call write(tmp) for a temporary file beside `path`, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text atomically (fsync before the rename)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    atomic_write(path, write)
+
+
+def label_rows(results: Sequence[EpisodeResult]) -> list[dict]:
+    """Every label of every episode as flat rows (LABEL_COLUMNS)."""
+    return [lab.row() for r in results for lab in r.labels]
+
+
+def write_tables(out: Path, results: Sequence[EpisodeResult], failed: Sequence[BagResult] = ()) -> None:
+    """labels.parquet, labels.jsonl and episodes.csv (one row per episode, one per failed bag)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = label_rows(results)
+    schema = pa.schema([
+        ("bag", pa.string()), ("bag_path", pa.string()), ("episode", pa.int64()), ("topic", pa.string()),
+        ("check", pa.string()), ("check_type", pa.string()), ("span", pa.string()), ("step", pa.int64()),
+        ("stamps_ns", pa.list_(pa.int64())), ("t_start_ns", pa.int64()), ("t_end_ns", pa.int64()),
+        ("question", pa.string()), ("answer", pa.string()), ("value", pa.string()), ("unit", pa.string()),
+        ("confidence", pa.float64()), ("reward", pa.float64()), ("expected", pa.string()), ("error", pa.string()),
+    ])
+    assert tuple(schema.names) == LABEL_COLUMNS
+    table = pa.Table.from_pylist(rows, schema=schema)
+    atomic_write(out / "labels.parquet", lambda tmp: pq.write_table(table, tmp))
+    atomic_write_text(out / "labels.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=EPISODE_COLUMNS)
+    writer.writeheader()
+    for r in results:
+        writer.writerow(r.summary())
+    for b in failed:
+        writer.writerow({"bag": b.bag, "bag_path": b.bag_path, "episode": -1, "error": b.error})
+    atomic_write_text(out / "episodes.csv", buf.getvalue())
+
+
+def plot_path(out: Path, result: EpisodeResult) -> Path:
+    """Where an episode's PNG goes."""
+    return out / PLOTS_DIR / f"{result.key.replace('#', '_ep')}.png"
+
+
+def plot_episode(out: Path, result: EpisodeResult) -> Path:
+    """PNG: frame thumbnails over the per-step reward curve (and the progress curve when asked)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    thumbs = result.thumbnails
+    n = max(1, len(thumbs))
+    fig = plt.figure(figsize=(max(6.0, 1.6 * n), 4.6))
+    grid = fig.add_gridspec(2, n, height_ratios=(1, 2.2))
+    t0 = result.stamps_ns[0] if result.stamps_ns else result.start_ns
+    for i, (stamp, img) in enumerate(thumbs):
+        ax = fig.add_subplot(grid[0, i])
+        ax.imshow(img)
+        ax.set_title(f"{(stamp - t0) / 1e9:.2f} s", fontsize=8)
+        ax.axis("off")
+    ax = fig.add_subplot(grid[1, :])
+    if result.step_rewards:
+        steps = sorted(result.step_rewards)
+        xs = [(result.stamps_ns[s + 1] - t0) / 1e9 for s in steps]
+        ax.plot(xs, [result.step_rewards[s] for s in steps], "o-", label="step reward")
+    if result.progress:
+        ts = [lab.t_end_ns for lab in result.labels if lab.check_type == "progress"]
+        xs = [0.0] + sorted((t - t0) / 1e9 for t in ts)
+        ax.plot(xs[: len(result.progress)], result.progress, "s--", label="progress (GVL)")
+    ax.axhline(0.0, color="grey", lw=0.5)
+    ax.set_xlabel("time in episode (s)")
+    ax.set_ylabel("reward")
+    voc = "" if result.voc is None else f", VOC {result.voc:.2f}"
+    ax.set_title(f"{result.bag} episode {result.episode}: reward {result.reward:.2f}{voc}", fontsize=9)
+    if result.step_rewards or result.progress:
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    path = plot_path(out, result)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
+    plt.close(fig)
+    return path
+
+
+def write_report(out: Path, results: Sequence[EpisodeResult], failed: Sequence[BagResult], title: str) -> None:
+    """report.html: one row per episode with its plot, then the bags that failed and why."""
+    esc = html.escape
+    rows = []
+    for r in results:
+        png = plot_path(out, r)
+        img = f'<img src="{esc(str(png.relative_to(out)))}" width="480">' if png.exists() else ""
+        voc = "" if r.voc is None else f"{r.voc:.3f}"
+        rows.append(
+            f"<tr><td>{esc(r.bag)}</td><td>{r.episode}</td><td>{esc(r.name)}</td><td>{r.n_frames}</td>"
+            f"<td>{len(r.labels)}</td><td>{r.reward:.3f}</td><td>{voc}</td><td>{esc(str(r.success))}</td>"
+            f"<td>{esc(r.error)}</td><td>{img}</td></tr>"
+        )
+    errors = "".join(f"<li><b>{esc(b.bag)}</b>: {esc(b.error)}</li>" for b in failed)
+    mean = np.mean([r.reward for r in results]) if results else float("nan")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
+        "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px}"
+        "table{border-collapse:collapse}</style></head><body>"
+        f"<h1>{esc(title)}</h1><p>{len(results)} episodes, mean reward {mean:.3f}; {len(failed)} bags failed.</p>"
+        "<table><tr><th>bag</th><th>episode</th><th>name</th><th>frames</th><th>labels</th><th>reward</th>"
+        "<th>VOC</th><th>success</th><th>error</th><th>plot</th></tr>"
+        + "".join(rows) + "</table>"
+        + (f"<h2>Failed bags</h2><ul>{errors}</ul>" if failed else "")
+        + "</body></html>"
+    )
+    atomic_write_text(out / "report.html", page)
+
+
+def _reward_messages(results: Sequence[EpisodeResult], typestore: object) -> list[tuple[int, str, bytes]]:
+    """(time, topic, CDR) of /reward and /reward/answers, sorted by time.
+
+    /reward (Float64) carries each step's reward at the step's second frame; an episode without step
+    rewards gets its episode reward at its last frame. /reward/answers (String) carries, at each frame
+    time, the JSON of every label whose last frame is that frame, plus the episode reward at the end.
+    """
+    float64 = typestore.types["std_msgs/msg/Float64"]
+    string = typestore.types["std_msgs/msg/String"]
+
+    def reward(t: int, value: float) -> tuple[int, str, bytes]:
+        return t, REWARD_TOPIC, typestore.serialize_cdr(float64(data=float(value)), "std_msgs/msg/Float64")
+
+    msgs = []
+    for r in results:
+        if not r.stamps_ns:
+            continue
+        msgs.extend(reward(r.stamps_ns[s + 1], v) for s, v in r.step_rewards.items())
+        if not r.step_rewards:
+            msgs.append(reward(r.stamps_ns[-1], r.reward))
+        by_time: dict[int, list] = {}
+        for lab in r.labels:
+            by_time.setdefault(lab.t_end_ns, []).append(lab.row())
+        for t, rows in sorted(by_time.items()):
+            doc = {"bag": r.bag, "episode": r.episode, "labels": rows}
+            if t == r.stamps_ns[-1]:
+                doc["episode_reward"] = r.reward
+            text = json.dumps(doc, ensure_ascii=False)
+            msgs.append((t, ANSWERS_TOPIC, typestore.serialize_cdr(string(data=text), "std_msgs/msg/String")))
+    return sorted(msgs, key=lambda m: (m[0], m[1]))
+
+
+def write_reward_bag(out: Path, bag_path: str | Path, results: Sequence[EpisodeResult], typestore: str = "jazzy") -> Path:
+    """A copy of the bag plus /reward and /reward/answers topics (same storage), for Foxglove or rviz."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import get_typestore
+
+    from spatial_mllm_ros.reward.bags import TYPESTORES
+
+    src = Path(bag_path)
+    target = out / BAGS_DIR / f"{src.stem if src.is_file() else src.name}_reward"
+    if target.exists():
+        return target
+    ros = get_typestore(TYPESTORES[typestore])
+    staging = out / BAGS_DIR / f".{target.name}.tmp"  # the bag inside keeps its final file names
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    tmp = staging / target.name
+    try:
+        with Bag(src, typestore) as bag:
+            info = bag.info()
+            plugin = StoragePlugin.MCAP if info.storage == "mcap" else StoragePlugin.SQLITE3
+            with Writer(tmp, version=9, storage_plugin=plugin) as writer:
+                conns = {}
+                for c in bag.reader.connections:
+                    if (c.topic, c.msgtype) in conns:
+                        continue
+                    try:
+                        conns[(c.topic, c.msgtype)] = writer.add_connection(
+                            c.topic, c.msgtype, typestore=bag.reader.typestore
+                        )
+                    except Exception:  # a type the bag never defined: the copy leaves that topic out
+                        continue
+                extra = {
+                    REWARD_TOPIC: writer.add_connection(REWARD_TOPIC, "std_msgs/msg/Float64", typestore=ros),
+                    ANSWERS_TOPIC: writer.add_connection(ANSWERS_TOPIC, "std_msgs/msg/String", typestore=ros),
+                }
+                copied = (
+                    (t, c.topic, raw, conns[(c.topic, c.msgtype)])
+                    for c, t, raw in bag.reader.messages()
+                    if (c.topic, c.msgtype) in conns
+                )
+                added = ((t, topic, raw, extra[topic]) for t, topic, raw in _reward_messages(results, ros))
+                for t, _, raw, conn in heapq.merge(copied, added, key=lambda m: m[0]):
+                    writer.write(conn, t, raw)
+        os.replace(tmp, target)
+    except Exception as exc:
+        raise OutputError(f"bag {src}: cannot write the reward copy: {exc}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

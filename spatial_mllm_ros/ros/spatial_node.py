@@ -1,0 +1,282 @@
+"""`spatial_mllm_node`: the lifecycle node that answers spatial questions over buffered camera frames.
+
+A thin rclpy layer over nodecore.QuestionService: image callbacks only decode and push, a worker thread
+runs the model, answers go out as JSON on ~/answer. Interface: /work/shared/docs/ros.md and the README.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import (
+    QoSHistoryPolicy,
+    QoSProfile,
+    QoSReliabilityPolicy,
+    qos_profile_best_available,
+    qos_profile_sensor_data,
+)
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header, String
+from std_srvs.srv import Trigger
+
+from spatial_mllm_ros.errors import ImageDecodeError
+from spatial_mllm_ros.frames import Frame, FrameBuffer, frame_from_msg
+from spatial_mllm_ros.nodecore import (
+    NodeConfig,
+    QuestionService,
+    health_level,
+    render_answer_image,
+    stats_key_values,
+)
+from spatial_mllm_ros.ros.convert import numpy_to_image
+from spatial_mllm_ros.ros.params import declare_config, read_config, validate_parameters
+
+NODE_NAME = "spatial_mllm_node"
+# Questions and answers are small and must not be lost: reliable, deep enough for a 500-question burst.
+TEXT_QOS = QoSProfile(depth=1000, reliability=QoSReliabilityPolicy.RELIABLE,
+                      history=QoSHistoryPolicy.KEEP_LAST)
+RELIABLE_IMAGE_QOS = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
+IMAGE_QOS = {"sensor_data": qos_profile_sensor_data, "reliable": RELIABLE_IMAGE_QOS,
+             "best_available": qos_profile_best_available}
+# Paths and code trust of the model cannot change under a running node.
+READ_ONLY = ("model.checkpoint", "model.adapter", "model.trust_remote_code")
+# Parameters that take effect at once; the others on the next configure/activate.
+LIVE = {"frames", "span_s", "standing_questions", "standing_period_s", "publish_answer_image",
+        "answer_image_height", "stale_after_s", "max_question_chars", "ask_timeout_s", "inject_failures"}
+
+
+class SpatialNode(LifecycleNode):
+    """Lifecycle node: configure loads the model, activate subscribes, deactivate frees GPU memory."""
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.config: NodeConfig = declare_config(self, NodeConfig(), read_only=READ_ONLY)
+        self.model: Any = None  # a SpatialModel once configured
+        self.service = self._make_service()
+        self._image_subs: list[Any] = []
+        self._standing_timer: Any = None
+        self._images_group = MutuallyExclusiveCallbackGroup()
+        self._ask_group = ReentrantCallbackGroup()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._after_set_parameters)
+        # Questions, answers, the service and diagnostics live as long as the node, so a question sent
+        # to an inactive node still gets an answer (with the reason as its error).
+        self._answer_pub = self.create_publisher(String, "~/answer", TEXT_QOS)
+        self._answer_image_pub = self.create_publisher(Image, "~/answer_image", 2)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(String, "~/question", self._on_question, TEXT_QOS)
+        self.create_service(Trigger, "~/ask", self._on_ask, callback_group=self._ask_group)
+        self._diag_timer = self.create_timer(self.config.diagnostics_period_s, self._publish_diagnostics)
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    def _make_service(self) -> QuestionService:
+        cfg = self.config
+        return QuestionService(cfg, FrameBuffer.from_config(cfg.buffer), self._publish_answer, self._now_ns)
+
+    def _load_model(self) -> bool:
+        try:  # the runtime (torch, transformers) is imported here: a broken install is a load failure
+            from spatial_mllm_ros.model import SpatialModel
+
+            self.model = SpatialModel.load(self.config.model)
+        except Exception as exc:  # any load failure leaves the node alive, unconfigured, with the reason
+            reason = f"model failed to load: {type(exc).__name__}: {exc}"
+            self.get_logger().error(reason)
+            self.service.set_model(None, reason)
+            self.service.stop(reason)
+            return False
+        self.service.set_model(self.model)
+        self.get_logger().info(f"model {self.model.name} on {self.model.device} ({self.model.backend})")
+        return True
+
+    def _close_model(self, reason: str) -> None:
+        self.service.set_model(None, reason)
+        if self.model is not None:
+            self.model.close()
+            self.model = None
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.config = read_config(self, NodeConfig)
+        self.service = self._make_service()
+        return TransitionCallbackReturn.SUCCESS if self._load_model() else TransitionCallbackReturn.FAILURE
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self.model is None and not self._load_model():
+            return TransitionCallbackReturn.FAILURE
+        self._subscribe_images()
+        self.service.start()
+        self._restart_standing_timer()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_inputs("node inactive")
+        if not self.config.keep_model_loaded:
+            self._close_model("deactivated (model released; activate reloads it)")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._close_model("not configured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.close()
+        return TransitionCallbackReturn.SUCCESS
+
+    def close(self) -> None:
+        """Stop inputs and the worker and free the model (idempotent; used by shutdown paths)."""
+        self._stop_inputs("node shutting down")
+        self._close_model("node shut down")
+
+    def autostart(self) -> None:
+        """Configure and activate now unless the `autostart` parameter is false."""
+        if not self.config.autostart:
+            return
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def _stop_inputs(self, reason: str) -> None:
+        for sub in self._image_subs:
+            self.destroy_subscription(sub)
+        self._image_subs = []
+        if self._standing_timer is not None:
+            self.destroy_timer(self._standing_timer)
+            self._standing_timer = None
+        self.service.stop(reason)
+        self.service.buffer.clear()
+
+    # ---- inputs ----------------------------------------------------------------------------------
+    def _subscribe_images(self) -> None:
+        qos = IMAGE_QOS[self.config.qos]
+        cameras = []
+        for topic in self.config.image_topics:
+            compressed = topic.endswith("/compressed") or self.config.image_transport == "compressed"
+            base = topic.removesuffix("/compressed")
+            name = self.resolve_topic_name(base)  # remaps apply to the base topic, like image_transport
+            cameras.append(name)
+            msg_type = CompressedImage if compressed else Image
+            full = f"{name}/compressed" if compressed else name
+            self._image_subs.append(self.create_subscription(
+                msg_type, full, lambda msg, cam=name: self._on_image(msg, cam), qos,
+                callback_group=self._images_group))
+            self.get_logger().info(f"camera {name}: {msg_type.__name__} on {full} ({self.config.qos})")
+        self.service.cameras = cameras
+
+    def _on_image(self, msg: Image | CompressedImage, camera: str) -> None:
+        started = time.perf_counter()
+        try:
+            frame = frame_from_msg(msg, camera, self.config.buffer.max_pixels)
+        except ImageDecodeError as exc:
+            n = self.service.add_malformed(camera, exc.reason)
+            if n == 1 or n % 100 == 0:
+                self.get_logger().warning(f"malformed image on {camera} ({n}x {exc.reason}): {exc}")
+            return
+        if frame.stamp_ns == 0:  # unstamped camera: the node clock (sim time when use_sim_time)
+            frame = replace(frame, stamp_ns=self._now_ns())
+        self.service.add_frame(frame, started)
+
+    def _on_question(self, msg: String) -> None:
+        self.service.submit(msg.data)
+
+    def _on_ask(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        futures = self.service.ask_standing()
+        deadline = time.monotonic() + self.config.ask_timeout_s
+        answers = []
+        for future in futures:
+            try:
+                answers.append(future.result(timeout=max(0.0, deadline - time.monotonic())))
+            except TimeoutError:
+                answers.append({"error": f"no answer within ask_timeout_s={self.config.ask_timeout_s}"})
+        response.success = bool(answers) and all(a.get("error") is None for a in answers)
+        response.message = json.dumps(answers)
+        return response
+
+    def _on_standing_timer(self) -> None:
+        self.service.ask_standing()
+
+    def _restart_standing_timer(self) -> None:
+        if self._standing_timer is not None:
+            self.destroy_timer(self._standing_timer)
+            self._standing_timer = None
+        if self.config.standing_period_s > 0 and self.config.standing_questions:
+            self._standing_timer = self.create_timer(self.config.standing_period_s, self._on_standing_timer)
+
+    # ---- outputs ---------------------------------------------------------------------------------
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def _publish_answer(self, answer: dict[str, Any], frames: list[Frame]) -> None:
+        self._answer_pub.publish(String(data=json.dumps(answer)))
+        if answer["error"]:
+            self.get_logger().warning(f"question {answer['id']}: {answer['error']}", throttle_duration_sec=2.0)
+        if frames and self.config.publish_answer_image:
+            text = answer["answer"] if not answer["error"] else f"error: {answer['error']}"
+            canvas = render_answer_image(frames, answer["question"], text, self.config.answer_image_height)
+            self._answer_image_pub.publish(numpy_to_image(canvas, self._now_ns(), frames[-1].frame_id))
+
+    def _publish_diagnostics(self) -> None:
+        stats = self.service.stats()
+        level, message = health_level(stats, self.config.stale_after_s)
+        state = self._state_machine.current_state[1]
+        status = DiagnosticStatus(
+            level=bytes([level]), name=f"{self.get_fully_qualified_name()}: spatial questions",
+            message=f"[{state}] {message}", hardware_id=stats.model or "none",
+            values=[KeyValue(key=k, value=v) for k, v in [("lifecycle_state", state), *stats_key_values(stats)]],
+        )
+        self._diag_pub.publish(DiagnosticArray(header=self._header(), status=[status]))
+
+    def _header(self) -> Header:
+        return Header(stamp=self.get_clock().now().to_msg())
+
+    # ---- parameters ------------------------------------------------------------------------------
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        error = validate_parameters(self, NodeConfig, params)
+        return SetParametersResult(successful=error is None, reason=error or "")
+
+    def _after_set_parameters(self, params: list[Parameter]) -> None:
+        self.config = read_config(self, NodeConfig)
+        changed = {p.name for p in params}
+        for name in changed & LIVE:
+            setattr(self.service.config, name, getattr(self.config, name))
+        if "inject_failures" in changed:
+            self.service.inject_failures(self.config.inject_failures)
+        if changed & {"standing_questions", "standing_period_s"} and self.service.running:
+            self._restart_standing_timer()
+
+
+def spin(nodes: list[LifecycleNode], executor: MultiThreadedExecutor) -> None:
+    """Spin until SIGINT/SIGTERM, then stop workers, destroy nodes and shut down without a traceback."""
+    for node in nodes:
+        executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        for node in nodes:
+            if isinstance(node, SpatialNode):
+                node.close()
+        executor.shutdown()
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point `spatial_mllm_node` (also `ros2 run spatial_mllm_ros spatial_mllm_node`)."""
+    rclpy.init(args=args)
+    node = SpatialNode()
+    node.autostart()
+    spin([node], MultiThreadedExecutor(num_threads=4))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,360 @@
+"""The spatial node over real DDS on loopback: a camera process, the node process, this test as client.
+
+One node process (tiny random model, two cameras: raw `image` and JPEG `wrist/image/compressed`) serves
+the tests in file order; a second node with an unloadable model checks the failure path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile, QoSReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from spatial_mllm_ros.model.factory import make_tiny_model  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+NODE = "/spatial_mllm_node"
+BROKEN = "/broken/spatial_mllm_node"
+TEXT_QOS = QoSProfile(depth=1000, reliability=QoSReliabilityPolicy.RELIABLE)
+PERIOD_S = 0.05  # the camera's frame period; stamps are multiples of it
+
+
+def spawn(args: list[str], log: Path) -> subprocess.Popen:
+    out = log.open("w")
+    return subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 20.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+class Client:
+    """The test's rclpy node: question publishers, answer/diagnostics subscribers, service clients."""
+
+    def __init__(self) -> None:
+        self.node = rclpy.create_node("test_client")
+        self.answers: list[dict] = []
+        self.diagnostics: dict[str, dict[str, Any]] = {}
+        self.answer_images: list[Image] = []
+        self.cond = threading.Condition()
+        self.pubs = {ns: self.node.create_publisher(String, f"{ns}/question", TEXT_QOS) for ns in (NODE, BROKEN)}
+        for ns in (NODE, BROKEN):
+            self.node.create_subscription(String, f"{ns}/answer", self._on_answer, TEXT_QOS)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
+        self.node.create_subscription(Image, f"{NODE}/answer_image", self.answer_images.append, 10)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _on_answer(self, msg: String) -> None:
+        with self.cond:
+            self.answers.append(json.loads(msg.data))
+            self.cond.notify_all()
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        with self.cond:
+            for status in msg.status:
+                values = {kv.key: kv.value for kv in status.values}
+                self.diagnostics[status.name.split(":")[0]] = {"level": status.level[0] if isinstance(
+                    status.level, bytes) else status.level, "message": status.message, **values}
+            self.cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                result = predicate()
+                if result:
+                    return result
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+                self.cond.wait(min(left, 0.2))
+
+    def diag(self, ns: str = NODE) -> dict[str, Any]:
+        with self.cond:
+            return dict(self.diagnostics.get(ns, {}))
+
+    def send(self, payload: str | dict, ns: str = NODE) -> None:
+        data = payload if isinstance(payload, str) else json.dumps(payload)
+        self.pubs[ns].publish(String(data=data))
+
+    def ask(self, payload: str | dict, ns: str = NODE, timeout: float = 30.0) -> dict:
+        key = ("id", payload["id"]) if isinstance(payload, dict) else ("question", payload.strip())
+        start = len(self.answers)
+        self.send(payload, ns)
+        return self.wait_for(lambda: next((a for a in self.answers[start:] if a.get(key[0]) == key[1]), None),
+                             timeout, f"the answer to {payload!r}")
+
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 30.0) -> Any:
+        client = self.node.create_client(srv_type, name)
+        try:
+            assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
+            future = client.call_async(request)
+            deadline = time.monotonic() + timeout
+            while not future.done():
+                assert time.monotonic() < deadline, f"{name} did not answer in {timeout} s"
+                time.sleep(0.01)
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def set_params(self, **values: Any) -> None:
+        request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
+                                                    for k, v in values.items()])
+        results = self.call(SetParameters, f"{NODE}/set_parameters", request).results
+        assert all(r.successful for r in results), results
+
+    def transition(self, transition_id: int) -> None:
+        request = ChangeState.Request(transition=Transition(id=transition_id))
+        assert self.call(ChangeState, f"{NODE}/change_state", request).success
+
+    def state(self, ns: str = NODE) -> str:
+        return self.call(GetState, f"{ns}/get_state", GetState.Request()).current_state.label
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("node")
+    checkpoint = make_tiny_model(tmp / "tiny")
+    params = tmp / "params.yaml"
+    params.write_text(
+        "/**:\n  ros__parameters:\n"
+        "    image_topics: [image, wrist/image/compressed]\n    qos: best_available\n"
+        '    standing_questions: ["Is the cube on the table?"]\n'
+        "    queue_size: 8\n    diagnostics_period_s: 0.25\n    stale_after_s: 10.0\n"
+        f"    model:\n      checkpoint: {checkpoint}\n      device: cpu\n")
+    broken = tmp / "broken.yaml"
+    broken.write_text("/**:\n  ros__parameters:\n    model:\n      checkpoint: /nonexistent/model\n")
+    camera = spawn(["-m", "spatial_mllm_ros.ros.pattern_camera", "--topic", "/image", "--compressed-topic",
+                    "/wrist/image/compressed", "--rate", str(1 / PERIOD_S), "--size", "64x48",
+                    "--quantum-ms", str(PERIOD_S * 1000), "--frame-id", "cam_optical"], tmp / "camera.log")
+    node = spawn(["-m", "spatial_mllm_ros", "bringup", "--params-file", str(params)], tmp / "node.log")
+    broken_node = spawn(["-m", "spatial_mllm_ros", "bringup", "--params-file", str(broken), "--namespace",
+                         "broken"], tmp / "broken.log")
+    client = Client()
+    try:
+        client.wait_for(lambda: client.diag().get("lifecycle_state") == "active"
+                        and int(client.diag().get("/image: kept", 0)) > 25
+                        and int(client.diag().get("/wrist/image: kept", 0)) > 25, 120, "node active with frames")
+        client.wait_for(lambda: client.pubs[NODE].get_subscription_count() > 0, 10, "question subscriber")
+        yield {"client": client, "node": node, "broken": broken_node, "tmp": tmp}
+    finally:
+        client.close()
+        for proc in (node, broken_node, camera):
+            stop(proc)
+        print((tmp / "node.log").read_text()[-3000:])
+
+
+def check_stamps(answer: dict, n: int, span_s: float) -> None:
+    stamps = answer["frame_stamps"]
+    assert len(stamps) == n and stamps == sorted(stamps)
+    for s in stamps:  # header stamps of real published frames: multiples of the camera period
+        assert abs(s / PERIOD_S - round(s / PERIOD_S)) < 1e-3
+    assert stamps[-1] - stamps[0] == pytest.approx(span_s, abs=2 * PERIOD_S)
+    assert abs(time.time() - stamps[-1]) < 5.0  # ROS time of recent frames (no sim time here)
+
+
+def test_plain_question_answered_with_stamps(system: dict) -> None:
+    client: Client = system["client"]
+    n_images = len(client.answer_images)
+    answer = client.ask("Did the gripper move left?")
+    assert answer["error"] is None, answer
+    assert {"id", "question", "answer", "value", "kind", "frame_stamps", "frame_id", "latency_ms", "model",
+            "error", "probabilities", "latency"} <= set(answer)
+    assert answer["kind"] == "yes_no" and set(answer["probabilities"]) == {"yes", "no"}
+    assert answer["frame_id"] == "cam_optical" and answer["camera"] == "/image" and answer["model"]
+    assert set(answer["latency"]) == {"wait_ms", "vision_ms", "language_ms"} and answer["latency_ms"] > 0
+    check_stamps(answer, 2, 1.0)
+    image = client.wait_for(lambda: client.answer_images[n_images:], 10, "the answer image")[-1]
+    assert image.encoding == "rgb8" and image.height > 240 and image.width == 2 * 320
+
+
+def test_json_question_frames_by_time(system: dict) -> None:
+    client: Client = system["client"]
+    answer = client.ask({"id": "j1", "question": "Which direction did the square move?", "frames": 3,
+                         "span_s": 0.5})
+    assert answer["error"] is None and answer["id"] == "j1" and answer["kind"] == "direction"
+    check_stamps(answer, 3, 0.5)
+
+
+def test_compressed_camera_named_in_question(system: dict) -> None:
+    client: Client = system["client"]
+    answer = client.ask({"id": "c1", "question": "Did the camera move right?", "camera": "wrist"})
+    assert answer["error"] is None and answer["camera"] == "/wrist/image"
+    check_stamps(answer, 2, 1.0)
+
+
+def test_bad_questions_answered_with_errors(system: dict) -> None:
+    client: Client = system["client"]
+    assert client.ask("{not json")["error"].startswith("bad JSON")
+    assert "frames" in client.ask({"id": "b1", "question": "x?", "frames": 99})["error"]
+    assert "unknown camera 'side'" in client.ask({"id": "b2", "question": "x?", "camera": "side"})["error"]
+
+
+def test_standing_questions_and_trigger(system: dict) -> None:
+    client: Client = system["client"]
+    response = client.call(Trigger, f"{NODE}/ask", Trigger.Request())
+    answers = json.loads(response.message)
+    assert response.success and [a["id"] for a in answers] == ["standing-0"]
+    assert answers[0]["question"] == "Is the cube on the table?" and answers[0]["error"] is None
+    start = len(client.answers)
+    client.set_params(standing_period_s=0.3)
+    try:
+        client.wait_for(lambda: sum(a["id"] == "standing-0" for a in client.answers[start:]) >= 3, 20,
+                        "three standing answers")
+    finally:
+        client.set_params(standing_period_s=0.0)
+
+
+def malformed_messages() -> list[tuple[str, Image | CompressedImage]]:
+    def image(**fields: Any) -> Image:
+        base = {"height": 4, "width": 4, "encoding": "rgb8", "step": 12, "data": bytes(48)}
+        return Image(**{**base, **fields})
+
+    return [
+        ("unknown_encoding", image(encoding="yuv-special")),
+        ("bad_shape", image(width=0, step=0)),
+        ("too_large", image(width=100_000, height=100_000, step=300_000)),
+        ("step_too_small", image(step=5)),
+        ("data_too_short", image(data=bytes(10))),
+        ("corrupt_data", CompressedImage(format="jpeg", data=b"\xff\xd8\xff" + bytes(20))),
+    ]
+
+
+def test_malformed_images_counted_and_node_alive(system: dict) -> None:
+    client: Client = system["client"]
+    raw = client.node.create_publisher(Image, "/image", 10)
+    jpeg = client.node.create_publisher(CompressedImage, "/wrist/image/compressed", 10)
+    client.wait_for(lambda: raw.get_subscription_count() > 0 and jpeg.get_subscription_count() > 0, 10, "subs")
+    messages = malformed_messages()
+    for _ in range(3):
+        for _, msg in messages:
+            (jpeg if isinstance(msg, CompressedImage) else raw).publish(msg)
+        time.sleep(0.1)
+
+    def counted() -> bool:
+        d = client.diag()
+        return all(int(d.get(f"{'/wrist/image' if isinstance(m, CompressedImage) else '/image'}: malformed {r}", 0))
+                   >= 1 for r, m in messages)
+
+    client.wait_for(counted, 10, "every malformed kind counted in /diagnostics")
+    assert system["node"].poll() is None
+    assert client.ask("Is the node still answering?")["error"] is None
+    log = (system["tmp"] / "node.log").read_text()
+    assert all(f"({1}x {reason})" in log for reason, _ in messages)
+
+
+def test_flood_of_500_questions_none_lost(system: dict) -> None:
+    client: Client = system["client"]
+    proc = psutil.Process(system["node"].pid)
+    rss_before = proc.memory_info().rss
+    start = len(client.answers)
+    t0 = time.monotonic()
+    for i in range(500):
+        client.send({"id": f"flood-{i}", "question": "Did the square move right?"})
+        if i % 50 == 49:
+            time.sleep(max(0.0, t0 + (i + 1) / 500 - time.monotonic()))
+    assert time.monotonic() - t0 < 1.5
+    ids = {f"flood-{i}" for i in range(500)}
+
+    def all_answered() -> bool:
+        return ids <= {a["id"] for a in client.answers[start:]}
+
+    client.wait_for(all_answered, 60, "an answer to each of the 500 questions")
+    flood = [a for a in client.answers[start:] if a["id"] in ids]
+    assert len(flood) == 500  # exactly one answer each
+    ok = [a for a in flood if a["error"] is None]
+    rejected = [a for a in flood if a["error"]]
+    assert ok and all(a["error"].startswith("queue full") for a in rejected)
+    assert len(ok) + len(rejected) == 500
+    growth_mb = (proc.memory_info().rss - rss_before) / 2**20
+    assert growth_mb < 64, f"node RSS grew {growth_mb:.0f} MiB during the flood"
+    client.wait_for(lambda: client.diag().get("queue_depth") == "0", 10, "queue drained")
+
+
+def test_model_failure_injected_then_recovery(system: dict) -> None:
+    client: Client = system["client"]
+    client.set_params(inject_failures=2)
+    for i in range(2):
+        answer = client.ask({"id": f"fail-{i}", "question": "Did the gripper move up?"})
+        assert answer["error"].startswith("model failure: RuntimeError: injected failure"), answer
+    client.wait_for(lambda: client.diag().get("level") == 2 and "failed" in client.diag()["message"], 10,
+                    "diagnostics ERROR after the failure")
+    assert client.ask({"id": "recovered", "question": "Did the gripper move up?"})["error"] is None
+    client.wait_for(lambda: client.diag().get("level") == 0, 10, "diagnostics OK after recovery")
+    assert int(client.diag()["failed"]) >= 2
+
+
+def test_lifecycle_cycles_without_memory_growth(system: dict) -> None:
+    client: Client = system["client"]
+    proc = psutil.Process(system["node"].pid)
+    rss = []
+    for cycle in range(20):
+        client.transition(Transition.TRANSITION_DEACTIVATE)
+        if cycle == 0:
+            assert client.state() == "inactive"
+            assert client.ask({"id": "while-inactive", "question": "x?"})["error"] == "node inactive"
+        client.transition(Transition.TRANSITION_ACTIVATE)
+        rss.append(proc.memory_info().rss)
+    assert client.state() == "active"
+    growth_mb = (rss[-1] - rss[2]) / 2**20
+    assert growth_mb < 40, f"RSS grew {growth_mb:.0f} MiB over 18 deactivate/activate cycles"
+    client.wait_for(lambda: int(client.diag().get("/image: kept", 0)) > 25, 20, "frames after reactivation")
+    assert client.ask({"id": "after-cycles", "question": "Did it move left?"})["error"] is None
+
+
+def test_unloadable_model_leaves_node_unconfigured(system: dict) -> None:
+    client: Client = system["client"]
+    diag = client.wait_for(lambda: client.diag(BROKEN).get("level") == 2 and client.diag(BROKEN), 120,
+                           "the broken node's diagnostics")
+    assert "model failed to load" in diag["model_state"] and "/nonexistent/model" in diag["model_state"]
+    assert diag["lifecycle_state"] == "unconfigured" and client.state(BROKEN) == "unconfigured"
+    answer = client.ask({"id": "to-broken", "question": "x?"}, ns=BROKEN)
+    assert answer["error"].startswith("model failed to load")
+    proc: subprocess.Popen = system["broken"]
+    assert stop(proc, signal.SIGINT) == 0
+    log = (system["tmp"] / "broken.log").read_text()
+    assert "model failed to load" in log and "Traceback" not in log
+
+
+def test_sigterm_shuts_down_cleanly(system: dict) -> None:
+    proc: subprocess.Popen = system["node"]
+    assert stop(proc, signal.SIGTERM) == 0
+    assert "Traceback" not in (system["tmp"] / "node.log").read_text()

@@ -1,0 +1,226 @@
+"""nodecore without ROS: question parsing, queue bounds, frame choice by time, answers, failures, stats."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spatial_mllm_ros.config import from_dict, parameter_rows
+from spatial_mllm_ros.errors import ConfigError
+from spatial_mllm_ros.frames import Frame, FrameBuffer
+from spatial_mllm_ros.model import ModelConfig, SpatialModel
+from spatial_mllm_ros.model.factory import make_tiny_model
+from spatial_mllm_ros.nodecore import (
+    NodeConfig,
+    QuestionError,
+    QuestionService,
+    health_level,
+    match_camera,
+    parse_question,
+    render_answer_image,
+    stats_key_values,
+)
+
+FIELDS = {"id", "question", "answer", "value", "kind", "frame_stamps", "frame_id", "latency_ms", "model",
+          "error", "probabilities", "latency"}
+T0 = 1_700_000_000_000_000_000  # a plausible ROS time in ns
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> SpatialModel:
+    checkpoint = make_tiny_model(tmp_path_factory.mktemp("tiny"))
+    loaded = SpatialModel.load(ModelConfig(checkpoint=str(checkpoint), device="cpu"))
+    yield loaded
+    loaded.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ns = T0
+
+    def __call__(self) -> int:
+        return self.ns
+
+
+def make_service(config: NodeConfig | None = None) -> tuple[QuestionService, list[dict], Clock]:
+    published: list[dict] = []
+    clock = Clock()
+    config = config or NodeConfig()
+    service = QuestionService(config, FrameBuffer(), lambda a, frames: published.append(a), clock)
+    return service, published, clock
+
+
+def feed(service: QuestionService, clock: Clock, n: int = 21, period_s: float = 0.1, topic: str = "image",
+         frame_id: str = "cam") -> list[int]:
+    stamps = []
+    for i in range(n):
+        pixels = np.full((48, 64, 3), i * 10 % 256, np.uint8)
+        stamp = T0 + round(i * period_s * 1e9)
+        service.add_frame(Frame(pixels, stamp, frame_id, topic), time.perf_counter())
+        stamps.append(stamp)
+    clock.ns = stamps[-1]
+    return stamps
+
+
+def test_parse_plain_and_json() -> None:
+    cfg = NodeConfig()
+    plain = parse_question("  Did the gripper move left?  ", cfg, "q1")
+    assert (plain.id, plain.text, plain.frames, plain.span_s) == ("q1", "Did the gripper move left?", 2, 1.0)
+    req = parse_question(json.dumps({"id": "a", "question": "Which way?", "frames": 3, "span_s": 0.5,
+                                     "camera": "front", "kind": "direction"}), cfg, "q2")
+    assert (req.id, req.frames, req.span_s, req.camera, req.kind) == ("a", 3, 0.5, "front", "direction")
+
+
+@pytest.mark.parametrize("raw, message", [
+    ("{not json", "bad JSON"),
+    ("[1, 2]", "bad JSON"),
+    ('{"question": ""}', "non-empty"),
+    ('{"question": "x", "frames": 0}', "frames"),
+    ('{"question": "x", "frames": 2.5}', "integer"),
+    ('{"question": "x", "span_s": -1}', "span_s"),
+    ('{"question": "x", "kind": "colour"}', "unknown kind"),
+    ('{"question": "x", "spam": 1}', "unknown field"),
+    ("   ", "empty"),
+    ("x" * 3000, "too long"),
+])
+def test_parse_rejects_with_reason(raw: str, message: str) -> None:
+    with pytest.raises(QuestionError, match=message):
+        parse_question(raw, NodeConfig(), "q")
+
+
+def test_match_camera() -> None:
+    topics = ["/camera/front/image_raw", "/wrist/image"]
+    assert match_camera("front", topics) == "/camera/front/image_raw"
+    assert match_camera("/wrist/image", topics) == "/wrist/image"
+    assert match_camera("wrist", topics) == "/wrist/image"
+    with pytest.raises(QuestionError, match="unknown camera 'side'"):
+        match_camera("side", topics)
+
+
+def test_config_schema_rows_and_validation() -> None:
+    rows = {r.name: r for r in parameter_rows(NodeConfig)}
+    assert rows["qos"].choices == ("sensor_data", "reliable", "best_available")
+    assert rows["frames"].range == (1, 64) and rows["autostart"].read_only
+    assert "model.checkpoint" in rows and "buffer.max_frames" in rows
+    assert all(r.description for r in rows.values() if not r.name.startswith(("model.", "buffer.")))
+    with pytest.raises(ConfigError, match="qos"):
+        from_dict(NodeConfig, {"qos": "fast"})
+    with pytest.raises(ConfigError, match="span_s"):
+        from_dict(NodeConfig, {"span_s": -2.0})
+
+
+def test_answer_fields_and_frames_by_time(model: SpatialModel) -> None:
+    service, published, clock = make_service()
+    service.set_model(model)
+    stamps = feed(service, clock)
+    request = parse_question(json.dumps({"id": "x", "question": "Did the camera move left?", "frames": 3,
+                                         "span_s": 1.0}), service.config, "q")
+    answer = service.answer(request)
+    assert published == [answer]
+    assert set(answer) >= FIELDS
+    assert answer["error"] is None and answer["id"] == "x" and answer["frame_id"] == "cam"
+    # three frames spanning 1 s ending at the newest, oldest first, reported in ROS seconds
+    expected = [stamps[-11] * 1e-9, stamps[-6] * 1e-9, stamps[-1] * 1e-9]
+    assert answer["frame_stamps"] == pytest.approx(expected, abs=1e-6)
+    assert answer["kind"] == "yes_no" and set(answer["probabilities"]) == {"yes", "no"}
+    assert answer["model"] == model.name and answer["latency_ms"] > 0
+    assert set(answer["latency"]) == {"wait_ms", "vision_ms", "language_ms"}
+    assert answer["latency"]["vision_ms"] is not None
+    json.dumps(answer)  # publishable as is
+
+
+def test_no_frames_and_no_model_are_answered_with_errors(model: SpatialModel) -> None:
+    service, published, clock = make_service()
+    req = parse_question("Is the cube on the table?", service.config, "q")
+    assert "model not loaded" in service.answer(req)["error"]
+    service.set_model(model)
+    assert service.answer(req)["error"].startswith("no frames yet")
+    assert service.stats().rejected == 2 and len(published) == 2
+
+
+def test_queue_bound_rejects_and_worker_answers_everything(model: SpatialModel) -> None:
+    service, published, clock = make_service(NodeConfig(queue_size=4))
+    service.set_model(model)
+    feed(service, clock)
+    assert service.submit("Is it there?").result(timeout=1)["error"] == "node not active"
+    service.start()
+    futures = [service.submit(json.dumps({"id": f"f{i}", "question": "Did it move left?"})) for i in range(40)]
+    answers = [f.result(timeout=60) for f in futures]
+    service.stop()
+    assert sorted(a["id"] for a in answers) == sorted(f"f{i}" for i in range(40))
+    ok = [a for a in answers if a["error"] is None]
+    full = [a for a in answers if a["error"] and a["error"].startswith("queue full")]
+    # the worker answers while the burst arrives, so a few more than queue_size may get through
+    assert 4 <= len(ok) <= 10 and len(ok) + len(full) == 40 and len(published) == 41
+    stats = service.stats()
+    assert (stats.answered, stats.rejected) == (len(ok), len(full) + 1) and stats.queue_depth == 0
+
+
+def test_injected_failure_then_recovery(model: SpatialModel) -> None:
+    service, published, clock = make_service()
+    service.set_model(model)
+    feed(service, clock)
+    service.inject_failures(1)
+    req = parse_question("Did the camera move right?", service.config, "q")
+    failed = service.answer(req)
+    assert failed["error"].startswith("model failure: RuntimeError: injected failure")
+    assert failed["frame_stamps"]  # the frames it tried are still reported
+    assert health_level(service.stats(), 2.0)[0] == 2
+    assert service.answer(req)["error"] is None
+    stats = service.stats()
+    assert (stats.failed, stats.answered, stats.last_error) == (1, 1, None)
+    assert health_level(stats, 2.0)[0] == 0
+
+
+def test_stop_drains_queue_with_reason(model: SpatialModel) -> None:
+    service, published, clock = make_service()
+    futures = [service.enqueue(parse_question("x?", service.config, f"q{i}")) for i in range(3)]
+    assert all(f.result(timeout=1)["error"] == "node not active" for f in futures)
+    service.start()
+    service.stop("node inactive")
+    assert service.submit("y?").result(timeout=1)["error"] == "node inactive"
+
+
+def test_stats_and_health(model: SpatialModel) -> None:
+    service, published, clock = make_service()
+    assert health_level(service.stats(), 2.0) == (2, "model not loaded: not configured")
+    service.set_model(model)
+    assert health_level(service.stats(), 2.0)[0] == 1  # no frames yet
+    feed(service, clock, n=11, period_s=0.1)
+    n = service.add_malformed("image", "bad_shape")
+    assert n == 1
+    clock.ns += 5_000_000_000
+    level, message = health_level(service.stats(), 2.0)
+    assert level == 1 and "stale" in message
+    stats = service.stats()
+    cam = stats.cameras[0]
+    assert (cam.topic, cam.received, cam.kept, cam.malformed) == ("image", 12, 11, {"bad_shape": 1})
+    assert cam.newest_age_s == pytest.approx(5.0)
+    keys = dict(stats_key_values(stats))
+    assert keys["image: malformed bad_shape"] == "1" and keys["gpu_memory_mb"] == "n/a"
+    assert stats.callback_p99_ms is not None and stats.callback_p99_ms < 50
+
+
+def test_standing_questions(model: SpatialModel) -> None:
+    cfg = NodeConfig(standing_questions=["Did the cube move left?", '{"id": "s", "question": "Is it up?"}',
+                                         "{bad"])
+    service, published, clock = make_service(cfg)
+    service.set_model(model)
+    feed(service, clock)
+    service.start()
+    answers = [f.result(timeout=30) for f in service.ask_standing()]
+    service.stop()
+    assert [a["id"] for a in answers] == ["standing-0", "s"]
+    assert all(a["error"] is None for a in answers)
+    assert published[0]["id"] == "standing-2" and published[0]["error"].startswith("bad JSON")
+
+
+def test_render_answer_image(tmp_path: Path) -> None:
+    frames = [Frame(np.zeros((480, 640, 3), np.uint8), T0 + i) for i in range(3)]
+    img = render_answer_image(frames, "Did the gripper move left?", "`left`", height=120)
+    assert img.dtype == np.uint8 and img.shape[1] == 3 * 160 and img.shape[0] > 120
+    assert img[:, :, :].max() == 255  # the text is drawn

@@ -1,0 +1,143 @@
+"""End to end: sim-shaped bags -> tiny real model -> labels, plots, report, reward bags; resume; Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_reward_support import write_bag
+
+from spatial_mllm_ros.reward import (
+    AnnotateConfig,
+    Sampling,
+    Split,
+    annotate_to_dir,
+    load_rubric,
+    read_results,
+)
+
+CONFIG = Path(__file__).resolve().parents[1] / "config"
+EPISODES = [
+    {"dx": -1, "direction": "left", "success": True, "distance_mm": 100},
+    {"dx": 1, "direction": "right", "success": False, "distance_mm": 100},
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from spatial_mllm_ros.model.factory import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"), image_size=64)
+
+
+@pytest.fixture(scope="module")
+def bags(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bags")
+    return {
+        "mcap_raw": write_bag(root / "mcap_raw", EPISODES, storage="mcap", frames=4),
+        "sqlite_png": write_bag(root / "sqlite_png", EPISODES, storage="sqlite3", compressed=True, frames=4),
+    }
+
+
+def _config(tiny_model: Path, rubric: str = "rubric_move_left.yaml", **kw: object) -> AnnotateConfig:
+    from spatial_mllm_ros.model import ModelConfig
+
+    rubric_obj = load_rubric(CONFIG / rubric)
+    return AnnotateConfig(
+        rubric=rubric_obj, model=ModelConfig(checkpoint=str(tiny_model), device="cpu", max_new_tokens=8),
+        image_topic=kw.pop("image_topic", None), split=Split.parse("marker"),
+        sampling=Sampling(count=4), **kw,
+    )
+
+
+def test_batch_outputs_and_bad_bags(tmp_path: Path, tiny_model: Path, bags: dict[str, Path], fixture_bags: Path) -> None:
+    import pyarrow.parquet as pq
+    from rosbags.highlevel import AnyReader
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(bags["mcap_raw"], corrupt)
+    mcap = next(corrupt.glob("*.mcap"))
+    mcap.write_bytes(mcap.read_bytes()[:300])
+    batch = [bags["mcap_raw"], corrupt, bags["sqlite_png"], fixture_bags / "evo_tf_example"]
+    config = _config(tiny_model, rubric="rubric_push_distance.yaml")
+    out = tmp_path / "out"
+    summary = annotate_to_dir(batch, config, out, write_bag=True, show_progress=False)
+    failed = {Path(b.bag_path).name: b.error for b in summary.failed}
+    assert set(failed) == {"corrupt", "evo_tf_example"}
+    assert "corrupt" in failed["corrupt"]
+    assert "no image topic" in failed["evo_tf_example"] and "/tf_static" in failed["evo_tf_example"]
+    assert summary.episodes == 4
+    table = pq.read_table(out / "labels.parquet")
+    rows = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
+    assert table.num_rows == len(rows) == summary.labels
+    # per episode: 2 episode-span checks + progress over 3 shuffled frames
+    assert summary.labels == 4 * (2 + 3)
+    assert set(table.column("check_type").to_pylist()) == {"metric", "static", "progress"}
+    assert all(len(r["stamps_ns"]) == 2 and r["question"] and r["answer"] is not None for r in rows)
+    csv_lines = (out / "episodes.csv").read_text().splitlines()
+    assert len(csv_lines) == 1 + 4 + 2 and "voc" in csv_lines[0]
+    assert len(list((out / "plots").glob("*.png"))) == 4
+    assert "Failed bags" in (out / "report.html").read_text()
+    for name in ("mcap_raw", "sqlite_png"):
+        with AnyReader([out / "bags" / f"{name}_reward"]) as reader:
+            topics = {t: i.msgcount for t, i in reader.topics.items()}
+            conns = [c for c in reader.connections if c.topic == "/reward/answers"]
+            docs = [json.loads(reader.deserialize(raw, c.msgtype).data) for c, _, raw in reader.messages(conns)]
+        assert topics["/reward"] == 2 and topics["/episode"] == 4  # episode rewards; markers copied
+        assert sum(len(d["labels"]) for d in docs) == 10 and "episode_reward" in docs[-1]
+    # idempotent: the same command again changes nothing
+    before = (out / "labels.jsonl").read_bytes()
+    again = annotate_to_dir(batch, config, out, write_bag=True, show_progress=False)
+    assert again.resumed == 4 and (out / "labels.jsonl").read_bytes() == before
+
+
+def test_cli_resumes_after_kill_9(tmp_path: Path, tiny_model: Path, python_exe: str) -> None:
+    many = [dict(EPISODES[i % 2]) for i in range(8)]
+    bag = write_bag(tmp_path / "long", many, frames=6)
+    out = tmp_path / "out"
+    cmd = [python_exe, "-m", "spatial_mllm_ros", "annotate", str(bag), "--rubric",
+           str(CONFIG / "rubric_move_left.yaml"), "--out", str(out), "--checkpoint", str(tiny_model),
+           "--device", "cpu", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    manifest = out / "manifest.jsonl"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        if manifest.exists() and len(manifest.read_text().splitlines()) >= 2:  # header + first episode
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, f"annotate ended before the kill: {proc.stderr.read().decode()[-2000:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_at_kill = len(read_results(out))
+    assert 1 <= done_at_kill < 8
+    rerun = subprocess.run(cmd + ["--jobs", "2"], env=env, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"({done_at_kill} resumed)" in rerun.stdout
+    rows = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
+    keys = [(r["episode"], r["check"], r["step"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 8 * 2 * 5  # 8 episodes x 2 checks x 5 steps, none twice
+    assert sorted({r["episode"] for r in rows}) == list(range(8))
+
+
+def test_ray_tasks_match_in_process(tmp_path: Path, tiny_model: Path, bags: dict[str, Path]) -> None:
+    pytest.importorskip("ray", reason="ray is the optional extra spatial_mllm_ros[ray]; not installed here")
+    config = _config(tiny_model)
+    local = annotate_to_dir(list(bags.values()), config, tmp_path / "local", show_progress=False)
+    ray = annotate_to_dir(list(bags.values()), config, tmp_path / "ray", ray_address="local", show_progress=False)
+    assert not local.failed and not ray.failed and ray.episodes == local.episodes == 4
+    strip = [{k: v for k, v in json.loads(line).items()} for line in (tmp_path / "ray" / "labels.jsonl").open()]
+    assert strip == [json.loads(line) for line in (tmp_path / "local" / "labels.jsonl").open()]
+    res = subprocess.run([sys.executable, "-m", "spatial_mllm_ros", "reward-eval", str(tmp_path / "ray")],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    ev = json.loads((tmp_path / "ray" / "eval.json").read_text())
+    assert 0 < ev["direction_n"] <= 4 * 2 * 3 and 0.0 <= ev["direction_agreement"] <= 1.0
+    assert ev["n_success"] == 2 and ev["n_failure"] == 2 and ev["auc"] is not None
