@@ -77,7 +77,8 @@ def main() -> None:
     args = parser.parse_args()
     n_bags, n_eps, n_frames = (2, 2, 8) if args.quick else (4, 6, 24) if args.full else (3, 4, 12)
 
-    from spatial_mllm_ros.model import ModelConfig, SpatialModel
+    from spatial_mllm_ros.model.config import ModelConfig
+    from spatial_mllm_ros.model.runtime import SpatialModel
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_reward_"))
     checkpoint = args.checkpoint

@@ -177,23 +177,32 @@ def _check_constraints(value: Any, meta: Mapping[str, Any], path: str) -> None:
 
 
 def _unflatten(data: Mapping[str, Any], path: str) -> dict[str, Any]:
-    """{"a.b": 1} -> {"a": {"b": 1}}: ROS parameter names are dotted, YAML files nest."""
+    """Turn {"a.b": 1} into {"a": {"b": 1}} (ROS names are dotted, YAML nests); never mutates `data`."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         if not isinstance(key, str):
             raise ConfigError(f"{path}{key!r}", "keys must be strings")
         head, dot, rest = key.partition(".")
-        if not dot:
-            if isinstance(out.get(head), dict) and isinstance(value, Mapping):
-                out[head].update(value)
-            else:
-                out[head] = value
-            continue
-        child = out.setdefault(head, {})
-        if not isinstance(child, dict):
+        if dot:
+            value = {rest: value}
+        if head in out and isinstance(value, Mapping) != isinstance(out[head], dict):
             raise ConfigError(f"{path}{head}", "given both as a value and as a section")
-        child[rest] = value
+        if isinstance(value, Mapping):
+            _merge_into(out.setdefault(head, {}), value)
+        else:
+            out[head] = value
     return {k: _unflatten(v, f"{path}{k}.") if isinstance(v, dict) else v for k, v in out.items()}
+
+
+def _merge_into(target: dict[str, Any], source: Mapping[str, Any]) -> None:
+    """Deep-merge copies of `source` into `target`: later sections override single keys, not subsections."""
+    for key, value in source.items():
+        if isinstance(value, Mapping):
+            if not isinstance(target.get(key), dict):
+                target[key] = {}
+            _merge_into(target[key], value)
+        else:
+            target[key] = value
 
 
 def _build(cls: type[T], data: Mapping[str, Any], prefix: str, base: Any) -> T:
@@ -280,7 +289,7 @@ def ros_parameters(document: Mapping[str, Any], node_name: str | None = None) ->
         )
     merged: dict[str, Any] = {}
     for key in wildcard + named:
-        merged.update(_unflatten(sections[key], ""))
+        _merge_into(merged, _unflatten(sections[key], ""))
     return merged
 
 

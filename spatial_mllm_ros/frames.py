@@ -17,12 +17,16 @@ from spatial_mllm_ros.images import DEFAULT_MAX_PIXELS, decode
 
 log = logging.getLogger(__name__)
 
+_UINT8 = np.dtype(np.uint8)
 _THUMB_CELLS = 32  # the change measure looks at about 32 x 32 samples, whatever the image size
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Frame:
-    """One camera image at one ROS time; pixels are RGB uint8 HxWx3, read-only once in a Frame."""
+    """One camera image at one ROS time; pixels are RGB uint8 HxWx3, read-only once in a Frame.
+
+    Frames compare and hash by identity (comparing pixel arrays would be ambiguous and slow).
+    """
 
     pixels: np.ndarray
     stamp_ns: int
@@ -32,19 +36,18 @@ class Frame:
 
     def __post_init__(self) -> None:
         px = self.pixels
-        if not isinstance(px, np.ndarray) or px.dtype != np.uint8 or px.ndim != 3 or px.shape[2] != 3:
+        if not isinstance(px, np.ndarray) or px.dtype != _UINT8 or px.ndim != 3 or px.shape[2] != 3:
             got = f"{px.dtype} {px.shape}" if isinstance(px, np.ndarray) else type(px).__name__
             raise InvalidFrameError(f"pixels must be RGB uint8 HxWx3, got {got}")
-        if self.depth is not None and self.depth.shape != px.shape[:2]:
-            raise InvalidFrameError(f"depth {self.depth.shape} does not match pixels {px.shape[:2]}")
+        depth = self.depth
+        if depth is not None and (not isinstance(depth, np.ndarray) or depth.shape != px.shape[:2]):
+            got = depth.shape if isinstance(depth, np.ndarray) else type(depth).__name__
+            raise InvalidFrameError(f"depth {got} does not match pixels {px.shape[:2]} (HxW metres)")
         # Read-only views: frames are shared between threads and the embedding cache; the caller's
         # own array objects keep their flags.
-        for name in ("pixels", "depth"):
-            array = getattr(self, name)
-            if array is not None:
-                view = np.ascontiguousarray(array).view()
-                view.flags.writeable = False
-                object.__setattr__(self, name, view)
+        object.__setattr__(self, "pixels", _read_only(px))
+        if depth is not None:
+            object.__setattr__(self, "depth", _read_only(depth))
 
     @property
     def key(self) -> str:
@@ -55,6 +58,12 @@ class Frame:
     def nbytes(self) -> int:
         """Memory held by this frame's arrays."""
         return self.pixels.nbytes + (self.depth.nbytes if self.depth is not None else 0)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = array.view() if array.flags.c_contiguous else np.ascontiguousarray(array)
+    view.flags.writeable = False
+    return view
 
 
 def stamp_ns(msg: Any) -> int:

@@ -33,7 +33,7 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 _COMPRESSED_DEPTH_HEADER = 12  # compressed_depth_image_transport ConfigHeader: int32 format, float32[2]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DecodedImage:
     """Pixels for the model (RGB uint8 HxWx3) and, for depth encodings, depth in metres (NaN = invalid)."""
 
@@ -45,9 +45,19 @@ class DecodedImage:
 class _Encoding:
     """How one ROS encoding is laid out and turned into RGB (and depth)."""
 
-    dtype: str  # numpy type of one channel, byte order applied from is_bigendian
+    little: np.dtype  # one channel, little-endian (is_bigendian = 0)
+    big: np.dtype  # one channel, big-endian
     channels: int  # channels per pixel as stored (2 for packed YUV 4:2:2)
     convert: Callable[[np.ndarray], DecodedImage]
+
+    @property
+    def pixel_bytes(self) -> int:
+        """Bytes per pixel as stored."""
+        return self.channels * self.little.itemsize
+
+
+def _enc(dtype: str, channels: int, convert: Callable[[np.ndarray], DecodedImage]) -> _Encoding:
+    return _Encoding(np.dtype("<" + dtype), np.dtype(">" + dtype), channels, convert)
 
 
 def _copy_rgb(view: np.ndarray) -> DecodedImage:
@@ -73,27 +83,23 @@ def _depth_m(view: np.ndarray) -> DecodedImage:
     return DecodedImage(depth_to_rgb(depth), depth)
 
 
-def _yuv(code: int) -> Callable[[np.ndarray], DecodedImage]:
-    return lambda view: DecodedImage(cv2.cvtColor(np.ascontiguousarray(view), code))
-
-
 # Keys are lower case; lookup is case-insensitive. 8UC3/8UC4 carry no colour order: OpenCV's BGR(A).
 ENCODINGS: dict[str, _Encoding] = {
-    "rgb8": _Encoding("u1", 3, _copy_rgb),
-    "bgr8": _Encoding("u1", 3, _cvt(cv2.COLOR_BGR2RGB)),
-    "8uc3": _Encoding("u1", 3, _cvt(cv2.COLOR_BGR2RGB)),
-    "rgba8": _Encoding("u1", 4, _cvt(cv2.COLOR_RGBA2RGB)),
-    "bgra8": _Encoding("u1", 4, _cvt(cv2.COLOR_BGRA2RGB)),
-    "8uc4": _Encoding("u1", 4, _cvt(cv2.COLOR_BGRA2RGB)),
-    "mono8": _Encoding("u1", 1, _cvt(cv2.COLOR_GRAY2RGB)),
-    "8uc1": _Encoding("u1", 1, _cvt(cv2.COLOR_GRAY2RGB)),
-    "mono16": _Encoding("u2", 1, _gray16),
-    "16uc1": _Encoding("u2", 1, _depth_mm),
-    "32fc1": _Encoding("f4", 1, _depth_m),
-    "yuv422": _Encoding("u1", 2, _yuv(cv2.COLOR_YUV2RGB_UYVY)),  # ROS yuv422 is UYVY byte order
-    "uyvy": _Encoding("u1", 2, _yuv(cv2.COLOR_YUV2RGB_UYVY)),
-    "yuv422_yuy2": _Encoding("u1", 2, _yuv(cv2.COLOR_YUV2RGB_YUY2)),
-    "yuyv": _Encoding("u1", 2, _yuv(cv2.COLOR_YUV2RGB_YUY2)),
+    "rgb8": _enc("u1", 3, _copy_rgb),
+    "bgr8": _enc("u1", 3, _cvt(cv2.COLOR_BGR2RGB)),
+    "8uc3": _enc("u1", 3, _cvt(cv2.COLOR_BGR2RGB)),
+    "rgba8": _enc("u1", 4, _cvt(cv2.COLOR_RGBA2RGB)),
+    "bgra8": _enc("u1", 4, _cvt(cv2.COLOR_BGRA2RGB)),
+    "8uc4": _enc("u1", 4, _cvt(cv2.COLOR_BGRA2RGB)),
+    "mono8": _enc("u1", 1, _cvt(cv2.COLOR_GRAY2RGB)),
+    "8uc1": _enc("u1", 1, _cvt(cv2.COLOR_GRAY2RGB)),
+    "mono16": _enc("u2", 1, _gray16),
+    "16uc1": _enc("u2", 1, _depth_mm),
+    "32fc1": _enc("f4", 1, _depth_m),
+    "yuv422": _enc("u1", 2, _cvt(cv2.COLOR_YUV2RGB_UYVY)),  # ROS yuv422 is UYVY byte order
+    "uyvy": _enc("u1", 2, _cvt(cv2.COLOR_YUV2RGB_UYVY)),
+    "yuv422_yuy2": _enc("u1", 2, _cvt(cv2.COLOR_YUV2RGB_YUY2)),
+    "yuyv": _enc("u1", 2, _cvt(cv2.COLOR_YUV2RGB_YUY2)),
 }
 
 
@@ -125,28 +131,30 @@ def byte_view(data: Any) -> np.ndarray:
         raise CorruptImageError(f"data of type {type(data).__name__} is not a byte buffer") from exc
 
 
-def _check_size(width: int, height: int, max_pixels: int, what: str) -> None:
+def _check_size(width: int, height: int, max_pixels: int, kind: str) -> None:
     if width <= 0 or height <= 0:
-        raise BadShapeError(f"{what} is {width}x{height}: width and height must be > 0")
+        raise BadShapeError(f"{kind} image is {width}x{height}: width and height must be > 0")
     if width * height > max_pixels:
-        raise ImageTooLargeError(f"{what} is {width}x{height} = {width * height} px > limit {max_pixels} px")
+        raise ImageTooLargeError(
+            f"{kind} image is {width}x{height} = {width * height} px > limit {max_pixels} px"
+        )
 
 
 def image_to_numpy(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """sensor_msgs/Image -> RGB uint8 HxWx3 (+ float32 depth in metres for 16UC1 and 32FC1)."""
-    encoding = str(msg.encoding)
-    spec = ENCODINGS.get(encoding.strip().lower())
+    encoding = msg.encoding
+    spec = ENCODINGS.get(encoding) or ENCODINGS.get(str(encoding).strip().lower())
     if spec is None:
         raise UnknownEncodingError(f"encoding {encoding!r}; supported: {', '.join(sorted(ENCODINGS))}")
     width, height, step = int(msg.width), int(msg.height), int(msg.step)
-    _check_size(width, height, max_pixels, f"{encoding} image")
+    _check_size(width, height, max_pixels, encoding)
     if spec.channels == 2 and width % 2:
         raise BadShapeError(f"{encoding} packs pixel pairs: width {width} must be even")
-    dtype = np.dtype(spec.dtype).newbyteorder(">" if msg.is_bigendian else "<")
-    row_bytes = width * spec.channels * dtype.itemsize
+    dtype = spec.big if msg.is_bigendian else spec.little
+    row_bytes = width * spec.pixel_bytes
     if step < row_bytes:
         raise StepTooSmallError(
-            f"step {step} < width {width} * {spec.channels * dtype.itemsize} bytes per pixel = {row_bytes}"
+            f"step {step} < width {width} * {spec.pixel_bytes} bytes per pixel = {row_bytes}"
         )
     buf = byte_view(msg.data)
     if buf.size < step * height:
@@ -204,7 +212,7 @@ def _decode_file(buf: np.ndarray, fmt: str, max_pixels: int) -> tuple[str, np.nd
         raise UnknownEncodingError(f"compressed format {fmt!r}; supported: jpeg, png, compressedDepth png")
     if size is None:
         raise CorruptImageError(f"{kind} header is broken: no image size found")
-    _check_size(size[0], size[1], max_pixels, f"{kind} image")
+    _check_size(size[0], size[1], max_pixels, kind)
     image = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB if kind == "JPEG" else cv2.IMREAD_UNCHANGED)
     if image is None:
         raise CorruptImageError(f"{kind} data of {buf.size} bytes could not be decoded")
@@ -262,7 +270,7 @@ def compressed_to_numpy(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decod
 
 def is_compressed(msg: Any) -> bool:
     """Tell CompressedImage-shaped messages (a `format` field and no `encoding`) from Image ones."""
-    return hasattr(msg, "format") and not hasattr(msg, "encoding")
+    return not hasattr(msg, "encoding") and hasattr(msg, "format")  # Image first: the common, cheap case
 
 
 def decode(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:

@@ -37,29 +37,35 @@ MAX_ID_CHARS = 128
 class QuestionError(SpatialMllmError):
     """A question message that cannot be served as sent (bad JSON, bad field, unknown camera)."""
 
+    def __init__(self, message: str, question_id: str | None = None) -> None:
+        super().__init__(message)
+        self.question_id = question_id  # the message's own id when it had a usable one
+
 
 @dataclass
 class NodeConfig:
     """Every parameter of the spatial node; ROS parameters, YAML and the CLI share this schema."""
 
     image_topics: list[str] = option(
-        default_factory=lambda: ["image"], help="camera image topics (relative, remappable); several = several cameras, a "
-        "question may name one by topic or by a path segment ('front' matches /camera/front/image_raw); "
-        "a topic ending in /compressed is always sensor_msgs/CompressedImage; applied on activate")
+        default_factory=lambda: ["image"],
+        help="camera image topics (relative, remappable); several = several cameras, a question may name "
+        "one by topic or by a path segment ('front' matches /camera/front/image_raw); a topic ending in "
+        "/compressed is always sensor_msgs/CompressedImage; applied on activate")
     image_transport: str = option(
         "raw", help="raw: sensor_msgs/Image on each topic; compressed: CompressedImage on <topic>/compressed",
         choices=TRANSPORT_CHOICES)
     qos: str = option("sensor_data", help="camera subscription QoS (sensor_data = best effort, depth 5)",
                      choices=QOS_CHOICES)
-    frames: int = option(2, help="frames per question unless the question says otherwise (at most model.max_frames)",
-                        range=(1, 64))
+    frames: int = option(2, range=(1, 64),
+                         help="frames per question unless the question says otherwise (<= model.max_frames)")
     span_s: float = option(1.0, help="seconds between the first and last frame used, ending at the newest",
                           range=(0.0, 600.0))
     queue_size: int = option(8, help="questions waiting at most; more are answered with error 'queue full'",
                             range=(1, 1024))
     max_question_chars: int = option(2000, help="longer question messages are rejected", range=(16, 100000))
     standing_questions: list[str] = option(
-        default_factory=list, help="questions (text or JSON) answered every standing_period_s and by the ~/ask service")
+        default_factory=list,
+        help="questions (text or JSON) answered every standing_period_s and by the ~/ask service")
     standing_period_s: float = option(0.0, help="period of the standing questions (0: only on ~/ask)",
                                      range=(0.0, 3600.0))
     ask_timeout_s: float = option(60.0, help="how long ~/ask waits for the standing answers",
@@ -118,7 +124,7 @@ def parse_question(raw: str, config: NodeConfig, default_id: str) -> Request:
     text = raw.strip()
     if not text:
         raise QuestionError("empty question")
-    if not text.startswith("{"):
+    if not text.startswith(("{", "[")):
         return Request(id=default_id, text=text, frames=config.frames, span_s=config.span_s)
     try:
         obj = json.loads(text)
@@ -126,26 +132,33 @@ def parse_question(raw: str, config: NodeConfig, default_id: str) -> Request:
         raise QuestionError(f"bad JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise QuestionError("bad JSON: expected an object")
+    qid = obj.get("id", default_id)
+    if not isinstance(qid, (str, int)) or isinstance(qid, bool) or len(str(qid)) > MAX_ID_CHARS:
+        raise QuestionError(f"'id' must be a string of at most {MAX_ID_CHARS} characters")
+    try:
+        return _request_from_json(obj, str(qid), config)
+    except QuestionError as exc:
+        raise QuestionError(str(exc), question_id=str(qid)) from None
+
+
+def _request_from_json(obj: dict[str, Any], qid: str, config: NodeConfig) -> Request:
     unknown = sorted(set(obj) - JSON_FIELDS)
     if unknown:
         raise QuestionError(f"bad JSON: unknown field(s) {unknown} (known: {sorted(JSON_FIELDS)})")
     question = obj.get("question")
     if not isinstance(question, str) or not question.strip():
         raise QuestionError("bad JSON: 'question' must be a non-empty string")
-    qid = obj.get("id", default_id)
-    if not isinstance(qid, (str, int)) or isinstance(qid, bool) or len(str(qid)) > MAX_ID_CHARS:
-        raise QuestionError(f"'id' must be a string of at most {MAX_ID_CHARS} characters")
     kind = obj.get("kind")
     if kind is not None and kind not in {k.value for k in QuestionKind}:
         raise QuestionError(f"unknown kind {kind!r} (known: {[k.value for k in QuestionKind]})")
     options = obj.get("options")
-    if options is not None and (not isinstance(options, list) or not all(isinstance(o, str) for o in options)):
+    if options is not None and not (isinstance(options, list) and all(isinstance(o, str) for o in options)):
         raise QuestionError("'options' must be a list of strings")
     camera = obj.get("camera")
     if camera is not None and not isinstance(camera, str):
         raise QuestionError("'camera' must be a string")
     return Request(
-        id=str(qid),
+        id=qid,
         text=question.strip(),
         frames=_as_int(obj.get("frames", config.frames), "frames", 1, config.model.max_frames),
         span_s=_as_float(obj.get("span_s", config.span_s), "span_s", 0.0, 600.0),
@@ -156,7 +169,7 @@ def parse_question(raw: str, config: NodeConfig, default_id: str) -> Request:
 
 
 def match_camera(name: str, topics: Sequence[str]) -> str:
-    """The configured topic a question's camera names: exact topic, or a '/'-separated segment of it."""
+    """Resolve a question's camera to a configured topic: the topic, or a '/'-separated segment of it."""
     for topic in topics:
         if name == topic or name.strip("/") == topic.strip("/"):
             return topic
@@ -206,6 +219,8 @@ class ServiceStats:
     latency_p95_ms: float | None
     callback_p50_ms: float | None
     callback_p99_ms: float | None
+    delay_p50_ms: float | None  # header stamp -> callback: transport and executor delay
+    delay_p99_ms: float | None
     model: str
     backend: str
     device: str
@@ -246,7 +261,8 @@ class QuestionService:
         self._ids = itertools.count(1)
         self._cameras: dict[str, _CameraCounter] = {}
         self._latencies: deque[float] = deque(maxlen=256)
-        self._callback_ms: deque[float] = deque(maxlen=4096)
+        self._callback_ms: deque[float] = deque(maxlen=1024)  # the last ~30 s of a 30 Hz camera
+        self._delay_ms: deque[float] = deque(maxlen=1024)
         self._answered = self._rejected = self._failed = 0
         self._last_error: str | None = None
         self._inject = config.inject_failures
@@ -285,6 +301,7 @@ class QuestionService:
             counter.arrivals.append(time.monotonic())
             counter.stats.newest_stamp_ns = max(frame.stamp_ns, counter.stats.newest_stamp_ns or 0)
             self._callback_ms.append((time.perf_counter() - callback_started) * 1e3)
+            self._delay_ms.append((self._now_ns() - frame.stamp_ns) * 1e-6)
         return kept
 
     def add_malformed(self, topic: str, reason: str) -> int:
@@ -298,18 +315,26 @@ class QuestionService:
 
     # ---- questions ---------------------------------------------------------------------------------
     def next_id(self, prefix: str = "q") -> str:
-        """A fresh id for questions that bring none."""
+        """Make a fresh id for questions that bring none."""
         return f"{prefix}{next(self._ids)}"
+
+    def _parse(self, raw: str, default_id: str) -> Request:
+        request = parse_question(raw, self.config, default_id)
+        if request.camera is not None:
+            try:
+                request.camera = match_camera(request.camera, self.cameras)
+            except QuestionError as exc:
+                raise QuestionError(str(exc), question_id=request.id) from None
+        return request
 
     def submit(self, raw: str) -> Future:
         """Parse and enqueue one question message; parse errors and a full queue are answered at once."""
         qid = self.next_id()
         try:
-            request = parse_question(raw, self.config, qid)
-            if request.camera is not None:
-                request.camera = match_camera(request.camera, self.cameras)
+            request = self._parse(raw, qid)
         except QuestionError as exc:
-            return self._reject(Request(id=qid, text=raw[:200], frames=0, span_s=0.0), str(exc))
+            bad = Request(id=exc.question_id or qid, text=raw[:200], frames=0, span_s=0.0)
+            return self._reject(bad, str(exc))
         return self.enqueue(request)
 
     def enqueue(self, request: Request) -> Future:
@@ -331,13 +356,10 @@ class QuestionService:
         for i, raw in enumerate(self.config.standing_questions):
             default_id = f"standing-{i}"
             try:
-                request = parse_question(raw, self.config, default_id)
-                if request.camera is not None:
-                    request.camera = match_camera(request.camera, self.cameras)
+                requests.append(self._parse(raw, default_id))
             except QuestionError as exc:
-                self._reject(Request(id=default_id, text=raw[:200], frames=0, span_s=0.0), str(exc))
-                continue
-            requests.append(request)
+                bad = Request(id=exc.question_id or default_id, text=raw[:200], frames=0, span_s=0.0)
+                self._reject(bad, str(exc))
         return requests
 
     def ask_standing(self) -> list[Future]:
@@ -455,7 +477,7 @@ class QuestionService:
             "unit": parsed.get("unit"),
             "confidence": parsed.get("confidence"),
             "probabilities": parsed.get("probabilities"),
-            "frame_stamps": [f.stamp_ns * 1e-9 for f in frames],
+            "frame_stamps": [round(f.stamp_ns * 1e-9, 9) for f in frames],
             "frame_id": frames[-1].frame_id if frames else "",
             "camera": frames[-1].topic if frames else request.camera,
             "stamp": self._now_ns() * 1e-9,
@@ -473,7 +495,7 @@ class QuestionService:
 
     # ---- health ------------------------------------------------------------------------------------
     def stats(self) -> ServiceStats:
-        """A consistent snapshot for /diagnostics and benchmarks."""
+        """Take a consistent snapshot for /diagnostics and benchmarks."""
         now_mono = time.monotonic()
         now_ns = self._now_ns()
         with self._lock:
@@ -488,6 +510,7 @@ class QuestionService:
                                               "malformed": dict(counter.stats.malformed)}))
             latencies = list(self._latencies)
             callbacks = list(self._callback_ms)
+            delays = list(self._delay_ms)
             model = self._model
             return ServiceStats(
                 cameras=cameras,
@@ -501,6 +524,8 @@ class QuestionService:
                 latency_p95_ms=_percentile(latencies, 95),
                 callback_p50_ms=_percentile(callbacks, 50),
                 callback_p99_ms=_percentile(callbacks, 99),
+                delay_p50_ms=_percentile(delays, 50),
+                delay_p99_ms=_percentile(delays, 99),
                 model=getattr(model, "name", "") if model is not None else "",
                 backend=getattr(model, "backend", "") if model is not None else "",
                 device=getattr(model, "device", "") if model is not None else "",
@@ -540,6 +565,7 @@ def stats_key_values(stats: ServiceStats) -> list[tuple[str, str]]:
         ("latency_last_ms", fmt(stats.latency_last_ms)), ("latency_p50_ms", fmt(stats.latency_p50_ms)),
         ("latency_p95_ms", fmt(stats.latency_p95_ms)), ("image_callback_p50_ms", fmt(stats.callback_p50_ms)),
         ("image_callback_p99_ms", fmt(stats.callback_p99_ms)),
+        ("image_delay_p50_ms", fmt(stats.delay_p50_ms)), ("image_delay_p99_ms", fmt(stats.delay_p99_ms)),
         ("gpu_memory_mb", fmt(stats.gpu_memory_mb) or "n/a"), ("last_error", stats.last_error or ""),
     ]
     for cam in stats.cameras:
@@ -555,7 +581,7 @@ def stats_key_values(stats: ServiceStats) -> list[tuple[str, str]]:
 
 
 def render_answer_image(frames: Sequence[Frame], question: str, answer: str, height: int = 240) -> np.ndarray:
-    """The frames used, side by side at `height`, with the question on top and the answer below (RGB)."""
+    """Draw the frames used side by side at `height`, the question above and the answer below (RGB)."""
     tiles = []
     for frame in frames:
         h, w = frame.pixels.shape[:2]

@@ -36,6 +36,8 @@ def test_frame_contract() -> None:
     assert Frame(pixels, 0, depth=depth).nbytes == 18 + 24
     fortran = np.asfortranarray(np.zeros((4, 5, 3), np.uint8))
     assert Frame(fortran, 0).pixels.flags.c_contiguous
+    twin = Frame(pixels, 5 * SEC + 7, "cam_optical", "/cam/image_raw")
+    assert frame != twin and len({frame, twin, frame}) == 2  # identity, never an array comparison
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,8 @@ def params_file(tmp_path_factory: pytest.TempPathFactory) -> str:
     tmp = tmp_path_factory.mktemp("launch")
     checkpoint = make_tiny_model(tmp / "tiny")
     path = tmp / "params.yaml"
-    path.write_text(f"/**:\n  ros__parameters:\n    model:\n      checkpoint: {checkpoint}\n      device: cpu\n")
+    path.write_text(
+        f"/**:\n  ros__parameters:\n    model:\n      checkpoint: {checkpoint}\n      device: cpu\n")
     return str(path)
 
 
@@ -52,8 +53,8 @@ def test_bringup_answers_under_namespace() -> None:
     rclpy.init()
     node = rclpy.create_node("launch_client")
     answers: list[dict] = []
-    node.create_subscription(String, "/robot/spatial_mllm_node/answer", lambda m: answers.append(json.loads(m.data)),
-                             10)
+    node.create_subscription(String, "/robot/spatial_mllm_node/answer",
+                             lambda m: answers.append(json.loads(m.data)), 10)
     pub = node.create_publisher(String, "/robot/spatial_mllm_node/question", 10)
     try:
         deadline = time.monotonic() + 120

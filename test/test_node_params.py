@@ -47,7 +47,8 @@ def test_parameters_declared_with_descriptors(context: None) -> None:
         assert (frames.integer_range[0].from_value, frames.integer_range[0].to_value) == (1, 64)
         assert frames.description.startswith("frames per question")
         assert node.describe_parameter("span_s").floating_point_range[0].from_value == 0.0
-        assert "one of: sensor_data, reliable, best_available" in node.describe_parameter("qos").additional_constraints
+        qos = node.describe_parameter("qos")
+        assert "one of: sensor_data, reliable, best_available" in qos.additional_constraints
         for name in (*READ_ONLY, "autostart"):
             assert node.describe_parameter(name).read_only, name
         assert node.config.standing_questions == [] and node.config.image_topics == ["image"]

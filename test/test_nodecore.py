@@ -12,8 +12,9 @@ import pytest
 from spatial_mllm_ros.config import from_dict, parameter_rows
 from spatial_mllm_ros.errors import ConfigError
 from spatial_mllm_ros.frames import Frame, FrameBuffer
-from spatial_mllm_ros.model import ModelConfig, SpatialModel
+from spatial_mllm_ros.model.config import ModelConfig
 from spatial_mllm_ros.model.factory import make_tiny_model
+from spatial_mllm_ros.model.runtime import SpatialModel
 from spatial_mllm_ros.nodecore import (
     NodeConfig,
     QuestionError,
@@ -148,7 +149,8 @@ def test_queue_bound_rejects_and_worker_answers_everything(model: SpatialModel) 
     feed(service, clock)
     assert service.submit("Is it there?").result(timeout=1)["error"] == "node not active"
     service.start()
-    futures = [service.submit(json.dumps({"id": f"f{i}", "question": "Did it move left?"})) for i in range(40)]
+    futures = [service.submit(json.dumps({"id": f"f{i}", "question": "Did it move left?"}))
+               for i in range(40)]
     answers = [f.result(timeout=60) for f in futures]
     service.stop()
     assert sorted(a["id"] for a in answers) == sorted(f"f{i}" for i in range(40))

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from test_reward_support import write_bag
 
 from spatial_mllm_ros.reward import (
     AnnotateConfig,
@@ -24,10 +23,6 @@ from spatial_mllm_ros.reward import (
 )
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
-EPISODES = [
-    {"dx": -1, "direction": "left", "success": True, "distance_mm": 100},
-    {"dx": 1, "direction": "right", "success": False, "distance_mm": 100},
-]
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +33,29 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bags(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def sim_episodes() -> list:
+    """Two MuJoCo episodes: the gripper translating left (success) and a grasp that slips (failure)."""
+    from spatial_mllm_ros.sim import SceneConfig, parse_motion, run_episode
+
+    cfg = SceneConfig(seed=3, n_objects=2, width=160, height=120, cameras=("front",), shadows=False)
+    kw = {"n_frames": 6, "depth": False, "seg": False, "n_track_points": 0}
+    return [run_episode(cfg, parse_motion("translate:direction=left,distance=0.1"), **kw),
+            run_episode(cfg, parse_motion("failed_grasp"), **kw)]
+
+
+@pytest.fixture(scope="module")
+def bags(tmp_path_factory: pytest.TempPathFactory, sim_episodes: list) -> dict[str, Path]:
+    from spatial_mllm_ros.sim.recorder import record_episodes
+
     root = tmp_path_factory.mktemp("bags")
     return {
-        "mcap_raw": write_bag(root / "mcap_raw", EPISODES, storage="mcap", frames=4),
-        "sqlite_png": write_bag(root / "sqlite_png", EPISODES, storage="sqlite3", compressed=True, frames=4),
+        "mcap_raw": record_episodes(sim_episodes, root / "mcap_raw", storage="mcap"),
+        "sqlite_jpeg": record_episodes(sim_episodes, root / "sqlite_jpeg", "sqlite3", compressed=True),
     }
 
 
 def _config(tiny_model: Path, rubric: str = "rubric_move_left.yaml", **kw: object) -> AnnotateConfig:
-    from spatial_mllm_ros.model import ModelConfig
+    from spatial_mllm_ros.model.config import ModelConfig
 
     rubric_obj = load_rubric(CONFIG / rubric)
     return AnnotateConfig(
@@ -57,7 +65,9 @@ def _config(tiny_model: Path, rubric: str = "rubric_move_left.yaml", **kw: objec
     )
 
 
-def test_batch_outputs_and_bad_bags(tmp_path: Path, tiny_model: Path, bags: dict[str, Path], fixture_bags: Path) -> None:
+def test_batch_outputs_and_bad_bags(
+    tmp_path: Path, tiny_model: Path, bags: dict[str, Path], fixture_bags: Path,
+) -> None:
     import pyarrow.parquet as pq
     from rosbags.highlevel import AnyReader
 
@@ -65,7 +75,7 @@ def test_batch_outputs_and_bad_bags(tmp_path: Path, tiny_model: Path, bags: dict
     shutil.copytree(bags["mcap_raw"], corrupt)
     mcap = next(corrupt.glob("*.mcap"))
     mcap.write_bytes(mcap.read_bytes()[:300])
-    batch = [bags["mcap_raw"], corrupt, bags["sqlite_png"], fixture_bags / "evo_tf_example"]
+    batch = [bags["mcap_raw"], corrupt, bags["sqlite_jpeg"], fixture_bags / "evo_tf_example"]
     config = _config(tiny_model, rubric="rubric_push_distance.yaml")
     out = tmp_path / "out"
     summary = annotate_to_dir(batch, config, out, write_bag=True, show_progress=False)
@@ -85,11 +95,12 @@ def test_batch_outputs_and_bad_bags(tmp_path: Path, tiny_model: Path, bags: dict
     assert len(csv_lines) == 1 + 4 + 2 and "voc" in csv_lines[0]
     assert len(list((out / "plots").glob("*.png"))) == 4
     assert "Failed bags" in (out / "report.html").read_text()
-    for name in ("mcap_raw", "sqlite_png"):
+    for name in ("mcap_raw", "sqlite_jpeg"):
         with AnyReader([out / "bags" / f"{name}_reward"]) as reader:
             topics = {t: i.msgcount for t, i in reader.topics.items()}
             conns = [c for c in reader.connections if c.topic == "/reward/answers"]
-            docs = [json.loads(reader.deserialize(raw, c.msgtype).data) for c, _, raw in reader.messages(conns)]
+            docs = [json.loads(reader.deserialize(raw, c.msgtype).data)
+                    for c, _, raw in reader.messages(conns)]
         assert topics["/reward"] == 2 and topics["/episode"] == 4  # episode rewards; markers copied
         assert sum(len(d["labels"]) for d in docs) == 10 and "episode_reward" in docs[-1]
     # idempotent: the same command again changes nothing
@@ -98,9 +109,12 @@ def test_batch_outputs_and_bad_bags(tmp_path: Path, tiny_model: Path, bags: dict
     assert again.resumed == 4 and (out / "labels.jsonl").read_bytes() == before
 
 
-def test_cli_resumes_after_kill_9(tmp_path: Path, tiny_model: Path, python_exe: str) -> None:
-    many = [dict(EPISODES[i % 2]) for i in range(8)]
-    bag = write_bag(tmp_path / "long", many, frames=6)
+def test_cli_resumes_after_kill_9(
+    tmp_path: Path, tiny_model: Path, python_exe: str, sim_episodes: list,
+) -> None:
+    from spatial_mllm_ros.sim.recorder import record_episodes
+
+    bag = record_episodes(sim_episodes * 4, tmp_path / "long")
     out = tmp_path / "out"
     cmd = [python_exe, "-m", "spatial_mllm_ros", "annotate", str(bag), "--rubric",
            str(CONFIG / "rubric_move_left.yaml"), "--out", str(out), "--checkpoint", str(tiny_model),
@@ -131,13 +145,39 @@ def test_ray_tasks_match_in_process(tmp_path: Path, tiny_model: Path, bags: dict
     pytest.importorskip("ray", reason="ray is the optional extra spatial_mllm_ros[ray]; not installed here")
     config = _config(tiny_model)
     local = annotate_to_dir(list(bags.values()), config, tmp_path / "local", show_progress=False)
-    ray = annotate_to_dir(list(bags.values()), config, tmp_path / "ray", ray_address="local", show_progress=False)
+    ray = annotate_to_dir(list(bags.values()), config, tmp_path / "ray", ray_address="local",
+                          show_progress=False)
     assert not local.failed and not ray.failed and ray.episodes == local.episodes == 4
-    strip = [{k: v for k, v in json.loads(line).items()} for line in (tmp_path / "ray" / "labels.jsonl").open()]
-    assert strip == [json.loads(line) for line in (tmp_path / "local" / "labels.jsonl").open()]
+    ray_rows = (tmp_path / "ray" / "labels.jsonl").read_text()
+    assert ray_rows == (tmp_path / "local" / "labels.jsonl").read_text()
     res = subprocess.run([sys.executable, "-m", "spatial_mllm_ros", "reward-eval", str(tmp_path / "ray")],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     ev = json.loads((tmp_path / "ray" / "eval.json").read_text())
     assert 0 < ev["direction_n"] <= 4 * 2 * 3 and 0.0 <= ev["direction_agreement"] <= 1.0
     assert ev["n_success"] == 2 and ev["n_failure"] == 2 and ev["auc"] is not None
+
+
+def test_each_frame_is_encoded_once(tiny_model: Path, bags: dict[str, Path]) -> None:
+    from spatial_mllm_ros.model.runtime import SpatialModel
+    from spatial_mllm_ros.reward import Bag, EpisodeResult, EpisodeScorer, find_episodes, parse_rubric
+
+    rubric = parse_rubric({
+        "name": "many questions",
+        "checks": [
+            {"question": "Did the gripper move left?", "expect": "yes"},
+            {"question": "Which direction did the gripper move?", "expect": "left"},
+            {"type": "metric", "question": "How far did the gripper move?", "target_mm": 100},
+        ],
+        "progress": {"question": "How far did the gripper move?", "scale": 100},
+    })
+    model = SpatialModel.load(_config(tiny_model).model)
+    with Bag(bags["sqlite_jpeg"]) as bag:
+        topic = bag.image_topic()
+        episode = find_episodes(bag, topic, Split.parse("marker"))[0]
+        frames = [f for _, f in bag.frames(topic, episode.times)]
+    result = EpisodeScorer(model, rubric).score(episode, frames, EpisodeResult("b", "b", 0, "k", topic, 0, 0))
+    n = len(frames)
+    assert len(result.labels) == 2 * (n - 1) + 1 + (n - 1)  # every question asked...
+    assert model.cache_stats.misses == n  # ...but each frame's vision embedding computed once
+    model.close()

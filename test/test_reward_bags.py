@@ -49,7 +49,8 @@ def test_humble_typestore_reads_the_same(fixture_bags: Path) -> None:
 
 @pytest.mark.parametrize(("storage", "compressed"), [("mcap", False), ("sqlite3", True)])
 def test_written_bags_split_and_sample(tmp_path: Path, storage: str, compressed: bool) -> None:
-    eps = [{"dx": -1, "direction": "left", "success": True}, {"dx": 1, "direction": "right", "success": False}]
+    eps = [{"dx": -1, "direction": "left", "success": True},
+           {"dx": 1, "direction": "right", "success": False}]
     path = write_bag(tmp_path / "b", eps, storage=storage, compressed=compressed, frames=6)
     with Bag(path) as bag:
         topic = bag.image_topic()
@@ -111,9 +112,9 @@ def test_two_image_topics_need_a_choice(tmp_path: Path) -> None:
     with Writer(tmp_path / "two", version=9) as w:
         for topic in ("/a/image", "/b/image"):
             conn = w.add_connection(topic, "sensor_msgs/msg/Image", typestore=TS)
+            stamp = TS.types["builtin_interfaces/msg/Time"](sec=1, nanosec=0)
             msg = TS.types["sensor_msgs/msg/Image"](
-                header=TS.types["std_msgs/msg/Header"](stamp=TS.types["builtin_interfaces/msg/Time"](sec=1, nanosec=0),
-                                                       frame_id=""),
+                header=TS.types["std_msgs/msg/Header"](stamp=stamp, frame_id=""),
                 height=1, width=1, encoding="rgb8", is_bigendian=0, step=3, data=np.zeros(3, np.uint8))
             w.write(conn, 1, TS.serialize_cdr(msg, "sensor_msgs/msg/Image"))
     with Bag(tmp_path / "two") as bag, pytest.raises(AmbiguousImageTopicError, match="--image-topic"):

@@ -31,9 +31,9 @@ def write_bag(
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     msgtype = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
     topic = TOPIC + ("/compressed" if compressed else "")
-    Image, CImage = TS.types["sensor_msgs/msg/Image"], TS.types["sensor_msgs/msg/CompressedImage"]
-    Header, Time = TS.types["std_msgs/msg/Header"], TS.types["builtin_interfaces/msg/Time"]
-    String = TS.types["std_msgs/msg/String"]
+    image, cimage = TS.types["sensor_msgs/msg/Image"], TS.types["sensor_msgs/msg/CompressedImage"]
+    header_t, time_t = TS.types["std_msgs/msg/Header"], TS.types["builtin_interfaces/msg/Time"]
+    string = TS.types["std_msgs/msg/String"]
     t = 1_700_000_000_000_000_000
     with Writer(path, version=9, storage_plugin=plugin) as writer:
         img_conn = writer.add_connection(topic, msgtype, typestore=TS)
@@ -41,21 +41,21 @@ def write_bag(
         for k, labels in enumerate(episodes):
             if ep_conn is not None:
                 start = json.dumps({"episode": k, "event": "start", "labels": labels})
-                writer.write(ep_conn, t, TS.serialize_cdr(String(data=start), "std_msgs/msg/String"))
+                writer.write(ep_conn, t, TS.serialize_cdr(string(data=start), "std_msgs/msg/String"))
             for i in range(frames):
                 rgb = scene(i, frames, labels.get("dx", 0))
-                header = Header(stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id="front")
+                header = header_t(stamp=time_t(sec=t // 10**9, nanosec=t % 10**9), frame_id="front")
                 if compressed:
                     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-                    msg = CImage(header=header, format="png", data=np.frombuffer(buf.tobytes(), np.uint8))
+                    msg = cimage(header=header, format="png", data=np.frombuffer(buf.tobytes(), np.uint8))
                 else:
                     h, w = rgb.shape[:2]
-                    msg = Image(header=header, height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3,
+                    msg = image(header=header, height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3,
                                 data=rgb.reshape(-1))
                 writer.write(img_conn, t, TS.serialize_cdr(msg, msgtype))
                 t += int(1e9 / fps)
             if ep_conn is not None:
                 end = json.dumps({"episode": k, "event": "end", "labels": labels})
-                writer.write(ep_conn, t, TS.serialize_cdr(String(data=end), "std_msgs/msg/String"))
+                writer.write(ep_conn, t, TS.serialize_cdr(string(data=end), "std_msgs/msg/String"))
             t += int(gap_s * 1e9)
     return path

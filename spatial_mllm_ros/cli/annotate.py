@@ -9,7 +9,7 @@ from spatial_mllm_ros.reward import AnnotateConfig, Sampling, Split, annotate_to
 
 
 def _run(args: argparse.Namespace) -> int:
-    from spatial_mllm_ros.model import ModelConfig
+    from spatial_mllm_ros.model.config import ModelConfig
 
     rubric = load_rubric(args.rubric)
     every = args.every or rubric.every or 1
@@ -27,7 +27,8 @@ def _run(args: argparse.Namespace) -> int:
         args.bags, config, args.out, jobs=args.jobs, ray_address=args.ray, write_bag=args.write_bag,
         show_progress=not args.no_progress,
     )
-    print(f"{summary.episodes} episodes ({summary.resumed} resumed), {summary.labels} labels -> {summary.out}")
+    print(f"{summary.episodes} episodes ({summary.resumed} resumed), {summary.labels} labels "
+          f"-> {summary.out}")
     for path in summary.reward_bags:
         print(f"reward bag: {path}")
     for bag in summary.failed:
@@ -42,12 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rubric", required=True, help="rubric YAML (see config/rubric_*.yaml)")
     p.add_argument("--out", required=True, help="output directory (re-running the same command resumes)")
     p.add_argument("--image-topic", default=None, help="image topic (default: the rubric's, else detected)")
-    p.add_argument("--split", default=None, help="whole | gap[:SECONDS] | marker[:TOPIC] | intervals:FILE.csv")
+    p.add_argument("--split", default=None,
+                   help="whole | gap[:SECONDS] | marker[:TOPIC] | intervals:FILE.csv")
     p.add_argument("--every", type=int, default=None, help="use every k-th frame")
     p.add_argument("--count", type=int, default=None, help="use N frames spread over each episode")
     p.add_argument("--step", type=float, default=None, help="use one frame per STEP seconds")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (each loads the model once)")
-    p.add_argument("--ray", default=None, metavar="ADDRESS", help="run bags as Ray tasks ('local' or ray://...)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="worker processes, each loading the model once (with --ray local: its CPUs)")
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="run bags as Ray tasks ('local' or ray://...)")
     p.add_argument("--write-bag", action="store_true", help="also write a bag copy with /reward topics")
     p.add_argument("--checkpoint", default="", help="model directory (default: the shipped tiny model)")
     p.add_argument("--adapter", default="", help="LoRA adapter directory")

@@ -21,21 +21,28 @@ class ModelConfig:
     merge_adapter: bool = option(True, help="merge the LoRA adapter into the weights at load (faster)")
     device: str = option("auto", help="auto, cpu, cuda or cuda:N")
     dtype: str = option("auto", help="auto: bfloat16/float16 on CUDA, float32 on CPU", choices=DTYPE_CHOICES)
-    max_tiles: int = option(6, help="InternVL dynamic tiling: at most this many 448-px tiles per frame",
-                            range=(1, 40))
+    max_tiles: int = option(
+        6, help="InternVL dynamic tiling: at most this many 448-px tiles per frame", range=(1, 40)
+    )
     use_thumbnail: bool = option(True, help="add a whole-frame thumbnail tile when a frame is tiled")
-    resize: str = option("auto", help="image resize: pil (reference), torch (on the model's device), auto",
-                         choices=("auto", "pil", "torch"))
+    resize: str = option(
+        "auto",
+        help="image resize: pil (reference), torch (on the model's device), auto",
+        choices=("auto", "pil", "torch"),
+    )
     max_frames: int = option(8, help="most frames one question may use", range=(1, 64))
     vision_backends: tuple[str, ...] = option(
         ("tensorrt", "onnxruntime", "torch"),
-        help="vision encoder backends in fallback order", choices=VISION_BACKENDS,
+        help="vision encoder backends in fallback order",
+        choices=VISION_BACKENDS,
     )
     trust_remote_code: bool = option(False, help="allow checkpoint Python code (original InternVL2); unsafe")
     max_new_tokens: int = option(32, help="generation budget for open questions", range=(1, 1024))
-    cache_bytes: int = option(256 << 20, help="vision-embedding LRU cache size in bytes (0 disables)",
-                              range=(0, None))
+    cache_bytes: int = option(
+        256 << 20, help="vision-embedding LRU cache size in bytes (0 disables)", range=(0, None)
+    )
     answer_prefix: str = option("`", help="assistant text forced before closed-set scoring (the backtick)")
     max_question_chars: int = option(4096, help="longer questions are rejected", range=(1, 1_000_000))
-    context_tokens: int = option(0, help="token budget per prompt; 0: the model's max positions",
-                                 range=(0, None))
+    context_tokens: int = option(
+        0, help="token budget per prompt; 0: the model's max positions", range=(0, None)
+    )

@@ -52,13 +52,17 @@ class FrameError(InputError):
 
 
 class TooManyFramesError(InputError):
-    """The frames' visual tokens do not fit the model's context."""
+    """More frames than allowed, or their visual tokens do not fit the model's context."""
 
-    def __init__(self, n_frames: int, tokens: int, limit: int) -> None:
-        super().__init__(
-            f"{n_frames} frames need {tokens} tokens but the context allows {limit}; "
-            "ask with fewer frames or fewer tiles (max_tiles)",
-        )
+    def __init__(self, n_frames: int, limit: int, tokens: int | None = None) -> None:
+        if tokens is None:
+            msg = f"{n_frames} frames given, at most max_frames={limit} per question"
+        else:
+            msg = (
+                f"{n_frames} frames need {tokens} tokens but the context allows {limit}; "
+                "ask with fewer frames or fewer tiles (max_tiles)"
+            )
+        super().__init__(msg)
         self.n_frames, self.tokens, self.limit = n_frames, tokens, limit
 
 

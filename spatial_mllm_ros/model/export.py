@@ -1,5 +1,7 @@
-"""Export the InternVL vision tower + projector to ONNX (dynamic number of tiles) and check it against
-PyTorch; optionally build the TensorRT engine from it."""
+"""Export the InternVL vision tower + projector to ONNX and check the graph against PyTorch.
+
+The graph takes a dynamic number of tiles; the TensorRT backend builds its engine from it.
+"""
 
 from __future__ import annotations
 
@@ -33,8 +35,13 @@ def _tile_size(model: Any) -> int:
     return int(size[0] if isinstance(size, (list, tuple)) else size)
 
 
-def export_onnx(model: Any, checkpoint: Path, opset: int = 18, check_tiles: tuple[int, ...] = (1, 3),
-                tolerance: float = 1e-4) -> ExportResult:
+def export_onnx(
+    model: Any,
+    checkpoint: Path,
+    opset: int = 18,
+    check_tiles: tuple[int, ...] = (1, 3),
+    tolerance: float = 1e-4,
+) -> ExportResult:
     """Export vision tower + projector (float32) to checkpoint's export dir; verify with onnxruntime."""
     import time
 
@@ -50,8 +57,14 @@ def export_onnx(model: Any, checkpoint: Path, opset: int = 18, check_tiles: tupl
     try:
         with torch.inference_mode(False), torch.no_grad():
             program = torch.onnx.export(
-                tower, (example,), dynamo=True, input_names=["pixel_values"], output_names=["features"],
-                dynamic_shapes={"pixel_values": {0: tiles}}, opset_version=opset, verbose=False,
+                tower,
+                (example,),
+                dynamo=True,
+                input_names=["pixel_values"],
+                output_names=["features"],
+                dynamic_shapes={"pixel_values": {0: tiles}},
+                opset_version=opset,
+                verbose=False,
             )
             program.save(str(graph))
     except Exception as exc:  # the exporter raises many types; report one
@@ -59,15 +72,26 @@ def export_onnx(model: Any, checkpoint: Path, opset: int = 18, check_tiles: tupl
     diff = compare_onnx(tower, graph, size, check_tiles)
     if diff > tolerance:
         raise ExportError(f"ONNX graph differs from PyTorch by {diff:.2e} (> {tolerance:.0e})")
-    meta.write_text(json.dumps({"fingerprint": vision_fingerprint(model), "tile_size": size,
-                                "max_abs_diff": diff, "opset": opset}, indent=2) + "\n")
+    meta.write_text(
+        json.dumps(
+            {
+                "fingerprint": vision_fingerprint(model),
+                "tile_size": size,
+                "max_abs_diff": diff,
+                "opset": opset,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     result = ExportResult(graph, diff, tuple(check_tiles), time.perf_counter() - start)
     log.info("exported %s (max abs diff vs PyTorch %.2e)", graph, diff)
     return result
 
 
-def compare_onnx(tower: torch.nn.Module, graph: Path, size: int, tiles: tuple[int, ...] = (1, 3),
-                 seed: int = 0) -> float:
+def compare_onnx(
+    tower: torch.nn.Module, graph: Path, size: int, tiles: tuple[int, ...] = (1, 3), seed: int = 0
+) -> float:
     """Max abs difference between onnxruntime and PyTorch over random tiles of each given count."""
     import onnxruntime as ort
 

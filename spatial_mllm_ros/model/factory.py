@@ -96,8 +96,11 @@ def make_tokenizer(vocab_size: int = 600) -> Any:
         pad_token="<|endoftext|>",
         bos_token=None,
         unk_token=None,
-        extra_special_tokens={"start_image_token": "<img>", "end_image_token": "</img>",
-                              "context_image_token": "<IMG_CONTEXT>"},
+        extra_special_tokens={
+            "start_image_token": "<img>",
+            "end_image_token": "</img>",
+            "context_image_token": "<IMG_CONTEXT>",
+        },
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast
@@ -121,16 +124,26 @@ def _internvl_config(tok: Any, image_size: int, shape: TinyShape, text: dict[str
     from transformers import InternVLConfig
 
     text_config = text or {
-        "model_type": "qwen2", "hidden_size": shape.hidden, "num_hidden_layers": shape.layers,
-        "num_attention_heads": shape.heads, "num_key_value_heads": shape.kv_heads,
-        "intermediate_size": shape.intermediate, "vocab_size": len(tok), "max_position_embeddings": 32768,
-        "tie_word_embeddings": True, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
+        "model_type": "qwen2",
+        "hidden_size": shape.hidden,
+        "num_hidden_layers": shape.layers,
+        "num_attention_heads": shape.heads,
+        "num_key_value_heads": shape.kv_heads,
+        "intermediate_size": shape.intermediate,
+        "vocab_size": len(tok),
+        "max_position_embeddings": 32768,
+        "tie_word_embeddings": True,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
         "bos_token_id": None,
     }
     vision_config = {
-        "hidden_size": shape.vision_hidden, "num_hidden_layers": shape.vision_layers,
-        "num_attention_heads": shape.vision_heads, "intermediate_size": shape.vision_hidden * 4,
-        "image_size": [image_size, image_size], "patch_size": [14, 14],
+        "hidden_size": shape.vision_hidden,
+        "num_hidden_layers": shape.vision_layers,
+        "num_attention_heads": shape.vision_heads,
+        "intermediate_size": shape.vision_hidden * 4,
+        "image_size": [image_size, image_size],
+        "patch_size": [14, 14],
     }
     patches = (image_size // 14) ** 2
     return InternVLConfig(
@@ -156,27 +169,49 @@ def _qwen_config(tok: Any, family: str, shape: TinyShape) -> Any:
         "vision_end_token_id": tok.convert_tokens_to_ids("<|vision_end|>"),
     }
     text = {
-        "hidden_size": shape.hidden, "num_hidden_layers": shape.layers, "num_attention_heads": shape.heads,
-        "num_key_value_heads": shape.kv_heads, "intermediate_size": shape.intermediate,
-        "vocab_size": len(tok), "max_position_embeddings": 32768, "eos_token_id": tok.eos_token_id,
-        "pad_token_id": tok.pad_token_id, "bos_token_id": None,
+        "hidden_size": shape.hidden,
+        "num_hidden_layers": shape.layers,
+        "num_attention_heads": shape.heads,
+        "num_key_value_heads": shape.kv_heads,
+        "intermediate_size": shape.intermediate,
+        "vocab_size": len(tok),
+        "max_position_embeddings": 32768,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+        "bos_token_id": None,
     }
     if family == "qwen2_5_vl":
         text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": section}
         vision = {
-            "depth": shape.vision_layers, "hidden_size": shape.vision_hidden, "num_heads": shape.vision_heads,
-            "intermediate_size": shape.vision_hidden * 2, "out_hidden_size": shape.hidden, "patch_size": 14,
-            "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 56,
+            "depth": shape.vision_layers,
+            "hidden_size": shape.vision_hidden,
+            "num_heads": shape.vision_heads,
+            "intermediate_size": shape.vision_hidden * 2,
+            "out_hidden_size": shape.hidden,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "window_size": 56,
             "fullatt_block_indexes": [shape.vision_layers - 1],
         }
         return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, **ids)
     text["head_dim"] = head_dim
-    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 5e6, "mrope_section": section,
-                               "mrope_interleaved": True}
+    text["rope_parameters"] = {
+        "rope_type": "default",
+        "rope_theta": 5e6,
+        "mrope_section": section,
+        "mrope_interleaved": True,
+    }
     vision = {
-        "depth": shape.vision_layers, "hidden_size": shape.vision_hidden, "num_heads": shape.vision_heads,
-        "intermediate_size": shape.vision_hidden * 2, "out_hidden_size": shape.hidden, "patch_size": 16,
-        "spatial_merge_size": 2, "temporal_patch_size": 2, "num_position_embeddings": 64,
+        "depth": shape.vision_layers,
+        "hidden_size": shape.vision_hidden,
+        "num_heads": shape.vision_heads,
+        "intermediate_size": shape.vision_hidden * 2,
+        "out_hidden_size": shape.hidden,
+        "patch_size": 16,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "num_position_embeddings": 64,
         "deepstack_visual_indexes": [0],
     }
     return Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, **ids)
@@ -186,16 +221,28 @@ def _preprocessor_config(family: str, image_size: int, max_tiles: int) -> dict[s
     """Describe the image preprocessing facts a checkpoint carries (read back by model.preprocess)."""
     if family == "internvl":
         return {
-            "image_processor_type": "GotOcr2ImageProcessor", "crop_to_patches": False,
-            "min_patches": 1, "max_patches": max_tiles, "size": {"height": image_size, "width": image_size},
-            "image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD), "do_rescale": True,
-            "rescale_factor": 1 / 255, "do_normalize": True, "resample": 3,
+            "image_processor_type": "GotOcr2ImageProcessor",
+            "crop_to_patches": False,
+            "min_patches": 1,
+            "max_patches": max_tiles,
+            "size": {"height": image_size, "width": image_size},
+            "image_mean": list(IMAGENET_MEAN),
+            "image_std": list(IMAGENET_STD),
+            "do_rescale": True,
+            "rescale_factor": 1 / 255,
+            "do_normalize": True,
+            "resample": 3,
         }
     patch = 14 if family == "qwen2_5_vl" else 16
     return {
-        "image_processor_type": "Qwen2VLImageProcessor", "patch_size": patch, "temporal_patch_size": 2,
-        "merge_size": 2, "min_pixels": (patch * 2) ** 2 * 4, "max_pixels": (patch * 2) ** 2 * 64,
-        "image_mean": list(CLIP_MEAN), "image_std": list(CLIP_STD),
+        "image_processor_type": "Qwen2VLImageProcessor",
+        "patch_size": patch,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+        "min_pixels": (patch * 2) ** 2 * 4,
+        "max_pixels": (patch * 2) ** 2 * 64,
+        "image_mean": list(CLIP_MEAN),
+        "image_std": list(CLIP_STD),
     }
 
 
@@ -242,24 +289,48 @@ def make_tiny_model(
 # Real shapes (public configs of the checkpoints the paper and our node target), random weights.
 REAL_SHAPES: dict[str, dict[str, Any]] = {
     "internvl3-1b": {
-        "vision": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
-                   "intermediate_size": 4096, "image_size": [448, 448], "patch_size": [14, 14]},
-        "text": {"model_type": "qwen2", "hidden_size": 896, "num_hidden_layers": 24,
-                 "num_attention_heads": 14,
-                 "num_key_value_heads": 2, "intermediate_size": 4864, "vocab_size": 151674,
-                 "max_position_embeddings": 32768, "rope_parameters": {"rope_type": "default",
-                                                                       "rope_theta": 1e6},
-                 "tie_word_embeddings": True},
+        "vision": {
+            "hidden_size": 1024,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 16,
+            "intermediate_size": 4096,
+            "image_size": [448, 448],
+            "patch_size": [14, 14],
+        },
+        "text": {
+            "model_type": "qwen2",
+            "hidden_size": 896,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 14,
+            "num_key_value_heads": 2,
+            "intermediate_size": 4864,
+            "vocab_size": 151674,
+            "max_position_embeddings": 32768,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1e6},
+            "tie_word_embeddings": True,
+        },
     },
     "internvl2-8b": {  # InternViT-300M + InternLM2.5-7B (a Llama-shaped decoder)
-        "vision": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
-                   "intermediate_size": 4096, "image_size": [448, 448], "patch_size": [14, 14]},
-        "text": {"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32,
-                 "num_attention_heads": 32,
-                 "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 92553,
-                 "max_position_embeddings": 32768, "rope_parameters": {"rope_type": "default",
-                                                                       "rope_theta": 1e6},
-                 "tie_word_embeddings": False},
+        "vision": {
+            "hidden_size": 1024,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 16,
+            "intermediate_size": 4096,
+            "image_size": [448, 448],
+            "patch_size": [14, 14],
+        },
+        "text": {
+            "model_type": "llama",
+            "hidden_size": 4096,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "intermediate_size": 14336,
+            "vocab_size": 92553,
+            "max_position_embeddings": 32768,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1e6},
+            "tie_word_embeddings": False,
+        },
     },
 }
 
@@ -276,7 +347,10 @@ def real_shape_config(shape: str, tok: Any) -> Any:
 
 
 def make_real_shape_model(
-    shape: str = "internvl3-1b", device: str = "cpu", dtype: Any = None, seed: int = 0,
+    shape: str = "internvl3-1b",
+    device: str = "cpu",
+    dtype: Any = None,
+    seed: int = 0,
 ) -> tuple[Any, Any]:
     """Build (model, tokenizer) with random weights in the named model's shape, for timings only.
 

@@ -40,8 +40,8 @@ def _left_pad(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, tor
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-        mask[i, width - len(r):] = 1
+        ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+        mask[i, width - len(r) :] = 1
     return ids, mask
 
 
@@ -59,15 +59,22 @@ class LanguageDecoder:
     def __init__(self, model: Any, tokenizer: Any, image_token_id: int) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.image_token_id = image_token_id
-        self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
+        self.pad_id = int(
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        )
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
         if tokenizer.eos_token_id is not None:
             eos_ids.add(int(tokenizer.eos_token_id))
         self.eos_ids = eos_ids
 
-    def run(self, shared_ids: list[int], features: Sequence[FrameFeatures], rows: Sequence[RowRequest],
-            max_new_tokens: int) -> list[RowResult]:
+    def run(
+        self,
+        shared_ids: list[int],
+        features: Sequence[FrameFeatures],
+        rows: Sequence[RowRequest],
+        max_new_tokens: int,
+    ) -> list[RowResult]:
         """Score or generate every row; vision features are the frames' in prompt order."""
         raise NotImplementedError
 
@@ -79,8 +86,13 @@ class PrefixSharedDecoder(LanguageDecoder):
     """InternVL: frames' tokens encoded once into a KV cache shared by the question batch."""
 
     @torch.inference_mode()
-    def run(self, shared_ids: list[int], features: Sequence[FrameFeatures], rows: Sequence[RowRequest],
-            max_new_tokens: int) -> list[RowResult]:
+    def run(
+        self,
+        shared_ids: list[int],
+        features: Sequence[FrameFeatures],
+        rows: Sequence[RowRequest],
+        max_new_tokens: int,
+    ) -> list[RowResult]:
         """Prefix once, questions as one batch, then greedy steps for the open ones."""
         from transformers import DynamicCache
 
@@ -104,8 +116,14 @@ class PrefixSharedDecoder(LanguageDecoder):
         q_ids, q_mask = q_ids.to(device), q_mask.to(device)
         attn = torch.cat([torch.ones((n, prefix_len), dtype=torch.long, device=device), q_mask], dim=1)
         pos = (prefix_len + q_mask.cumsum(-1) - 1).clamp(min=prefix_len)
-        out = model(input_ids=q_ids, attention_mask=attn, position_ids=pos, cache=cache, use_cache=True,
-                    logits_to_keep=1)
+        out = model(
+            input_ids=q_ids,
+            attention_mask=attn,
+            position_ids=pos,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         last = out.logits[:, -1]
         results = [RowResult() for _ in rows]
         open_rows = []
@@ -125,8 +143,14 @@ class PrefixSharedDecoder(LanguageDecoder):
             results[i] = RowResult(self._decode(toks), None, len(toks))
         return results
 
-    def _greedy(self, cache: Any, attn: torch.Tensor, last_pos: torch.Tensor, logits: torch.Tensor,
-                max_new_tokens: int) -> list[list[int]]:
+    def _greedy(
+        self,
+        cache: Any,
+        attn: torch.Tensor,
+        last_pos: torch.Tensor,
+        logits: torch.Tensor,
+        max_new_tokens: int,
+    ) -> list[list[int]]:
         device = attn.device
         n = attn.shape[0]
         out: list[list[int]] = [[] for _ in range(n)]
@@ -144,8 +168,13 @@ class PrefixSharedDecoder(LanguageDecoder):
             nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
             attn = torch.cat([attn, (~done).long()[:, None]], dim=1)
             last_pos = last_pos + 1
-            res = self.model(input_ids=nxt[:, None], attention_mask=attn, position_ids=last_pos[:, None],
-                             cache=cache, use_cache=True)
+            res = self.model(
+                input_ids=nxt[:, None],
+                attention_mask=attn,
+                position_ids=last_pos[:, None],
+                cache=cache,
+                use_cache=True,
+            )
             nxt = res.logits[:, -1].argmax(-1)
         return out
 
@@ -160,31 +189,43 @@ class FullRowDecoder(LanguageDecoder):
         out = BaseModelOutputWithPooling(pooler_output=tuple(per_row))
         if features and features[0].deepstack is not None:
             layers = len(features[0].deepstack)
-            out["deepstack_features"] = [tuple(f.deepstack[k] for f in features) * n_rows for k in range(layers)]
+            out["deepstack_features"] = [
+                tuple(f.deepstack[k] for f in features) * n_rows for k in range(layers)
+            ]
         return {"image": out}
 
-    def _inputs(self, shared_ids: list[int], features: Sequence[FrameFeatures],
-                rows: Sequence[RowRequest]) -> dict[str, Any]:
+    def _inputs(
+        self, shared_ids: list[int], features: Sequence[FrameFeatures], rows: Sequence[RowRequest]
+    ) -> dict[str, Any]:
         device = self.model.device
         ids, mask = _left_pad([shared_ids + r.question_ids for r in rows], self.pad_id)
         ids, mask = ids.to(device), mask.to(device)
         grid = torch.tensor([f.grid_thw for f in features] * len(rows), device=device)
         return {
-            "input_ids": ids, "attention_mask": mask, "image_grid_thw": grid,
+            "input_ids": ids,
+            "attention_mask": mask,
+            "image_grid_thw": grid,
             "mm_token_type_ids": (ids == self.image_token_id).int(),
             "mm_encoder_outputs": self._encoder_outputs(features, len(rows)),
         }
 
     @torch.inference_mode()
-    def run(self, shared_ids: list[int], features: Sequence[FrameFeatures], rows: Sequence[RowRequest],
-            max_new_tokens: int) -> list[RowResult]:
+    def run(
+        self,
+        shared_ids: list[int],
+        features: Sequence[FrameFeatures],
+        rows: Sequence[RowRequest],
+        max_new_tokens: int,
+    ) -> list[RowResult]:
         """One forward for the closed-set rows, one generate call for the open rows."""
         results = [RowResult() for _ in rows]
         closed = [i for i, r in enumerate(rows) if r.option_ids]
         open_rows = [i for i, r in enumerate(rows) if not r.option_ids]
         if closed:
             self.model.model.rope_deltas = None
-            out = self.model(**self._inputs(shared_ids, features, [rows[i] for i in closed]), logits_to_keep=1)
+            out = self.model(
+                **self._inputs(shared_ids, features, [rows[i] for i in closed]), logits_to_keep=1
+            )
             for j, i in enumerate(closed):
                 probs = _option_probs(out.logits[j, -1], rows[i].option_ids or {})
                 results[i] = RowResult(max(probs, key=probs.get), probs)
@@ -192,8 +233,13 @@ class FullRowDecoder(LanguageDecoder):
             self.model.model.rope_deltas = None
             inputs = self._inputs(shared_ids, features, [rows[i] for i in open_rows])
             width = inputs["input_ids"].shape[1]
-            gen = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                      pad_token_id=self.pad_id, eos_token_id=sorted(self.eos_ids))
+            gen = self.model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.pad_id,
+                eos_token_id=sorted(self.eos_ids),
+            )
             for j, i in enumerate(open_rows):
                 toks = [t for t in gen[j, width:].tolist() if t not in self.eos_ids and t != self.pad_id]
                 results[i] = RowResult(self._decode(toks), None, len(toks))
@@ -201,7 +247,7 @@ class FullRowDecoder(LanguageDecoder):
 
 
 def make_decoder(family: str, model: Any, tokenizer: Any) -> LanguageDecoder:
-    """The decoder strategy for a family."""
+    """Pick the decoder strategy for a family."""
     image_token_id = int(model.config.image_token_id)
     if family == "internvl":
         return PrefixSharedDecoder(model, tokenizer, image_token_id)

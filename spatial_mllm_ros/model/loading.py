@@ -24,8 +24,12 @@ from spatial_mllm_ros.model.factory import FAMILIES, default_checkpoint
 log = logging.getLogger(__name__)
 
 # config.json model_type -> family; internvl_chat is the original (remote-code) InternVL2 layout.
-MODEL_TYPES: dict[str, str] = {"internvl": "internvl", "qwen2_5_vl": "qwen2_5_vl", "qwen3_vl": "qwen3_vl",
-                               "internvl_chat": "internvl"}
+MODEL_TYPES: dict[str, str] = {
+    "internvl": "internvl",
+    "qwen2_5_vl": "qwen2_5_vl",
+    "qwen3_vl": "qwen3_vl",
+    "internvl_chat": "internvl",
+}
 REMOTE_CODE_TYPES = frozenset({"internvl_chat"})
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -45,7 +49,7 @@ class LoadedModel:
 
 
 def resolve_device(requested: str) -> torch.device:
-    """auto -> cuda when available, else cpu; an explicit cuda without a GPU is a load error."""
+    """Auto -> cuda when available, else cpu; an explicit cuda without a GPU is a load error."""
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(requested)
@@ -55,7 +59,7 @@ def resolve_device(requested: str) -> torch.device:
 
 
 def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
-    """auto -> bf16 on CUDA (fp16 where bf16 is unsupported), fp32 on CPU."""
+    """Auto -> bf16 on CUDA (fp16 where bf16 is unsupported), fp32 on CPU."""
     if requested != "auto":
         return DTYPES[requested]
     if device.type == "cuda":
@@ -71,11 +75,13 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def check_weights(path: Path) -> list[Path]:
-    """The checkpoint's safetensors files, each with a readable header; pickled weights are refused."""
+    """Return the checkpoint's safetensors files, each with a readable header; pickled weights are refused."""
     files = sorted(path.glob("*.safetensors"))
     if not files:
         if any(path.glob("*.bin")) or any(path.glob("*.pt")):
-            raise UnsafeCheckpointError(f"{path} holds only pickled weights (*.bin/*.pt); convert to safetensors")
+            raise UnsafeCheckpointError(
+                f"{path} holds only pickled weights (*.bin/*.pt); convert to safetensors"
+            )
         raise CheckpointNotFoundError(str(path / "model.safetensors"), "weights file")
     from safetensors import safe_open
 
@@ -126,7 +132,7 @@ def detect_family(path: Path, requested: str = "auto") -> tuple[str, str]:
 
 
 def resolve_checkpoint(config: ModelConfig) -> Path:
-    """The checkpoint directory: the configured one, or the shipped tiny model."""
+    """Return the checkpoint directory: the configured one, or the shipped tiny model."""
     path = Path(config.checkpoint).expanduser() if config.checkpoint else default_checkpoint()
     if not path.is_dir():
         raise CheckpointNotFoundError(str(path))
@@ -138,6 +144,14 @@ def _apply_adapter(model: Any, adapter: str, merge: bool) -> Any:
     if not (path / "adapter_config.json").is_file():
         raise CheckpointNotFoundError(str(path / "adapter_config.json"), "LoRA adapter config")
     check_weights(path)
+    base = Path(str(_read_json(path / "adapter_config.json").get("base_model_name_or_path") or ""))
+    if (base / "config.json").is_file():
+        base_type = _read_json(base / "config.json").get("model_type")
+        if base_type != model.config.model_type:
+            raise ModelLoadError(
+                f"LoRA adapter {path} was trained on a {base_type} model ({base}), "
+                f"not this {model.config.model_type} checkpoint",
+            )
     try:
         from peft import PeftModel
 
@@ -162,7 +176,7 @@ def load(config: ModelConfig) -> LoadedModel:
             )
         log.warning("trust_remote_code is on: executing Python code shipped in %s", path)
         raise UnsafeCheckpointError(
-            f"{path} ({model_type}): remote-code InternVL2 checkpoints load but are not driven by this runtime; "
+            f"{path} ({model_type}): the remote-code InternVL2 layout is not driven by this runtime; "
             "convert it to the native InternVL '-hf' layout",
         )
     check_weights(path)
@@ -173,7 +187,10 @@ def load(config: ModelConfig) -> LoadedModel:
 
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = AutoModelForImageTextToText.from_pretrained(
-            str(path), dtype=dtype, local_files_only=True, use_safetensors=True,
+            str(path),
+            dtype=dtype,
+            local_files_only=True,
+            use_safetensors=True,
             trust_remote_code=config.trust_remote_code,
         )
     except Exception as exc:
@@ -182,8 +199,18 @@ def load(config: ModelConfig) -> LoadedModel:
         model = _apply_adapter(model, config.adapter, config.merge_adapter)
     model = model.to(device).eval()
     n_params = sum(p.numel() for p in model.parameters())
-    mem = (torch.cuda.memory_allocated(device) if device.type == "cuda"
-           else sum(p.numel() * p.element_size() for p in model.parameters()))
-    log.info("loaded %s (%s, %.1fM parameters) on %s as %s, %.1f MiB", path.name, family, n_params / 1e6,
-             device, str(dtype).removeprefix("torch."), mem / 2**20)
+    mem = (
+        torch.cuda.memory_allocated(device)
+        if device.type == "cuda"
+        else sum(p.numel() * p.element_size() for p in model.parameters())
+    )
+    log.info(
+        "loaded %s (%s, %.1fM parameters) on %s as %s, %.1f MiB",
+        path.name,
+        family,
+        n_params / 1e6,
+        device,
+        str(dtype).removeprefix("torch."),
+        mem / 2**20,
+    )
     return LoadedModel(model, tokenizer, family, path, device, dtype, n_params, path.name)

@@ -44,8 +44,9 @@ class ImageSpec:
     max_pixels: int = 28 * 28 * 1280
 
     @classmethod
-    def from_checkpoint(cls, family: str, hf_config: Any, path: Path | None, max_tiles: int = 6,
-                        use_thumbnail: bool = True) -> ImageSpec:
+    def from_checkpoint(
+        cls, family: str, hf_config: Any, path: Path | None, max_tiles: int = 6, use_thumbnail: bool = True
+    ) -> ImageSpec:
         """Read tile/patch sizes from the model config and normalisation from preprocessor_config.json."""
         pre: dict[str, Any] = {}
         if path is not None and (path / "preprocessor_config.json").is_file():
@@ -54,14 +55,23 @@ class ImageSpec:
         if family == "internvl":
             size = vc.image_size[0] if isinstance(vc.image_size, (list, tuple)) else vc.image_size
             patch = vc.patch_size[0] if isinstance(vc.patch_size, (list, tuple)) else vc.patch_size
-            per_tile = int((size // patch) ** 2 * hf_config.downsample_ratio ** 2)
-            return cls("tiles", tuple(pre.get("image_mean", IMAGENET_MEAN)), tuple(pre.get("image_std", IMAGENET_STD)),
-                       tile_size=int(size), tokens_per_tile=per_tile, max_tiles=max_tiles,
-                       use_thumbnail=use_thumbnail)
+            per_tile = int((size // patch) ** 2 * hf_config.downsample_ratio**2)
+            return cls(
+                "tiles",
+                tuple(pre.get("image_mean", IMAGENET_MEAN)),
+                tuple(pre.get("image_std", IMAGENET_STD)),
+                tile_size=int(size),
+                tokens_per_tile=per_tile,
+                max_tiles=max_tiles,
+                use_thumbnail=use_thumbnail,
+            )
         size = pre.get("size", {})
         return cls(
-            "patches", tuple(pre.get("image_mean", CLIP_MEAN)), tuple(pre.get("image_std", CLIP_STD)),
-            patch_size=int(vc.patch_size), merge_size=int(vc.spatial_merge_size),
+            "patches",
+            tuple(pre.get("image_mean", CLIP_MEAN)),
+            tuple(pre.get("image_std", CLIP_STD)),
+            patch_size=int(vc.patch_size),
+            merge_size=int(vc.spatial_merge_size),
             temporal_patch_size=int(vc.temporal_patch_size),
             min_pixels=int(pre.get("min_pixels", size.get("shortest_edge", 56 * 56))),
             max_pixels=int(pre.get("max_pixels", size.get("longest_edge", 28 * 28 * 1280))),
@@ -86,7 +96,9 @@ class PreparedImage:
 def check_frame(image: Any, index: int = 0) -> np.ndarray:
     """Return the frame as a C-contiguous HxWx3 uint8 array or raise FrameError saying what is wrong."""
     if not isinstance(image, np.ndarray):
-        raise FrameError(f"frame {index}: expected a numpy array (RGB uint8 HxWx3), got {type(image).__name__}")
+        raise FrameError(
+            f"frame {index}: expected a numpy array (RGB uint8 HxWx3), got {type(image).__name__}"
+        )
     if image.dtype != np.uint8:
         raise FrameError(f"frame {index}: dtype {image.dtype}, expected uint8 RGB")
     if image.ndim != 3 or image.shape[2] != 3:
@@ -100,14 +112,20 @@ def check_frame(image: Any, index: int = 0) -> np.ndarray:
 @functools.lru_cache(maxsize=64)
 def tile_grids(min_tiles: int, max_tiles: int) -> tuple[tuple[int, int], ...]:
     """All (columns, rows) with min_tiles <= columns*rows <= max_tiles, fewest tiles first."""
-    grids = [(c, r) for c in range(1, max_tiles + 1) for r in range(1, max_tiles + 1)
-             if min_tiles <= c * r <= max_tiles]
+    grids = [
+        (c, r)
+        for c in range(1, max_tiles + 1)
+        for r in range(1, max_tiles + 1)
+        if min_tiles <= c * r <= max_tiles
+    ]
     return tuple(sorted(grids, key=lambda g: g[0] * g[1]))
 
 
 def best_grid(height: int, width: int, tile: int, max_tiles: int, min_tiles: int = 1) -> tuple[int, int]:
-    """InternVL's choice: the grid whose aspect ratio is closest to the frame's; on a tie, more tiles while
-    the frame has more than half the pixels those tiles would cover."""
+    """Pick InternVL's tile grid: the aspect ratio closest to the frame's.
+
+    On a tie, more tiles win while the frame has more than half the pixels those tiles would cover.
+    """
     aspect, area = width / height, width * height
     best, best_diff = (1, 1), math.inf
     for cols, rows in tile_grids(min_tiles, max_tiles):
@@ -145,8 +163,9 @@ def _resize(image: np.ndarray, height: int, width: int, method: str, device: tor
         return torch.from_numpy(out.copy()).to(device).permute(2, 0, 1).float()
     x = torch.from_numpy(image).to(device).permute(2, 0, 1)[None].float()
     if x.shape[-2:] != (height, width):
-        x = torch.nn.functional.interpolate(x, size=(height, width), mode="bicubic", antialias=True,
-                                            align_corners=False)
+        x = torch.nn.functional.interpolate(
+            x, size=(height, width), mode="bicubic", antialias=True, align_corners=False
+        )
     return x[0].round_().clamp_(0, 255)
 
 
@@ -163,8 +182,9 @@ def resize_method(requested: str, device: torch.device) -> str:
     return "pil" if device.type == "cpu" else "torch"
 
 
-def tile_image(image: np.ndarray, spec: ImageSpec, device: torch.device | str = "cpu",
-               method: str = "auto") -> PreparedImage:
+def tile_image(
+    image: np.ndarray, spec: ImageSpec, device: torch.device | str = "cpu", method: str = "auto"
+) -> PreparedImage:
     """InternVL dynamic tiling: resize to the best grid of tiles, cut, add a thumbnail, normalise."""
     device = torch.device(device)
     method = resize_method(method, device)
@@ -179,8 +199,9 @@ def tile_image(image: np.ndarray, spec: ImageSpec, device: torch.device | str = 
     return PreparedImage(pixels.contiguous(), pixels.shape[0] * spec.tokens_per_tile, (cols, rows))
 
 
-def patchify_image(image: np.ndarray, spec: ImageSpec, device: torch.device | str = "cpu",
-                   method: str = "auto") -> PreparedImage:
+def patchify_image(
+    image: np.ndarray, spec: ImageSpec, device: torch.device | str = "cpu", method: str = "auto"
+) -> PreparedImage:
     """Qwen-VL patch grid: smart resize, normalise, flatten into (grid_h*grid_w, C*T*P*P) patches."""
     device = torch.device(device)
     method = resize_method(method, device)
@@ -194,8 +215,9 @@ def patchify_image(image: np.ndarray, spec: ImageSpec, device: torch.device | st
     return PreparedImage(flat, gh * gw // (m * m), (gh, gw), (1, gh, gw))
 
 
-def prepare_image(image: np.ndarray, spec: ImageSpec, device: torch.device | str = "cpu",
-                  method: str = "auto") -> PreparedImage:
+def prepare_image(
+    image: np.ndarray, spec: ImageSpec, device: torch.device | str = "cpu", method: str = "auto"
+) -> PreparedImage:
     """Preprocess one checked frame the way its checkpoint's family wants it."""
     if spec.layout == "tiles":
         return tile_image(image, spec, device, method)

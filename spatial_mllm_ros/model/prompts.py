@@ -46,7 +46,13 @@ class PromptEncoder:
         self.start_id, self.context_id, self.end_id = (self._token_id(t) for t in (start, context, end))
         self.chat_head, self.chat_tail = self._chat_parts()
         self._special = [t for t in getattr(tokenizer, "all_special_tokens", []) if t] + [
-            start, context, end, IMAGE_TOKEN, "<|im_start|>", "<|im_end|>"]
+            start,
+            context,
+            end,
+            IMAGE_TOKEN,
+            "<|im_start|>",
+            "<|im_end|>",
+        ]
 
     def _token_id(self, token: str) -> int:
         tid = self.tokenizer.convert_tokens_to_ids(token)
@@ -55,11 +61,13 @@ class PromptEncoder:
         return int(tid)
 
     def _chat_parts(self) -> tuple[str, str]:
-        """The chat template's text before and after a user message (with the assistant turn opened)."""
+        """Split the chat template around a user message (the assistant turn left open)."""
         if getattr(self.tokenizer, "chat_template", None):
             try:
                 text = self.tokenizer.apply_chat_template(
-                    [{"role": "user", "content": _SENTINEL}], tokenize=False, add_generation_prompt=True,
+                    [{"role": "user", "content": _SENTINEL}],
+                    tokenize=False,
+                    add_generation_prompt=True,
                 )
                 head, tail = text.split(_SENTINEL)
                 return head, tail
@@ -77,11 +85,12 @@ class PromptEncoder:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
 
     def image_ids(self, n_tokens: int) -> list[int]:
-        """The token ids one image occupies: start, n_tokens context tokens, end."""
+        """Return the token ids one image occupies: start, n_tokens context tokens, end."""
         return [self.start_id] + [self.context_id] * n_tokens + [self.end_id]
 
-    def encode(self, image_tokens: list[int], description: str, question: str,
-               answer_prefix: str = "") -> EncodedPrompt:
+    def encode(
+        self, image_tokens: list[int], description: str, question: str, answer_prefix: str = ""
+    ) -> EncodedPrompt:
         """Encode one question over frames whose images take image_tokens[k] context tokens each."""
         shared = self._text(self.chat_head)
         lines = image_prefix(len(image_tokens)).split(IMAGE_TOKEN)
@@ -92,12 +101,18 @@ class PromptEncoder:
         rest = self._text(tail_text + body + self.chat_tail + answer_prefix)
         return EncodedPrompt(shared, rest)
 
-    def encode_training(self, image_tokens: list[int], prompt: str, answer: str) -> tuple[list[int], list[int]]:
-        """(input_ids, labels) for a full MultiSPA exchange: prompt (with <image> marks) and answer; labels
-        are -100 except on the answer and the end-of-turn token, for the training engineer's trainer."""
+    def encode_training(
+        self, image_tokens: list[int], prompt: str, answer: str
+    ) -> tuple[list[int], list[int]]:
+        """Encode (input_ids, labels) of a full MultiSPA exchange for training.
+
+        `prompt` carries <image> marks; labels are -100 except on the answer and its end-of-turn token.
+        """
         parts = prompt.split(IMAGE_TOKEN)
         if len(parts) - 1 != len(image_tokens):
-            raise ValueError(f"prompt has {len(parts) - 1} {IMAGE_TOKEN} marks for {len(image_tokens)} images")
+            raise ValueError(
+                f"prompt has {len(parts) - 1} {IMAGE_TOKEN} marks for {len(image_tokens)} images"
+            )
         ids = self._text(self.chat_head)
         for k, n in enumerate(image_tokens):
             ids += self._text(parts[k]) + self.image_ids(n)

@@ -27,7 +27,7 @@ from spatial_mllm_ros.model.loading import LoadedModel, load
 from spatial_mllm_ros.model.preprocess import ImageSpec, check_frame, prepare_image
 from spatial_mllm_ros.model.prompts import PromptEncoder
 from spatial_mllm_ros.model.vision import FrameFeatures, VisionBackend, select_backend
-from spatial_mllm_ros.multispa.format import QuestionKind, task_description
+from spatial_mllm_ros.multispa.format import task_description
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class EmbeddingCache:
         self._lock = threading.Lock()
 
     def get(self, key: str) -> FrameFeatures | None:
-        """The cached embeddings of `key`, most recently used from now on (None: miss)."""
+        """Return the cached embeddings of `key`, most recently used from now on (None: miss)."""
         with self._lock:
             item = self._items.get(key)
             if item is None:
@@ -103,7 +103,7 @@ class EmbeddingCache:
 
 
 def content_key(image: np.ndarray) -> str:
-    """A cache key from the pixels themselves, for callers without a topic@stamp key."""
+    """Make a cache key from the pixels themselves, for callers without a topic@stamp key."""
     h = hashlib.blake2b(image.data, digest_size=16)
     h.update(str(image.shape).encode())
     return "px:" + h.hexdigest()
@@ -118,24 +118,31 @@ class SpatialModel:
         self.model, self.tokenizer, self.family = loaded.model, loaded.tokenizer, loaded.family
         self.name = loaded.name
         self.device = str(loaded.device)
-        self.spec = ImageSpec.from_checkpoint(loaded.family, self.model.config, loaded.checkpoint,
-                                              config.max_tiles, config.use_thumbnail)
+        self.spec = ImageSpec.from_checkpoint(
+            loaded.family, self.model.config, loaded.checkpoint, config.max_tiles, config.use_thumbnail
+        )
         self.prompts = PromptEncoder(self.tokenizer, loaded.family)
         self.decoder: LanguageDecoder = make_decoder(loaded.family, self.model, self.tokenizer)
         max_tiles = config.max_frames * (config.max_tiles + 1)
         self.vision: VisionBackend
         self.vision, self.skipped_backends = select_backend(
-            config.vision_backends, self.model, loaded.family, loaded.checkpoint, max_tiles)
+            config.vision_backends, self.model, loaded.family, loaded.checkpoint, max_tiles
+        )
         self.backend = self.vision.name
         self.cache = EmbeddingCache(config.cache_bytes)
         self.last_timing = Timing()
-        limit = config.context_tokens or getattr(self.model.config.get_text_config(), "max_position_embeddings",
-                                                 32768)
+        limit = config.context_tokens or getattr(
+            self.model.config.get_text_config(), "max_position_embeddings", 32768
+        )
         self.context_limit = int(limit)
         self._option_cache: dict[tuple[str, ...], dict[str, int] | None] = {}
         self._lock = threading.Lock()
-        log.info("spatial model %s ready: vision backend %s (skipped: %s)", self.name, self.backend,
-                 self.skipped_backends or "none")
+        log.info(
+            "spatial model %s ready: vision backend %s (skipped: %s)",
+            self.name,
+            self.backend,
+            self.skipped_backends or "none",
+        )
 
     @classmethod
     def load(cls, config: ModelConfig | None = None) -> SpatialModel:
@@ -150,15 +157,15 @@ class SpatialModel:
 
     # ------------------------------------------------------------------ inputs
 
-    def _check_images(self, images: Sequence[np.ndarray], keys: Sequence[str] | None) -> tuple[list[np.ndarray],
-                                                                                             list[str]]:
+    def _check_images(
+        self, images: Sequence[np.ndarray], keys: Sequence[str] | None
+    ) -> tuple[list[np.ndarray], list[str]]:
         if isinstance(images, np.ndarray) and images.ndim == 3:
             images = [images]
         if images is None or len(images) == 0:
             raise FrameError("zero frames: a spatial question needs at least one frame")
         if len(images) > self.config.max_frames:
-            raise TooManyFramesError(len(images), -1, self.config.max_frames) if False else FrameError(
-                f"{len(images)} frames given, at most max_frames={self.config.max_frames} per question")
+            raise TooManyFramesError(len(images), self.config.max_frames)
         checked = [check_frame(img, i) for i, img in enumerate(images)]
         if keys is not None and len(keys) != len(checked):
             raise FrameError(f"{len(keys)} keys for {len(checked)} frames")
@@ -166,14 +173,22 @@ class SpatialModel:
         return checked, keys
 
     def _check_question(self, question: str | Question) -> Question:
-        q = question if isinstance(question, Question) else Question(question) if isinstance(question, str) else None
+        q = (
+            question
+            if isinstance(question, Question)
+            else Question(question)
+            if isinstance(question, str)
+            else None
+        )
         if q is None or not isinstance(q.text, str):
             raise QuestionError(f"question must be text, got {type(question).__name__}")
         if not q.text.strip():
             raise QuestionError("empty question")
         if len(q.text) > self.config.max_question_chars:
-            raise QuestionError(f"question of {len(q.text)} characters exceeds max_question_chars="
-                                f"{self.config.max_question_chars}")
+            raise QuestionError(
+                f"question of {len(q.text)} characters exceeds max_question_chars="
+                f"{self.config.max_question_chars}"
+            )
         return q
 
     def _option_ids(self, options: tuple[str, ...]) -> dict[str, int] | None:
@@ -185,7 +200,7 @@ class SpatialModel:
         ids: dict[str, int] = {}
         for opt in options:
             full = self.tokenizer(prefix + opt, add_special_tokens=False)["input_ids"]
-            if full[:len(base)] != base or len(full) <= len(base):
+            if full[: len(base)] != base or len(full) <= len(base):
                 ids = {}
                 break
             ids[opt] = full[len(base)]
@@ -197,14 +212,18 @@ class SpatialModel:
 
     # ------------------------------------------------------------------ vision
 
-    def encode_frames(self, images: Sequence[np.ndarray], keys: Sequence[str]) -> tuple[list[FrameFeatures], int]:
+    def encode_frames(
+        self, images: Sequence[np.ndarray], keys: Sequence[str]
+    ) -> tuple[list[FrameFeatures], int]:
         """Embeddings of every frame, from the cache where possible; returns (features, cache hits)."""
         found: list[FrameFeatures | None] = []
         for key in keys:
             found.append(self.cache.get(key) if self.config.cache_bytes > 0 else None)
         missing = [i for i, f in enumerate(found) if f is None]
         if missing:
-            prepared = [prepare_image(images[i], self.spec, self.loaded.device, self.config.resize) for i in missing]
+            prepared = [
+                prepare_image(images[i], self.spec, self.loaded.device, self.config.resize) for i in missing
+            ]
             encoded = self.vision.encode(prepared)
             for i, feats in zip(missing, encoded):
                 found[i] = feats
@@ -214,13 +233,18 @@ class SpatialModel:
 
     # ------------------------------------------------------------------ questions
 
-    def ask(self, images: Sequence[np.ndarray], question: str | Question,
-            keys: Sequence[str] | None = None) -> Answer:
+    def ask(
+        self, images: Sequence[np.ndarray], question: str | Question, keys: Sequence[str] | None = None
+    ) -> Answer:
         """Answer one question about frames (RGB uint8 HxWx3, oldest first)."""
         return self.ask_many(images, [question], keys)[0]
 
-    def ask_many(self, images: Sequence[np.ndarray], questions: Sequence[str | Question],
-                 keys: Sequence[str] | None = None) -> list[Answer]:
+    def ask_many(
+        self,
+        images: Sequence[np.ndarray],
+        questions: Sequence[str | Question],
+        keys: Sequence[str] | None = None,
+    ) -> list[Answer]:
         """Answer several questions about the same frames as one batch (frames encoded once)."""
         if isinstance(questions, (str, Question)):
             questions = [questions]
@@ -251,12 +275,12 @@ class SpatialModel:
             kinds.append(kind)
         longest = len(shared) + max(len(r.question_ids) for r in rows) + self.config.max_new_tokens
         if longest > self.context_limit:
-            raise TooManyFramesError(len(frames), longest, self.context_limit)
+            raise TooManyFramesError(len(frames), self.context_limit, tokens=longest)
         results = self.decoder.run(shared, features, rows, self.config.max_new_tokens)
         t2 = time.perf_counter()
         answers = []
         frame_size = (frames[-1].shape[1], frames[-1].shape[0])
-        for kind, row, res in zip(kinds, rows, results):
+        for kind, res in zip(kinds, results):
             if res.probabilities is not None:
                 ans = parse_answer(f"{self.config.answer_prefix}{res.text}`", kind, frame_size)
                 ans.value = res.text if ans.value is None else ans.value
@@ -266,7 +290,9 @@ class SpatialModel:
             else:
                 ans = parse_answer(res.text, kind, frame_size)
             answers.append(ans)
-        self.last_timing = Timing((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t2 - t0) * 1e3, len(frames), hits, len(qs))
+        self.last_timing = Timing(
+            (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t2 - t0) * 1e3, len(frames), hits, len(qs)
+        )
         return answers
 
     def close(self) -> None:
@@ -279,13 +305,24 @@ class SpatialModel:
             torch.cuda.empty_cache()
 
     @classmethod
-    def from_model(cls, model: Any, tokenizer: Any, config: ModelConfig | None = None,
-                   family: str = "internvl", name: str = "in-memory") -> SpatialModel:
+    def from_model(
+        cls,
+        model: Any,
+        tokenizer: Any,
+        config: ModelConfig | None = None,
+        family: str = "internvl",
+        name: str = "in-memory",
+    ) -> SpatialModel:
         """Wrap an in-memory model (e.g. factory.make_real_shape_model) for benchmarks."""
         config = config or ModelConfig()
-        loaded = LoadedModel(model, tokenizer, family, None, model.device, model.dtype,
-                             sum(p.numel() for p in model.parameters()), name)
+        loaded = LoadedModel(
+            model,
+            tokenizer,
+            family,
+            None,
+            model.device,
+            model.dtype,
+            sum(p.numel() for p in model.parameters()),
+            name,
+        )
         return cls(loaded, config)
-
-
-__all__ = ["CacheStats", "EmbeddingCache", "QuestionKind", "SpatialModel", "Timing"]

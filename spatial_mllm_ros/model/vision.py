@@ -59,8 +59,10 @@ class VisionTower(torch.nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Encode a stack of tiles."""
         out = self.inner.get_image_features(
-            pixel_values=pixel_values, vision_feature_layer=self.layer,
-            vision_feature_select_strategy=self.strategy, return_dict=True,
+            pixel_values=pixel_values,
+            vision_feature_layer=self.layer,
+            vision_feature_select_strategy=self.strategy,
+            return_dict=True,
         )
         return out.pooler_output
 
@@ -81,7 +83,7 @@ class VisionBackend:
 def _split_tiles(flat: torch.Tensor, images: Sequence[PreparedImage]) -> list[FrameFeatures]:
     out, start = [], 0
     for img in images:
-        chunk = flat[start:start + img.n_tiles]
+        chunk = flat[start : start + img.n_tiles]
         out.append(FrameFeatures(chunk.reshape(-1, chunk.shape[-1])))
         start += img.n_tiles
     return out
@@ -133,7 +135,7 @@ def artifact_dir(checkpoint: Path) -> Path:
 
 
 def vision_fingerprint(model: Any) -> str:
-    """A short hash of the vision tower + projector weights: an exported graph is valid only for these."""
+    """Hash the vision tower + projector weights: an exported graph is valid only for these."""
     h = hashlib.sha1()
     inner = model.model if hasattr(model, "model") else model
     for part in ("vision_tower", "multi_modal_projector"):
@@ -157,7 +159,9 @@ class OnnxRuntimeBackend(VisionBackend):
 
     def __init__(self, model: Any, family: str, checkpoint: Path | None) -> None:
         if family != "internvl":
-            raise BackendUnavailableError(self.name, f"only InternVL vision towers are exported, not {family}")
+            raise BackendUnavailableError(
+                self.name, f"only InternVL vision towers are exported, not {family}"
+            )
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -167,14 +171,16 @@ class OnnxRuntimeBackend(VisionBackend):
         graph, meta = onnx_paths(checkpoint)
         if not graph.is_file():
             raise BackendUnavailableError(
-                self.name, f"no exported graph at {graph}; run: spatial-mllm export-vision --checkpoint "
+                self.name,
+                f"no exported graph at {graph}; run: spatial-mllm export-vision --checkpoint "
                 f"{checkpoint} --format onnx",
             )
         info = json.loads(meta.read_text()) if meta.is_file() else {}
         if info.get("fingerprint") != vision_fingerprint(model):
             raise BackendUnavailableError(self.name, f"{graph} was exported from other weights; export again")
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
-                     if p in ort.get_available_providers()]
+        providers = [
+            p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()
+        ]
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(graph), opts, providers=providers)
@@ -214,18 +220,23 @@ class TensorRTBackend(VisionBackend):
 
     def __init__(self, model: Any, family: str, checkpoint: Path | None, max_tiles: int = 64) -> None:
         if family != "internvl":
-            raise BackendUnavailableError(self.name, f"only InternVL vision towers are exported, not {family}")
+            raise BackendUnavailableError(
+                self.name, f"only InternVL vision towers are exported, not {family}"
+            )
         try:
             import tensorrt as trt
         except ImportError as exc:
             raise BackendUnavailableError(
-                self.name, "tensorrt is not installed (JetPack ships it; on x86 install NVIDIA's tensorrt "
+                self.name,
+                "tensorrt is not installed (JetPack ships it; on x86 install NVIDIA's tensorrt "
                 f"wheels) ({exc})",
             ) from exc
         if not torch.cuda.is_available() or model.device.type != "cuda":
             raise BackendUnavailableError(self.name, "needs the model on a CUDA device")
         if checkpoint is None:
-            raise BackendUnavailableError(self.name, "model has no checkpoint directory to cache the engine in")
+            raise BackendUnavailableError(
+                self.name, "model has no checkpoint directory to cache the engine in"
+            )
         self.trt, self.model = trt, model
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.path = engine_path(checkpoint, trt.__version__, torch.cuda.get_device_name(model.device))
@@ -288,7 +299,9 @@ class TensorRTBackend(VisionBackend):
         self.engine = None
 
 
-def make_backend(name: str, model: Any, family: str, checkpoint: Path | None, max_tiles: int) -> VisionBackend:
+def make_backend(
+    name: str, model: Any, family: str, checkpoint: Path | None, max_tiles: int
+) -> VisionBackend:
     """Construct one backend by name (raises BackendUnavailableError when it cannot run here)."""
     if name == "torch":
         return TorchBackend(model, family)
@@ -301,9 +314,10 @@ def make_backend(name: str, model: Any, family: str, checkpoint: Path | None, ma
     raise BackendUnavailableError(name, "unknown backend")
 
 
-def select_backend(names: Sequence[str], model: Any, family: str, checkpoint: Path | None,
-                   max_tiles: int = 64) -> tuple[VisionBackend, dict[str, str]]:
-    """The first backend of `names` that runs here (torch always does), and why the others did not."""
+def select_backend(
+    names: Sequence[str], model: Any, family: str, checkpoint: Path | None, max_tiles: int = 64
+) -> tuple[VisionBackend, dict[str, str]]:
+    """Return the first backend of `names` that runs here (torch always does), and why the others did not."""
     skipped: dict[str, str] = {}
     for name in [*names, "torch"]:
         try:

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from spatial_mllm_ros.multispa.errors import ManifestError, MultispaError, SceneError
 from spatial_mllm_ros.multispa.format import sample_to_json
 from spatial_mllm_ros.multispa.sources import SceneSource, make_source
-from spatial_mllm_ros.multispa.tasks import TASKS, resolve_tasks
+from spatial_mllm_ros.multispa.tasks import TASKS, resolve_tasks, tasks_for_source
 from spatial_mllm_ros.multispa.tasks.base import ImageStore, TaskContext
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,11 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         self.root = Path(self.root) if self.root else None
-        self.tasks = resolve_tasks(self.tasks)
+        requested = resolve_tasks(self.tasks)
+        self.tasks = tasks_for_source(self.source, requested)
+        if not self.tasks:
+            raise MultispaError(
+                f"none of the tasks {', '.join(requested)} can be built from {self.source} scenes")
         if not 0 <= self.shard_index < self.num_shards:
             raise MultispaError(f"shard index {self.shard_index} is not in 0..{self.num_shards - 1}")
         if self.workers < 1 or self.max_per_scene < 1:
@@ -77,7 +81,7 @@ class GenerateConfig:
         return "" if self.num_shards == 1 else f"-{self.shard_index:05d}-of-{self.num_shards:05d}"
 
     def header(self) -> dict[str, Any]:
-        """What must match for a resumed run to continue this output."""
+        """Return what must match for a resumed run to continue this output."""
         return {"source": self.source, "seed": self.seed, "tasks": list(self.tasks),
                 "max_per_scene": self.max_per_scene, "visibility_tolerance_m": self.visibility_tolerance_m,
                 "num_shards": self.num_shards, "shard_index": self.shard_index}
@@ -98,7 +102,7 @@ class SceneResult:
     seconds: float = 0.0
 
     def record(self, offset_end: int) -> dict[str, Any]:
-        """The manifest line (everything but the samples)."""
+        """Return the manifest line (everything but the samples)."""
         d = asdict(self)
         d.pop("lines")
         d["offset_end"] = offset_end
@@ -126,7 +130,7 @@ class Summary:
 
 
 def stable_hash(text: str) -> int:
-    """A process-independent 64-bit hash (Python's hash() is salted per process)."""
+    """Hash text to 64 bits the same way in every process (Python's hash() is salted)."""
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
 
 
@@ -230,13 +234,13 @@ class Manifest:
 
 
 def open_source(config: GenerateConfig) -> SceneSource:
-    """The scene source a config names."""
+    """Open the scene source a config names."""
     return make_source(config.source, config.root, allow_pickle=config.allow_pickle,
                        sim_scenes=config.sim_scenes, sim_first_seed=config.sim_first_seed)
 
 
 def shard_scene_ids(ids: list[str], num_shards: int, shard_index: int) -> list[str]:
-    """The scenes of one shard: every num_shards-th scene of the stable list, from shard_index."""
+    """Pick one shard's scenes: every num_shards-th of the stable list, from shard_index."""
     return [s for k, s in enumerate(ids) if k % num_shards == shard_index]
 
 
@@ -300,7 +304,8 @@ def summarize(records: list[dict[str, Any]], seconds: float, files: dict[str, st
             balance.setdefault(task, Counter()).update(labels)
         if rec["status"] == "skipped":
             reasons[rec["reason"]] += 1
-            skipped.append({"scene": rec["scene_id"], "reason": rec["reason"], "detail": rec.get("detail", "")})
+            skipped.append({"scene": rec["scene_id"], "reason": rec["reason"],
+                            "detail": rec.get("detail", "")})
     return Summary(
         samples=sum(per_task.values()),
         scenes_done=sum(r["status"] == "done" for r in records),

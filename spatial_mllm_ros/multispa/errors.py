@@ -23,6 +23,13 @@ class UnknownTaskError(MultispaError, KeyError):
         return str(self.args[0])
 
 
+class UnknownSourceError(MultispaError, KeyError):
+    """A data source name that is not scannet, tapvid3d or sim."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class SceneError(MultispaError):
     """A scene or clip that cannot be used; `reason` is the short key counted in the run summary."""
 

@@ -1,5 +1,7 @@
-"""Multi-view geometry of the data engine: poses, projection, depth-tested visibility, overlap,
-balanced pair sampling, camera-motion labels, rigid groups of point tracks and minimal image sets.
+"""Multi-view geometry of the data engine.
+
+Poses, projection, depth-tested visibility, overlap, balanced pair sampling, camera-motion labels,
+rigid groups of point tracks and minimal image sets.
 
 Conventions (docs/multispa.md): camera optical frame x right, y down, z forward; poses are 4x4
 camera-to-world matrices in a z-up world (ScanNet after its axis alignment); lengths in metres here,
@@ -26,7 +28,7 @@ SIZE_COVER_TOLERANCE = 0.10  # a set of images covers a dimension when within 10
 
 
 def pose_is_valid(pose: np.ndarray) -> bool:
-    """A usable 4x4 pose: finite (ScanNet marks lost tracking with inf/NaN) and invertible."""
+    """Check a 4x4 pose is usable: finite (ScanNet marks lost tracking with inf/NaN) and invertible."""
     pose = np.asarray(pose, dtype=np.float64)
     if pose.shape != (4, 4) or not np.isfinite(pose).all():
         return False
@@ -122,7 +124,7 @@ def quota_sample(
     n_total: int,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """Indices of `values` drawn with an equal quota per bin; a bin's unused quota moves to the next.
+    """Draw indices of `values` with an equal quota per bin; a bin's unused quota moves to the next.
 
     Bins are [edges[k], edges[k+1]) with the last one closed; values outside are never drawn. The
     carry-over keeps the total near n_total when some bins are thin, while no bin gets more than its
@@ -323,7 +325,8 @@ def box_dimensions(extent: np.ndarray) -> np.ndarray:
     """(..., 3) axis-aligned extents -> (..., 3) [height = dz, length = max(dx, dy), width = min(dx, dy)]."""
     extent = np.asarray(extent, dtype=np.float64)
     return np.stack(
-        [extent[..., 2], np.maximum(extent[..., 0], extent[..., 1]), np.minimum(extent[..., 0], extent[..., 1])],
+        [extent[..., 2], np.maximum(extent[..., 0], extent[..., 1]),
+         np.minimum(extent[..., 0], extent[..., 1])],
         axis=-1,
     )
 

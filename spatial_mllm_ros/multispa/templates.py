@@ -37,6 +37,10 @@ def _combine(heads: tuple[str, ...], tails: tuple[str, ...]) -> tuple[str, ...]:
 
 
 _MM = (" mm", " millimetres", " millimeters", "mm")
+
+
+def _measured(prefixes: tuple[str, ...], units: tuple[str, ...] = _MM[:3]) -> tuple[str, ...]:
+    return tuple(f"{p}{{value}}{u}." for p in prefixes for u in units)
 _TWO_IMAGES = (
     "Image-1 and Image-2 were taken by the same camera in one scene.",
     "Two photos of the same place are shown, Image-1 first and Image-2 second.",
@@ -92,7 +96,7 @@ _DEPTH_VALUE_Q = _combine(
         "Estimate the depth of {ref} in millimetres.",
         "How deep in the scene is {ref}?",
         "What distance along the viewing direction separates the camera from {ref}?",
-        "Give the depth value at {ref}.",
+        "Give the depth value of {ref}.",
         "How many millimetres away from the camera plane is {ref}?",
         "Measure the depth of {ref}.",
         "What is the camera-space depth of {ref}?",
@@ -120,13 +124,13 @@ _CORR_COORD_Q = _combine(
         "Where does {ref} in Image-1 appear in Image-2?",
         "Find the pixel in Image-2 that shows the same 3D point as {ref} in Image-1.",
         "Which location in Image-2 corresponds to {ref} in Image-1?",
-        "Locate in Image-2 the point seen at {ref} in Image-1.",
-        "The point at {ref} in Image-1 is also visible in Image-2. Where?",
-        "Give the coordinates in Image-2 of the scene point at {ref} in Image-1.",
-        "What are the Image-2 coordinates of the point shown at {ref} in Image-1?",
+        "Locate in Image-2 the point seen as {ref} in Image-1.",
+        "{ref} in Image-1 is also visible in Image-2. Where?",
+        "Give the coordinates in Image-2 of the scene point shown as {ref} in Image-1.",
+        "What are the Image-2 coordinates of {ref} from Image-1?",
         "Match {ref} from Image-1 to its position in Image-2.",
         "Track {ref} of Image-1 into Image-2: where is it?",
-        "Where can the point at {ref} of the first image be found in the second image?",
+        "Where can {ref} of the first image be found in the second image?",
     ),
 )
 _CORR_CHOICE_Q = _combine(
@@ -221,19 +225,20 @@ _TEMPLATES: dict[str, TemplateSet] = {
     "depth_value": TemplateSet(
         _ONE_IMAGE,
         _DEPTH_VALUE_Q,
-        tuple(f"{p}{{value}}{u}." for p in ("", "The depth is ", "It is ", "About ", "Depth: ") for u in _MM[:3]),
+        _measured(("", "The depth is ", "It is ", "About ", "Depth: ")),
     ),
     "depth_compare": TemplateSet(
         _ONE_IMAGE,
         _DEPTH_COMPARE_Q,
-        ("{value}", "Point {value} is {which} the camera.", "{value} is {which} it.", "The answer is {value}.",
-         "It is point {value}.", "{value} lies {which} the camera."),
+        ("{value}", "Point {value} is {which} the camera.", "{value} is {which} it.",
+         "The answer is {value}.", "It is point {value}.", "{value} lies {which} the camera."),
     ),
     "correspondence_coord": TemplateSet(
         _TWO_IMAGES,
         _CORR_COORD_Q,
-        ("{value}", "In Image-2 it is at {value}.", "It appears at {value}.", "The matching point is {value}.",
-         "Image-2 shows it at {value}.", "Its position in the second image is {value}."),
+        ("{value}", "In Image-2 it is at {value}.", "It appears at {value}.",
+         "The matching point is {value}.", "Image-2 shows it at {value}.",
+         "Its position in the second image is {value}."),
     ),
     "correspondence_choice": TemplateSet(
         _TWO_IMAGES,
@@ -255,7 +260,7 @@ _TEMPLATES: dict[str, TemplateSet] = {
             "Give the length of the camera's displacement.",
             "How many millimetres apart were the two camera centres?",
         )),
-        tuple(f"{p}{{value}}{u}." for p in ("", "The camera moved ", "About ", "It travelled ") for u in _MM[:3]),
+        _measured(("", "The camera moved ", "About ", "It travelled ")),
     ),
     "camera_vector": TemplateSet(
         _TWO_IMAGES,
@@ -264,7 +269,7 @@ _TEMPLATES: dict[str, TemplateSet] = {
             "Give the camera translation [ x , y , z ] in millimetres, expressed in the first camera's axes.",
             "How did the camera move in x (right), y (down) and z (forward) of Image-1's frame?",
             "Estimate the camera's movement as a 3D vector in the first view's coordinates.",
-            "In the first camera's frame, what is the vector from its position to the second camera position?",
+            "In the first camera's frame, what vector leads from it to the second camera position?",
             "Describe the camera motion as [ x , y , z ] millimetres in Image-1's camera axes.",
             "What translation vector takes the first camera to the second, in camera-1 coordinates?",
             "Give the camera's 3D displacement between the frames (x right, y down, z forward).",
@@ -284,8 +289,7 @@ _TEMPLATES: dict[str, TemplateSet] = {
             "Measure the panning angle between Image-1 and Image-2.",
             "What angle did the camera's heading change by?",
         )),
-        tuple(f"{p}{{value}}{u}." for p in ("", "The camera turned ", "About ", "It panned by ")
-              for u in (" degrees", "°", " deg")),
+        _measured(("", "The camera turned ", "About ", "It panned by "), (" degrees", "°", " deg")),
     ),
     "camera_pitch_angle": TemplateSet(
         _TWO_IMAGES,
@@ -299,33 +303,32 @@ _TEMPLATES: dict[str, TemplateSet] = {
             "Measure the tilt angle between Image-1 and Image-2.",
             "What angle did the camera's elevation change by?",
         )),
-        tuple(f"{p}{{value}}{u}." for p in ("", "The camera tilted ", "About ", "It pitched by ")
-              for u in (" degrees", "°", " deg")),
+        _measured(("", "The camera tilted ", "About ", "It pitched by "), (" degrees", "°", " deg")),
     ),
     "object_distance": TemplateSet(
         _VIDEO,
         _combine(("", "Question:"), (
             "How far did {ref} move in the world between Image-1 and Image-2?",
-            "What distance did the scene point at {ref} in Image-1 travel by Image-2?",
-            "By how many millimetres was the point at {ref} of Image-1 displaced?",
-            "Estimate how far the point shown at {ref} in Image-1 moved, ignoring camera motion.",
-            "How much did the 3D point at {ref} in Image-1 move by the time of Image-2?",
+            "What distance did {ref} in Image-1 travel by the time of Image-2?",
+            "By how many millimetres was {ref} of Image-1 displaced?",
+            "Estimate how far {ref} in Image-1 moved, ignoring camera motion.",
+            "How much did the 3D point under {ref} in Image-1 move by the time of Image-2?",
             "Measure the world-space displacement of {ref} (Image-1) between the frames.",
             "Ignoring the camera's own motion, how far did {ref} in Image-1 move?",
-            "What is the length of the motion of the point at {ref} of Image-1?",
+            "What is the length of the motion of {ref} of Image-1?",
         )),
-        tuple(f"{p}{{value}}{u}." for p in ("", "The point moved ", "About ", "It travelled ") for u in _MM[:3]),
+        _measured(("", "The point moved ", "About ", "It travelled ")),
     ),
     "object_vector": TemplateSet(
         _VIDEO,
         _combine(("", "Question:"), (
             "What was the displacement of {ref} in Image-1, as a vector in Image-1's camera frame?",
-            "How did the point at {ref} of Image-1 move, in [ x , y , z ] millimetres of the first camera?",
-            "Give the 3D motion vector of the scene point at {ref} in Image-1 (x right, y down, z forward).",
-            "Describe, in the first camera's axes, how the point at {ref} in Image-1 moved.",
+            "How did {ref} of Image-1 move, in [ x , y , z ] millimetres of the first camera?",
+            "Give the 3D motion vector of {ref} in Image-1 (x right, y down, z forward).",
+            "Describe, in the first camera's axes, how {ref} in Image-1 moved.",
             "Estimate the movement vector of {ref} (Image-1) between the frames, in camera-1 coordinates.",
-            "In millimetres along Image-1's camera axes, how was the point at {ref} displaced?",
-            "What vector takes the point at {ref} of Image-1 to its position at Image-2's time?",
+            "In millimetres along Image-1's camera axes, how was {ref} displaced?",
+            "What vector takes {ref} of Image-1 to its position at Image-2's time?",
             "Ignoring the camera's own motion, give the displacement of {ref} in Image-1 as [ x , y , z ].",
         )),
         ("{value}", "The point moved by {value} mm.", "Displacement: {value} mm.", "It moved {value} mm.",
@@ -345,8 +348,7 @@ _TEMPLATES: dict[str, TemplateSet] = {
             "What is the {object}'s {dimension}, in millimetres?",
             "Measure the {object}: what is its {dimension}?",
         )),
-        tuple(f"{p}{{value}}{u}." for p in ("", "Its {dimension} is ", "The {object} is ", "About ")
-              for u in _MM[:3]),
+        _measured(("", "Its {dimension} is ", "The {object} is ", "About ")),
     ),
     "robot_direction": TemplateSet(
         _ROBOT,
@@ -390,7 +392,7 @@ _TEMPLATES: dict[str, TemplateSet] = {
             "How long was {subject}'s movement, in millimetres?",
             "Give the distance {subject} was moved.",
         )),
-        tuple(f"{p}{{value}}{u}." for p in ("", "{Subject} moved ", "About ", "It travelled ") for u in _MM[:3]),
+        _measured(("", "{Subject} moved ", "About ", "It travelled ")),
     ),
 }
 for _axis in ("x", "y", "z", "yaw", "pitch"):
@@ -407,14 +409,16 @@ STATIC_ANSWERS: tuple[str, ...] = (
 
 REF_DOT: tuple[str, ...] = ("the red dot", "the point marked in red", "the marked point", "the dotted point",
                             "the point under the red marker")
-REF_LETTER: tuple[str, ...] = ("point {letter}", "the point labelled {letter}", "{letter}", "the dot {letter}")
+REF_LETTER: tuple[str, ...] = ("point {letter}", "the point labelled {letter}", "{letter}",
+                               "the dot {letter}")
 REF_COORD: tuple[str, ...] = ("the point at {coords}", "the pixel {coords}", "the location {coords}",
                               "the position {coords}", "{coords}")
-REF_LETTER_COORD: tuple[str, ...] = ("point {letter} at {coords}", "{letter} {coords}", "{letter} (at {coords})")
+REF_LETTER_COORD: tuple[str, ...] = ("point {letter} at {coords}", "{letter} {coords}",
+                                     "{letter} (at {coords})")
 
 
 def template_set(group: str) -> TemplateSet:
-    """The paraphrases of one task group."""
+    """Return the paraphrases of one task group."""
     try:
         return _TEMPLATES[group]
     except KeyError:
@@ -435,7 +439,8 @@ def _fill(text: str, fields: dict[str, str]) -> str:
     return out[:1].upper() + out[1:]
 
 
-def render(group: str, rng: np.random.Generator, value: str, answer: str | None = None, **fields: str) -> Rendered:
+def render(group: str, rng: np.random.Generator, value: str, answer: str | None = None,
+           **fields: str) -> Rendered:
     """Draw a description, question and answer of a group, filled with fields and the value text.
 
     `answer` (a template with {value}) overrides the drawn answer phrasing, e.g. for static answers.
@@ -459,5 +464,5 @@ def point_ref(rng: np.random.Generator, marker: str, coords: str = "", letter: s
 
 
 def static_answer(rng: np.random.Generator, static: str) -> str:
-    """An answer template for "did not move", with {value} left for the zero value."""
+    """Pick an answer template for "did not move", with {value} left for the zero value."""
     return _pick(rng, STATIC_ANSWERS).replace("{static}", static)

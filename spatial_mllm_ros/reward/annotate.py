@@ -39,7 +39,8 @@ from spatial_mllm_ros.reward.rubric import (
 from spatial_mllm_ros.reward.scores import value_order_correlation
 
 if TYPE_CHECKING:
-    from spatial_mllm_ros.model import ModelConfig, SpatialModel
+    from spatial_mllm_ros.model.config import ModelConfig
+    from spatial_mllm_ros.model.runtime import SpatialModel
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class AnnotateConfig:
     thumbnails: int = 6
 
     def fingerprint(self) -> dict[str, Any]:
-        """The settings a resumed run must share with the run it continues."""
+        """List the settings a resumed run must share with the run it continues."""
         return {
             "rubric": self.rubric.fingerprint,
             "model": str(self.model.checkpoint or "shipped"),
@@ -135,18 +136,18 @@ class EpisodeScorer:
                     r = check.reward(answer)
                     per_check[check.id].rewards.append(r)
                     by_step.setdefault(i, []).append((check.weight, r))
-                    result.labels.append(
-                        self._label(result, check, i, pair, answer, r, "step", check.question, check.id, check.type)
-                    )
+                    result.labels.append(self._label(
+                        result, check, i, pair, answer, r, "step", check.question, check.id, check.type,
+                    ))
         episode_checks = rubric.checks_for("episode")
         if episode_checks:
             ends = [frames[0], frames[-1]]
             for check, answer in zip(episode_checks, self._ask(ends, [keys[0], keys[-1]], episode_checks)):
                 r = check.reward(answer)
                 per_check[check.id].rewards.append(r)
-                result.labels.append(
-                    self._label(result, check, -1, ends, answer, r, "episode", check.question, check.id, check.type)
-                )
+                result.labels.append(self._label(
+                    result, check, -1, ends, answer, r, "episode", check.question, check.id, check.type,
+                ))
         scores = list(per_check.values())
         if rubric.progress is not None:
             result.voc = self._progress(episode, frames, keys, result)
@@ -158,13 +159,15 @@ class EpisodeScorer:
         result.thumbnails = _thumbnails(frames, self.thumbnails)
         return result
 
-    def _progress(self, episode: Episode, frames: Sequence[Frame], keys: Sequence[str], result: EpisodeResult) -> float:
+    def _progress(
+        self, episode: Episode, frames: Sequence[Frame], keys: Sequence[str], result: EpisodeResult,
+    ) -> float:
         """GVL: frame 0 fixed at 0 %, the others rated against it in shuffled order; VOC in time order."""
         progress = self.rubric.progress
         assert progress is not None
         n = len(frames)
-        m = progress.frames or n
-        picks = sorted({round(i * (n - 1) / (m - 1)) for i in range(min(m, n))})
+        m = min(progress.frames or n, n)
+        picks = sorted({round(i * (n - 1) / (m - 1)) for i in range(m)})
         order = picks[1:]
         random.Random(progress.seed * 1_000_003 + episode.index).shuffle(order)
         values: dict[int, float] = {picks[0]: 0.0}
@@ -273,7 +276,7 @@ def load_model(config: ModelConfig) -> SpatialModel:
     """Load a model once per process (pool and Ray workers reuse it across bags)."""
     key = repr(config)
     if key not in _MODELS:
-        from spatial_mllm_ros.model import SpatialModel
+        from spatial_mllm_ros.model.runtime import SpatialModel
 
         _MODELS[key] = SpatialModel.load(config)
     return _MODELS[key]
@@ -287,11 +290,12 @@ def run_batch(
     bags: Sequence[str | Path], config: AnnotateConfig, done: frozenset[str] = frozenset(),
     on_episode: Callable[[EpisodeResult], None] | None = None,
     on_bag: Callable[[BagResult], None] | None = None,
-    jobs: int = 1, ray_address: str | None = None,
+    jobs: int = 1, ray_address: str | None = None, model: SpatialModel | None = None,
 ) -> list[BagResult]:
     """Annotate many bags: in-process (episodes stream to on_episode), in a process pool, or on Ray.
 
     Pool and Ray workers return whole bags: on_episode is then called for each episode as its bag returns.
+    In-process runs use `model` when given (else one loaded from config.model).
     """
     results: list[BagResult] = []
 
@@ -304,7 +308,7 @@ def run_batch(
         results.append(res)
 
     if ray_address:
-        for res in _run_ray(bags, config, done, ray_address):
+        for res in _run_ray(bags, config, done, ray_address, jobs):
             finish(res, stream=False)
     elif jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
@@ -312,22 +316,24 @@ def run_batch(
             for fut in as_completed(futures):
                 finish(fut.result(), stream=False)
     else:
-        model = load_model(config.model)
+        model = model or load_model(config.model)
         for b in bags:
             finish(annotate_bag(b, config, model, done, on_episode), stream=True)
     return results
 
 
-def _run_ray(bags: Sequence[str | Path], config: AnnotateConfig, done: frozenset[str], address: str) -> Iterator:
-    """The same per-bag work as Ray tasks; `local` starts a Ray on this machine."""
+def _run_ray(
+    bags: Sequence[str | Path], config: AnnotateConfig, done: frozenset[str], address: str, jobs: int = 1,
+) -> Iterator:
+    """Run the same per-bag work as Ray tasks; `local` starts a Ray here with `jobs` CPUs (workers)."""
     try:
         import ray
     except ImportError:
         raise RewardError("--ray needs the optional extra: pip install 'spatial_mllm_ros[ray]'") from None
     started = not ray.is_initialized()
     if started:
-        ray.init(address=None if address == "local" else address, include_dashboard=False,
-                 log_to_driver=False, ignore_reinit_error=True)
+        local = {"num_cpus": max(1, jobs)} if address == "local" else {"address": address}
+        ray.init(**local, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     try:
         task = ray.remote(num_cpus=1)(_annotate_in_worker)
         pending = [task.remote(str(b), config, done) for b in bags]
@@ -354,6 +360,7 @@ class AnnotateSummary:
 def annotate_to_dir(
     bags: Sequence[str | Path], config: AnnotateConfig, out: str | Path, jobs: int = 1,
     ray_address: str | None = None, write_bag: bool = False, show_progress: bool = True,
+    model: SpatialModel | None = None,
 ) -> AnnotateSummary:
     """Annotate bags into `out`, resuming from its manifest; writes tables, plots, report, reward bags."""
     from tqdm import tqdm
@@ -390,10 +397,11 @@ def annotate_to_dir(
             reward_bags.append(write_reward_bag(out, res.bag_path, mine, config.typestore))
 
     try:
-        run_batch(bags, config, manifest.done, on_episode, on_bag, jobs=jobs, ray_address=ray_address)
+        run_batch(bags, config, manifest.done, on_episode, on_bag, jobs=jobs, ray_address=ray_address, model=model)
     finally:
         bar.close()
     results = manifest.results()
     write_tables(out, results, failed)
     write_report(out, results, failed, f"Rewards: {config.rubric.name}")
-    return AnnotateSummary(out, len(results), sum(len(r.labels) for r in results), resumed, failed, reward_bags)
+    n_labels = sum(len(r.labels) for r in results)
+    return AnnotateSummary(out, len(results), n_labels, resumed, failed, reward_bags)

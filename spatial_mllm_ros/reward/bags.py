@@ -106,7 +106,7 @@ class Bag:
         )
 
     def image_topic(self, wanted: str | None = None) -> str:
-        """Pick the topic to annotate: the one asked for (or its /compressed), the only image topic, else fail."""
+        """Pick the topic: the one asked for (or its /compressed), the only image topic, else fail."""
         info = self.info()
         if wanted:
             for topic in (wanted, f"{wanted}/compressed"):  # image_transport's compressed sibling too
@@ -144,7 +144,7 @@ class Bag:
         return out
 
     def json_markers(self, topic: str) -> list[tuple[int, dict]]:
-        """String markers parsed as JSON objects (plain text becomes {"text": ...})."""
+        """Parse String markers as JSON objects (plain text becomes {"text": ...})."""
         out = []
         for t, text in self.strings(topic):
             try:

@@ -28,7 +28,9 @@ class Split:
         """Parse a --split value; a bad one names itself and the accepted forms."""
         mode, _, arg = spec.partition(":")
         if mode not in SPLIT_MODES:
-            raise EpisodeSplitError(f"--split {spec!r}: use whole, gap[:SECONDS], marker[:TOPIC] or intervals:FILE")
+            raise EpisodeSplitError(
+                f"--split {spec!r}: use whole, gap[:SECONDS], marker[:TOPIC] or intervals:FILE"
+            )
         if mode == "gap":
             try:
                 gap = float(arg) if arg else DEFAULT_GAP_S
@@ -159,7 +161,8 @@ def find_episodes(bag: Bag, topic: str, split: Split) -> list[Episode]:
             raise EpisodeSplitError(f"bag {bag.path}: marker topic {split.topic!r} not found")
         if info.topics[split.topic] != STRING_MSGTYPE:
             raise EpisodeSplitError(
-                f"bag {bag.path}: marker topic {split.topic} is {info.topics[split.topic]}, need {STRING_MSGTYPE}"
+                f"bag {bag.path}: marker topic {split.topic} is {info.topics[split.topic]}, "
+                f"need {STRING_MSGTYPE}"
             )
         spans = _spans_from_markers(bag.json_markers(split.topic), info.end_ns)
     else:

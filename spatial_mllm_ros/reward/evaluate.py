@@ -83,7 +83,9 @@ def _truth_answer(check: Check, truth: dict[str, Any]) -> str | None:
     return str(value).strip().lower()
 
 
-def evaluate(results: Sequence[EpisodeResult], rubric: Rubric, success_key: str = "success") -> RewardEvaluation:
+def evaluate(
+    results: Sequence[EpisodeResult], rubric: Rubric, success_key: str = "success",
+) -> RewardEvaluation:
     """Grade labelled episodes whose `truth` holds the sim markers' labels."""
     checks = {c.id: c for c in rubric.checks}
     agree: list[bool] = []

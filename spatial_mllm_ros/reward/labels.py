@@ -11,7 +11,8 @@ import numpy as np
 # Column order of labels.parquet / labels.jsonl.
 LABEL_COLUMNS = (
     "bag", "bag_path", "episode", "topic", "check", "check_type", "span", "step", "stamps_ns",
-    "t_start_ns", "t_end_ns", "question", "answer", "value", "unit", "confidence", "reward", "expected", "error",
+    "t_start_ns", "t_end_ns", "question", "answer", "value", "unit", "confidence", "reward", "expected",
+    "error",
 )
 EPISODE_COLUMNS = (
     "bag", "bag_path", "episode", "name", "topic", "start_ns", "end_ns", "n_frames", "n_labels",
@@ -64,7 +65,7 @@ class Label:
 
 
 def value_text(value: Any) -> str:
-    """A parsed answer value as JSON text (one column type for every kind)."""
+    """Encode a parsed answer value as JSON text (one column type for every kind)."""
     return json.dumps(list(value) if isinstance(value, tuple) else value)
 
 
@@ -103,7 +104,8 @@ class EpisodeResult:
             "bag": self.bag, "bag_path": self.bag_path, "episode": self.episode, "name": self.name,
             "topic": self.topic, "start_ns": self.start_ns, "end_ns": self.end_ns, "n_frames": self.n_frames,
             "n_labels": len(self.labels), "reward": round(self.reward, 6),
-            "voc": None if self.voc is None else round(self.voc, 6), "success": self.success, "error": self.error,
+            "voc": None if self.voc is None else round(self.voc, 6), "success": self.success,
+            "error": self.error,
         }
 
     def to_json(self) -> dict[str, Any]:

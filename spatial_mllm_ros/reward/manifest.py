@@ -100,6 +100,6 @@ def _results(parts: Path, entries: dict[str, str]) -> list[EpisodeResult]:
 
 
 def read_results(out: str | Path) -> list[EpisodeResult]:
-    """The finished episodes recorded in an output directory."""
+    """Read the finished episodes recorded in an output directory."""
     out = Path(out)
     return _results(out / PARTS_DIR, _read(out)[1])

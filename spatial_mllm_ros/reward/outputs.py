@@ -70,7 +70,8 @@ def write_tables(out: Path, results: Sequence[EpisodeResult], failed: Sequence[B
         ("check", pa.string()), ("check_type", pa.string()), ("span", pa.string()), ("step", pa.int64()),
         ("stamps_ns", pa.list_(pa.int64())), ("t_start_ns", pa.int64()), ("t_end_ns", pa.int64()),
         ("question", pa.string()), ("answer", pa.string()), ("value", pa.string()), ("unit", pa.string()),
-        ("confidence", pa.float64()), ("reward", pa.float64()), ("expected", pa.string()), ("error", pa.string()),
+        ("confidence", pa.float64()), ("reward", pa.float64()), ("expected", pa.string()),
+        ("error", pa.string()),
     ])
     assert tuple(schema.names) == LABEL_COLUMNS
     table = pa.Table.from_pylist(rows, schema=schema)
@@ -131,7 +132,9 @@ def plot_episode(out: Path, result: EpisodeResult) -> Path:
     return path
 
 
-def write_report(out: Path, results: Sequence[EpisodeResult], failed: Sequence[BagResult], title: str) -> None:
+def write_report(
+    out: Path, results: Sequence[EpisodeResult], failed: Sequence[BagResult], title: str,
+) -> None:
     """report.html: one row per episode with its plot, then the bags that failed and why."""
     esc = html.escape
     rows = []
@@ -150,7 +153,8 @@ def write_report(out: Path, results: Sequence[EpisodeResult], failed: Sequence[B
         f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
         "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px}"
         "table{border-collapse:collapse}</style></head><body>"
-        f"<h1>{esc(title)}</h1><p>{len(results)} episodes, mean reward {mean:.3f}; {len(failed)} bags failed.</p>"
+        f"<h1>{esc(title)}</h1>"
+        f"<p>{len(results)} episodes, mean reward {mean:.3f}; {len(failed)} bags failed.</p>"
         "<table><tr><th>bag</th><th>episode</th><th>name</th><th>frames</th><th>labels</th><th>reward</th>"
         "<th>VOC</th><th>success</th><th>error</th><th>plot</th></tr>"
         + "".join(rows) + "</table>"
@@ -192,8 +196,10 @@ def _reward_messages(results: Sequence[EpisodeResult], typestore: object) -> lis
     return sorted(msgs, key=lambda m: (m[0], m[1]))
 
 
-def write_reward_bag(out: Path, bag_path: str | Path, results: Sequence[EpisodeResult], typestore: str = "jazzy") -> Path:
-    """A copy of the bag plus /reward and /reward/answers topics (same storage), for Foxglove or rviz."""
+def write_reward_bag(
+    out: Path, bag_path: str | Path, results: Sequence[EpisodeResult], typestore: str = "jazzy",
+) -> Path:
+    """Copy a bag adding /reward and /reward/answers topics (same storage), for Foxglove or rviz."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import get_typestore
 

@@ -48,11 +48,11 @@ class Check:
     id: str = ""
 
     def as_question(self) -> Question:
-        """The model-facing question (kind given or classified from the text)."""
+        """Build the model-facing question (kind given or classified from the text)."""
         return Question(self.question, QuestionKind(self.kind) if self.kind else None, id=self.id)
 
     def reward(self, answer: Answer) -> float:
-        """This check's reward for one answer (rules in the module docstring)."""
+        """Score one answer (rules in the module docstring)."""
         if self.type == "metric":
             value = _magnitude(answer.value)
             if value is None or not self.target_mm:
@@ -79,7 +79,7 @@ class Progress:
     id: str = "progress"
 
     def as_question(self) -> Question:
-        """The question asked of (first frame, frame j)."""
+        """Build the question asked of (first frame, frame j)."""
         return Question(self.question, QuestionKind(self.kind) if self.kind else None, id=self.id)
 
     def progress(self, answer: Answer) -> float | None:
@@ -112,12 +112,12 @@ class Rubric:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def checks_for(self, span: str) -> tuple[Check, ...]:
-        """The checks asked on consecutive pairs ("step") or on first/last frame ("episode")."""
+        """Select the checks asked on consecutive pairs ("step") or on first/last frame ("episode")."""
         return tuple(c for c in self.checks if c.span == span)
 
 
 def _magnitude(value: Any) -> float | None:
-    """A scalar from a distance/angle/count value, or the norm of a vector."""
+    """Reduce a distance/angle/count value to a scalar, or a vector to its norm."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
@@ -251,5 +251,5 @@ def step_rewards(rewards_by_step: dict[int, list[tuple[float, float]]]) -> dict[
 
 
 def rubric_text(rubric: Rubric) -> str:
-    """The rubric as YAML that load_rubric reads back (kept beside the labels it produced)."""
+    """Dump the rubric as YAML that load_rubric reads back (kept beside the labels it produced)."""
     return yaml.safe_dump(asdict(rubric), sort_keys=False)

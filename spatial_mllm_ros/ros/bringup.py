@@ -6,8 +6,7 @@ import importlib
 from pathlib import Path
 
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
-from rclpy.lifecycle import LifecycleNode
+from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.logging import LoggingSeverity, set_logger_level
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -20,7 +19,7 @@ LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 
 def default_params_file() -> Path:
-    """The installed config/spatial_mllm.yaml, or the source tree's when running from a checkout."""
+    """Find the installed config/spatial_mllm.yaml, or the source tree's when running from a checkout."""
     try:
         from ament_index_python.packages import get_package_share_directory
 
@@ -55,21 +54,23 @@ def bringup(params_file: str | Path, sim: bool = False, namespace: str = "", ima
     args = ["--ros-args", "--params-file", str(params)]
     node_args = args + (["-r", f"image:={image_topic}"] if image_topic else [])
     rclpy.init()
-    nodes: list[LifecycleNode | Node] = []
+    sim_node: Node | None = None
     try:
-        if sim:
-            nodes.append(_sim_node(args))
-        nodes.append(SpatialNode(namespace=namespace, cli_args=node_args, parameter_overrides=(
-            [Parameter("use_sim_time", value=True)] if (sim or use_sim_time) else [])))
+        sim_node = _sim_node(args) if sim else None
+        spatial = SpatialNode(namespace=namespace, cli_args=node_args, parameter_overrides=(
+            [Parameter("use_sim_time", value=True)] if (sim or use_sim_time) else []))
     except BaseException:
-        for node in nodes:
-            node.destroy_node()
+        if sim_node is not None:
+            sim_node.close()
+            sim_node.destroy_node()
         rclpy.try_shutdown()
         raise
-    for node in nodes:
-        set_logger_level(node.get_logger().name, LoggingSeverity[log_level.upper()])
-    for node in nodes:
-        if isinstance(node, SpatialNode):
-            node.autostart()
-    spin(nodes, MultiThreadedExecutor(num_threads=4))
+    for node in (sim_node, spatial):
+        if node is not None:
+            set_logger_level(node.get_logger().name, LoggingSeverity[log_level.upper()])
+    spatial.autostart()
+    groups: list[tuple[Executor, list[Node]]] = [(MultiThreadedExecutor(num_threads=4), [spatial])]
+    if sim_node is not None:  # the simulation's GL context belongs to the thread that created it: this one
+        groups.insert(0, (SingleThreadedExecutor(), [sim_node]))
+    spin(groups)
     return 0

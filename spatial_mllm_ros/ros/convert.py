@@ -16,6 +16,6 @@ def ns_to_stamp(ns: int) -> Time:
 
 
 def numpy_to_image(pixels: np.ndarray, stamp_ns: int, frame_id: str = "", encoding: str = "rgb8") -> Image:
-    """An array (RGB uint8 HxWx3 for colour encodings) -> sensor_msgs/Image with this stamp and frame."""
+    """Convert an array (RGB uint8 HxWx3 for colour encodings) to a sensor_msgs/Image with this stamp."""
     return Image(header=Header(stamp=ns_to_stamp(stamp_ns), frame_id=frame_id),
                  **numpy_to_image_fields(pixels, encoding=encoding))

@@ -41,7 +41,7 @@ _EMPTY_ARRAY = {
 
 
 def descriptor(row: ParameterRow, read_only: bool = False) -> ParameterDescriptor:
-    """The ParameterDescriptor of one config row (type, description, constraints, range, read-only)."""
+    """Build the ParameterDescriptor of one config row (type, description, constraints, range, read-only)."""
     ros_type = _ROS_TYPES.get(row.type)
     if ros_type is None:
         raise ConfigError(row.name, f"type {row.type} has no ROS parameter type", allowed=sorted(_ROS_TYPES))
@@ -84,12 +84,12 @@ def _values(node: Node, rows: list[ParameterRow]) -> dict[str, Any]:
 
 
 def read_config(node: Node, cls: type[T]) -> T:
-    """The node's current parameters as a validated `cls` instance."""
+    """Read the node's current parameters as a validated `cls` instance."""
     return from_dict(cls, _values(node, parameter_rows(cls)))
 
 
 def validate_parameters(node: Node, cls: type[Any], params: list[Parameter]) -> str | None:
-    """Why setting `params` would make an invalid `cls` config (None: valid); for a set-parameters callback."""
+    """Say why setting `params` would make an invalid `cls` config (None: valid); for set callbacks."""
     rows = parameter_rows(cls)
     values = _values(node, rows)
     known = set(values)

@@ -40,9 +40,10 @@ class PatternCamera(Node):
     """Publishes the pattern on `topics` at `rate_hz`, stamped by the node clock (rounded to `quantum_ns`)."""
 
     def __init__(self, topics: Sequence[str], compressed: Sequence[str], rate_hz: float, width: int,
-                 height: int, frame_id: str, quantum_ns: int) -> None:
+                 height: int, frame_id: str, quantum_ns: int, wait_for_subscribers: bool = False) -> None:
         super().__init__("pattern_camera")
         self.published = 0
+        self.wait_for_subscribers = wait_for_subscribers
         self._raw = [self.create_publisher(Image, t, 10) for t in topics]
         self._jpeg = [self.create_publisher(CompressedImage, t, 10) for t in compressed]
         self._frames = [pattern(width, height, i) for i in range(16)]  # cycle: no per-frame drawing cost
@@ -54,6 +55,8 @@ class PatternCamera(Node):
         self._timer = self.create_timer(1.0 / rate_hz, self._tick)
 
     def _tick(self) -> None:
+        if self.wait_for_subscribers and not all(p.get_subscription_count() for p in self._raw + self._jpeg):
+            return
         now = self.get_clock().now().nanoseconds
         stamp = ns_to_stamp(round(now / self._quantum) * self._quantum)
         k = self.published % len(self._frames)
@@ -76,11 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--size", default="320x240", help="WIDTHxHEIGHT")
     p.add_argument("--frame-id", default="camera_optical_frame")
     p.add_argument("--quantum-ms", type=float, default=0.0, help="round stamps to multiples of this")
+    p.add_argument("--wait-for-subscribers", action="store_true", help="publish only once every topic has one")
     args = p.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     rclpy.init(signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
     node = PatternCamera(args.topic or ([] if args.compressed_topic else ["image"]), args.compressed_topic,
-                         args.rate, width, height, args.frame_id, round(args.quantum_ms * 1e6))
+                         args.rate, width, height, args.frame_id, round(args.quantum_ms * 1e6),
+                         args.wait_for_subscribers)
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.append(True))

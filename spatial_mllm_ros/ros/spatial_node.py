@@ -6,7 +6,10 @@ runs the model, answers go out as JSON on ~/answer. Interface: /work/shared/docs
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
+import threading
 import time
 from dataclasses import replace
 from typing import Any
@@ -15,8 +18,9 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (
     QoSHistoryPolicy,
@@ -48,6 +52,7 @@ TEXT_QOS = QoSProfile(depth=1000, reliability=QoSReliabilityPolicy.RELIABLE,
 RELIABLE_IMAGE_QOS = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
 IMAGE_QOS = {"sensor_data": qos_profile_sensor_data, "reliable": RELIABLE_IMAGE_QOS,
              "best_available": qos_profile_best_available}
+GIL_SWITCH_INTERVAL_S = 0.0005
 # Paths and code trust of the model cannot change under a running node.
 READ_ONLY = ("model.checkpoint", "model.adapter", "model.trust_remote_code")
 # Parameters that take effect at once; the others on the next configure/activate.
@@ -85,7 +90,7 @@ class SpatialNode(LifecycleNode):
 
     def _load_model(self) -> bool:
         try:  # the runtime (torch, transformers) is imported here: a broken install is a load failure
-            from spatial_mllm_ros.model import SpatialModel
+            from spatial_mllm_ros.model.runtime import SpatialModel
 
             self.model = SpatialModel.load(self.config.model)
         except Exception as exc:  # any load failure leaves the node alive, unconfigured, with the reason
@@ -216,7 +221,8 @@ class SpatialNode(LifecycleNode):
     def _publish_answer(self, answer: dict[str, Any], frames: list[Frame]) -> None:
         self._answer_pub.publish(String(data=json.dumps(answer)))
         if answer["error"]:
-            self.get_logger().warning(f"question {answer['id']}: {answer['error']}", throttle_duration_sec=2.0)
+            self.get_logger().warning(f"question {answer['id']}: {answer['error']}",
+                                      throttle_duration_sec=2.0)
         if frames and self.config.publish_answer_image:
             text = answer["answer"] if not answer["error"] else f"error: {answer['error']}"
             canvas = render_answer_image(frames, answer["question"], text, self.config.answer_image_height)
@@ -229,7 +235,8 @@ class SpatialNode(LifecycleNode):
         status = DiagnosticStatus(
             level=bytes([level]), name=f"{self.get_fully_qualified_name()}: spatial questions",
             message=f"[{state}] {message}", hardware_id=stats.model or "none",
-            values=[KeyValue(key=k, value=v) for k, v in [("lifecycle_state", state), *stats_key_values(stats)]],
+            values=[KeyValue(key=k, value=v)
+                    for k, v in [("lifecycle_state", state), *stats_key_values(stats)]],
         )
         self._diag_pub.publish(DiagnosticArray(header=self._header(), status=[status]))
 
@@ -252,22 +259,40 @@ class SpatialNode(LifecycleNode):
             self._restart_standing_timer()
 
 
-def spin(nodes: list[LifecycleNode], executor: MultiThreadedExecutor) -> None:
-    """Spin until SIGINT/SIGTERM, then stop workers, destroy nodes and shut down without a traceback."""
-    for node in nodes:
-        executor.add_node(node)
-    try:
+def _spin_quietly(executor: Executor) -> None:
+    with contextlib.suppress(KeyboardInterrupt, ExternalShutdownException):
         executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+
+
+def spin(groups: list[tuple[Executor, list[Node]]]) -> None:
+    """Spin each executor with its nodes until SIGINT/SIGTERM, then close and destroy them, no traceback.
+
+    The first executor spins in this thread (nodes holding thread-bound resources such as a GL context
+    belong there), the others in background threads.
+    """
+    # Image callbacks wait for the GIL while the inference thread runs Python code: hand it over every
+    # 0.5 ms instead of every 5 ms so a callback never waits long (see bench/bench_node.py).
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    for executor, nodes in groups:
+        for node in nodes:
+            executor.add_node(node)
+    threads = [threading.Thread(target=_spin_quietly, args=(ex,), daemon=True) for ex, _ in groups[1:]]
+    for thread in threads:
+        thread.start()
+    try:
+        _spin_quietly(groups[0][0])
     finally:
-        for node in nodes:
-            if isinstance(node, SpatialNode):
-                node.close()
-        executor.shutdown()
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown()
+        rclpy.try_shutdown()  # wakes the other executors
+        for thread in threads:
+            thread.join(timeout=10)
+        for executor, nodes in groups:
+            for node in nodes:
+                close = getattr(node, "close", None)  # worker threads, models, renderers
+                if close is not None:
+                    close()
+            executor.shutdown()
+            for node in nodes:
+                node.destroy_node()
 
 
 def main(args: list[str] | None = None) -> None:
@@ -275,7 +300,7 @@ def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node = SpatialNode()
     node.autostart()
-    spin([node], MultiThreadedExecutor(num_threads=4))
+    spin([(MultiThreadedExecutor(num_threads=4), [node])])
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """MuJoCo tabletop simulation: scenes, scripted motions, ground truth and rosbag2 recording."""
 
+from spatial_mllm_ros.sim.episodes import generate_episodes
 from spatial_mllm_ros.sim.errors import (
     MotionError,
     RecordError,
@@ -21,12 +22,15 @@ from spatial_mllm_ros.sim.motions import (
     PickPlace,
     Push,
     Rotate,
+    ScriptedEpisode,
     Translate,
     parse_motion,
     random_motion,
     run_episode,
     translate,
 )
+from spatial_mllm_ros.sim.node_config import SimNodeConfig
+from spatial_mllm_ros.sim.recorder import EpisodeRecorder, record_episodes
 from spatial_mllm_ros.sim.scene import (
     CAMERA_NAMES,
     COLOURS,
@@ -50,6 +54,7 @@ __all__ = [
     "CameraPan",
     "CameraTrack",
     "Episode",
+    "EpisodeRecorder",
     "FailedGrasp",
     "Idle",
     "Motion",
@@ -64,9 +69,11 @@ __all__ = [
     "RenderedFrame",
     "Rotate",
     "Scene",
+    "ScriptedEpisode",
     "SceneConfig",
     "SceneConfigError",
     "SimError",
+    "SimNodeConfig",
     "SimWorld",
     "Translate",
     "UnknownCameraError",
@@ -74,8 +81,10 @@ __all__ = [
     "UnreachableTargetError",
     "build_scene",
     "direction_of",
+    "generate_episodes",
     "parse_motion",
     "random_motion",
+    "record_episodes",
     "run_episode",
     "translate",
 ]

@@ -21,7 +21,7 @@ from spatial_mllm_ros.sim.scene import (
     check_reachable,
 )
 from spatial_mllm_ros.sim.truth import CameraTrack, Episode, direction_of, direction_vector
-from spatial_mllm_ros.sim.world import SimWorld
+from spatial_mllm_ros.sim.world import RenderedFrame, SimWorld
 
 LIFT_M = 0.10  # clearance above an object's top when carrying or approaching it
 SUCCESS_TOLERANCE_M = 0.03
@@ -509,6 +509,126 @@ def random_motion(world: SimWorld, rng: np.random.Generator, kinds: Sequence[str
     raise MotionError(f"no feasible motion among {list(kinds)} in this scene after 50 tries")
 
 
+class ScriptedEpisode:
+    """Runs a motion frame by frame and collects the frames and truth into an Episode.
+
+    run_episode drives it to the end at once; the live node advances it one frame per timer tick.
+    """
+
+    def __init__(
+        self,
+        world: SimWorld,
+        motion: Motion,
+        n_frames: int = 16,
+        fps: float = 10.0,
+        *,
+        cameras: Sequence[str] | None = None,
+        depth: bool = True,
+        seg: bool = True,
+        n_track_points: int = 32,
+        start_ns: int = 0,
+    ) -> None:
+        if n_frames < 2:
+            raise SceneConfigError(f"n_frames must be >= 2, got {n_frames}")
+        if not 0 < fps <= 1000:
+            raise SceneConfigError(f"fps must be in (0, 1000], got {fps}")
+        self.world, self.motion, self.n_frames, self.fps = world, motion, n_frames, fps
+        self.depth, self.seg = depth, seg
+        self.plan = motion.plan(world)
+        self.index = 0  # the next frame to capture
+        cfg, n = world.config, n_frames
+        h, w = cfg.height, cfg.width
+        self._tracks_body = {
+            o.name: o.surface_points(n_track_points, np.random.default_rng(cfg.seed + 1009 * i))
+            for i, o in enumerate(world.scene.objects)
+        }
+        self.cameras = {
+            c: CameraTrack(
+                c,
+                np.zeros((n, h, w, 3), np.uint8),
+                np.zeros((n, h, w), np.float32) if depth else None,
+                np.zeros((n, h, w), np.uint8) if seg else None,
+                world.intrinsics(c),
+                np.zeros((n, 4, 4)),
+            )
+            for c in (cameras or world.scene.cameras)
+        }
+        self._gripper = np.zeros((n, 7))
+        self._opening = np.zeros(n)
+        self._objects = {o: np.zeros((n, 7)) for o in world.scene.object_names}
+        self._tracks = {o: np.zeros((n, n_track_points, 3)) for o in world.scene.object_names}
+        self._substeps = max(1, round(1.0 / (fps * world.dt)))
+        self._fired: set[int] = set()
+        self.stamps_ns = start_ns + np.round(np.arange(n) * 1e9 / fps).astype(np.int64)
+
+    @property
+    def done(self) -> bool:
+        """True once every frame is captured."""
+        return self.index >= self.n_frames
+
+    def _advance(self) -> None:
+        """Physics from the previous frame's time to this frame's, following the plan."""
+        world, plan, total = self.world, self.plan, (self.n_frames - 1) * self._substeps
+        for k in range(self._substeps):
+            tau = ((self.index - 1) * self._substeps + k + 1) / total
+            pos, yaw, grip = plan.gripper_at(tau)
+            world.set_gripper_target(pos, yaw)
+            world.set_gripper_opening(float(np.clip(grip, 0.0, GRIPPER_MAX_OPENING)))
+            for idx, key in enumerate(plan.keyframes):
+                if idx not in self._fired and key.t <= tau:
+                    self._fired.add(idx)
+                    if key.grasp:
+                        world.grasp(key.grasp)
+                    if key.release:
+                        world.release()
+            world.step(1)
+
+    def step(self) -> dict[str, RenderedFrame]:
+        """Advance to the next frame, record its truth and return what each camera rendered."""
+        if self.done:
+            raise MotionError("the scripted episode is already complete")
+        world, i = self.world, self.index
+        if i:
+            self._advance()
+        if self.plan.camera_path is not None:
+            world.set_camera_pose(self.plan.camera, self.plan.camera_path(i / (self.n_frames - 1)))
+        self._gripper[i] = world.gripper_pose().as_array()
+        self._opening[i] = world.gripper_opening
+        for name, poses in self._objects.items():
+            pose = world.object_pose(name)
+            poses[i] = pose.as_array()
+            self._tracks[name][i] = self._tracks_body[name] @ quat_to_mat(pose.quaternion).T + pose.position
+        rendered = {}
+        for c, track in self.cameras.items():
+            out = rendered[c] = world.render(c, depth=self.depth, seg=self.seg)
+            track.rgb[i] = out.rgb
+            if self.depth:
+                track.depth[i] = out.depth
+            if self.seg:
+                track.seg[i] = out.seg
+            track.T_world_cam[i] = world.extrinsics(c)
+        self.index += 1
+        return rendered
+
+    def episode(self) -> Episode:
+        """Return the finished Episode, with the motion's outcome labels ("success", ...)."""
+        if not self.done:
+            raise MotionError(f"episode incomplete: {self.index} of {self.n_frames} frames captured")
+        ep = Episode(
+            self.world.scene,
+            dict(self.plan.labels),
+            self.fps,
+            self.stamps_ns,
+            self.cameras,
+            self._gripper,
+            self._opening,
+            self._objects,
+            self._tracks,
+        )
+        ep.labels.update(self.motion.evaluate(ep))
+        return ep
+
+
 def run_episode(
     config: SceneConfig | SimWorld,
     motion: Motion,
@@ -525,95 +645,22 @@ def run_episode(
 
     Given a SceneConfig a fresh world is built (and closed); given a SimWorld it is used as it is.
     """
-    if n_frames < 2:
-        raise SceneConfigError(f"n_frames must be >= 2, got {n_frames}")
-    if not 0 < fps <= 1000:
-        raise SceneConfigError(f"fps must be in (0, 1000], got {fps}")
     world = config if isinstance(config, SimWorld) else SimWorld(config)
     try:
-        return _run(
+        runner = ScriptedEpisode(
             world,
             motion,
             n_frames,
             fps,
-            tuple(cameras or world.scene.cameras),
-            depth,
-            seg,
-            n_track_points,
-            start_ns,
+            cameras=cameras,
+            depth=depth,
+            seg=seg,
+            n_track_points=n_track_points,
+            start_ns=start_ns,
         )
+        while not runner.done:
+            runner.step()
+        return runner.episode()
     finally:
         if world is not config:
             world.close()
-
-
-def _run(
-    world: SimWorld,
-    motion: Motion,
-    n_frames: int,
-    fps: float,
-    cams: tuple[str, ...],
-    depth: bool,
-    seg: bool,
-    n_track_points: int,
-    start_ns: int,
-) -> Episode:
-    plan = motion.plan(world)
-    cfg = world.config
-    h, w = cfg.height, cfg.width
-    tracks_body = {
-        o.name: o.surface_points(n_track_points, np.random.default_rng(cfg.seed + 1009 * i))
-        for i, o in enumerate(world.scene.objects)
-    }
-    frames = {
-        c: CameraTrack(
-            c,
-            np.zeros((n_frames, h, w, 3), np.uint8),
-            np.zeros((n_frames, h, w), np.float32) if depth else None,
-            np.zeros((n_frames, h, w), np.uint8) if seg else None,
-            world.intrinsics(c),
-            np.zeros((n_frames, 4, 4)),
-        )
-        for c in cams
-    }
-    gripper = np.zeros((n_frames, 7))
-    opening = np.zeros(n_frames)
-    objects = {n: np.zeros((n_frames, 7)) for n in world.scene.object_names}
-    tracks = {n: np.zeros((n_frames, n_track_points, 3)) for n in world.scene.object_names}
-    substeps = max(1, round(1.0 / (fps * world.dt)))
-    total = (n_frames - 1) * substeps
-    done: set[int] = set()
-    for i in range(n_frames):
-        for k in range(substeps if i else 0):
-            tau = ((i - 1) * substeps + k + 1) / total
-            pos, yaw, grip = plan.gripper_at(tau)
-            world.set_gripper_target(pos, yaw)
-            world.set_gripper_opening(float(np.clip(grip, 0.0, GRIPPER_MAX_OPENING)))
-            for idx, key in enumerate(plan.keyframes):
-                if idx not in done and key.t <= tau:
-                    done.add(idx)
-                    if key.grasp:
-                        world.grasp(key.grasp)
-                    if key.release:
-                        world.release()
-            world.step(1)
-        if plan.camera_path is not None:
-            world.set_camera_pose(plan.camera, plan.camera_path(i / (n_frames - 1)))
-        gripper[i] = world.gripper_pose().as_array()
-        opening[i] = world.gripper_opening
-        for name in objects:
-            pose = world.object_pose(name)
-            objects[name][i] = pose.as_array()
-            tracks[name][i] = tracks_body[name] @ quat_to_mat(pose.quaternion).T + pose.position
-        for c, track in frames.items():
-            out = world.render(c, depth=depth, seg=seg)
-            track.rgb[i] = out.rgb
-            if depth:
-                track.depth[i] = out.depth
-            if seg:
-                track.seg[i] = out.seg
-            track.T_world_cam[i] = world.extrinsics(c)
-    stamps = start_ns + np.round(np.arange(n_frames) * 1e9 / fps).astype(np.int64)
-    episode = Episode(world.scene, dict(plan.labels), fps, stamps, frames, gripper, opening, objects, tracks)
-    episode.labels.update(motion.evaluate(episode))
-    return episode

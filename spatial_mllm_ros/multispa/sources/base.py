@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -87,6 +87,7 @@ class Scene:
     video: Video | None = None
     subset: str = ""  # TAPVid-3D subset ("adt", "pstudio"); the sim's "sim"
     dropped: dict[str, int] = field(default_factory=dict)  # frames dropped at load, by reason
+    info: dict[str, Any] = field(default_factory=dict)  # source facts worth auditing (the sim's script)
 
     @property
     def has_geometry(self) -> bool:

@@ -39,7 +39,7 @@ FRAME_STEP = 5
 
 
 def read_matrix(path: Path, scene_id: str) -> np.ndarray:
-    """A whitespace-separated 4x4 (or 3x3, padded) matrix from a text file."""
+    """Read a whitespace-separated 4x4 (or 3x3, padded) matrix from a text file."""
     if not path.is_file():
         raise MissingFileError(scene_id, str(path))
     try:
@@ -96,7 +96,8 @@ class ScanNetSource:
         align = read_axis_alignment(folder, scene_id)
         points, inst, labels = self._mesh(folder, scene_id)
         frames = sorted(
-            (p for p in (folder / "color").glob("*.jpg") if p.stem.isdigit() and int(p.stem) % self.frame_step == 0),
+            (p for p in (folder / "color").glob("*.jpg")
+             if p.stem.isdigit() and int(p.stem) % self.frame_step == 0),
             key=lambda p: int(p.stem),
         )
         if not frames:
@@ -137,7 +138,8 @@ class ScanNetSource:
         try:
             verts = np.load(folder / "mesh_vertices.npy", allow_pickle=False)
             inst = np.load(folder / "instance_ids.npy", allow_pickle=False)
-            labels = {int(k): str(v) for k, v in json.loads((folder / "instance_labels.json").read_text()).items()}
+            names = json.loads((folder / "instance_labels.json").read_text())
+            labels = {int(k): str(v) for k, v in names.items()}
         except (ValueError, OSError, json.JSONDecodeError) as exc:
             raise CorruptFileError(scene_id, f"mesh: {exc}") from exc
         if verts.ndim != 2 or verts.shape[1] < 3 or inst.shape != (verts.shape[0],):

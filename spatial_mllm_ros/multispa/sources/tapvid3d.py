@@ -87,7 +87,8 @@ class TapVid3DSource:
         width, height = (jpeg_size(frames[0], scene_id) if isinstance(frames[0], bytes)
                          else image_size(frames[0], scene_id))
         views = [
-            View(f"{t:05d}", k, invert_pose(w2c[t]), width, height, frames[t], stamp_s=t / 30.0, scene_id=scene_id)
+            View(f"{t:05d}", k, invert_pose(w2c[t]), width, height, frames[t], stamp_s=t / 30.0,
+                 scene_id=scene_id)
             for t in range(n_frames)
         ]
         subset = scene_id.split("/")[0] if "/" in scene_id else ""

@@ -31,7 +31,8 @@ BENCHMARK_TASKS: tuple[str, ...] = tuple(n for f in BENCHMARK_FAMILIES for n in 
 
 def resolve_tasks(names: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """Expand a comma list of task names, family names, "benchmark" and "all" into sub-task names."""
-    items = [x.strip() for x in (names.split(",") if isinstance(names, str) else names) if x.strip()]
+    groups = [names] if isinstance(names, str) else list(names)
+    items = [x.strip() for group in groups for x in group.split(",") if x.strip()]
     out: list[str] = []
     for item in items or ["all"]:
         if item == "all":
@@ -48,4 +49,10 @@ def resolve_tasks(names: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
-__all__ = ["BENCHMARK_TASKS", "FAMILIES", "TASKS", "TaskContext", "TaskSpec", "resolve_tasks"]
+def tasks_for_source(source: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Keep the sub-tasks among names that scenes of `source` can feed."""
+    return tuple(n for n in names if source in TASKS[n].sources)
+
+
+__all__ = ["BENCHMARK_TASKS", "FAMILIES", "TASKS", "TaskContext", "TaskSpec", "resolve_tasks",
+           "tasks_for_source"]

@@ -33,6 +33,7 @@ class TaskSpec:
     params: dict[str, Any] = field(default_factory=dict)
     subsets: tuple[str, ...] = ()  # only scenes of these subsets (TAPVid-3D adt / pstudio), empty = any
     description: str = ""
+    sources: tuple[str, ...] = ("scannet", "sim")  # sources whose scenes can feed this task
 
     def applies_to(self, scene: Scene) -> bool:
         """Whether this scene has what the task needs."""
@@ -90,7 +91,8 @@ class ImageStore:
 
     @staticmethod
     def _encode(rgb: np.ndarray, path: Path) -> None:
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
             raise OSError(f"JPEG encoding failed for {path}")
         path.write_bytes(buf.tobytes())
@@ -136,7 +138,7 @@ class TaskContext:
         return self._seen[k]
 
     def next_id(self, task: str) -> str:
-        """A deterministic sample id: source-scene-task-counter."""
+        """Return a deterministic sample id: source-scene-task-counter."""
         k = self._counter.get(task, 0)
         self._counter[task] = k + 1
         return f"{self.scene.source}-{self.scene.scene_id.replace('/', '__')}-{task}-{k:05d}"
@@ -170,7 +172,7 @@ _COLORS: dict[str, tuple[int, int, int]] = {
 
 
 def draw_dots(rgb: np.ndarray, dots: list[tuple[float, float, str]]) -> np.ndarray:
-    """A copy of the image with filled dots at (u, v), each with its letter beside it when given."""
+    """Draw filled dots on a copy of the image at (u, v), each with its letter beside it when given."""
     out = np.ascontiguousarray(rgb.copy())
     h, w = out.shape[:2]
     r = marker_radius(w)

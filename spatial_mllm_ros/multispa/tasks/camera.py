@@ -1,5 +1,7 @@
-"""Camera movement (two images): translation direction per axis, yaw/pitch direction, distance,
-angles and the translation vector, from overlap-balanced image pairs."""
+"""Camera movement (two images) from overlap-balanced image pairs.
+
+Translation direction per axis, yaw/pitch direction, distance, angles and the translation vector.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from spatial_mllm_ros.multispa.templates import render
 
 
 def _label(motion: CameraMotion, quantity: str) -> str | int | tuple[int, ...]:
-    """The answer value of one quantity (paper conventions: truncated mm and degrees)."""
+    """Return the answer value of one quantity (paper conventions: truncated mm and degrees)."""
     return {
         "x": motion.x_label, "y": motion.y_label, "z": motion.z_label,
         "yaw": motion.yaw_label, "pitch": motion.pitch_label,
@@ -55,7 +57,7 @@ SPECS: tuple[TaskSpec, ...] = (
     _spec("camera_translation_y", QuestionKind.DIRECTION, "y", "up/down translation (camera-1 y)"),
     _spec("camera_translation_z", QuestionKind.DIRECTION, "z", "forward/backward translation (camera-1 z)"),
     _spec("camera_yaw_direction", QuestionKind.DIRECTION, "yaw", "turned left/right (optical-axis heading)"),
-    _spec("camera_pitch_direction", QuestionKind.DIRECTION, "pitch", "tilted up/down (optical-axis elevation)"),
+    _spec("camera_pitch_direction", QuestionKind.DIRECTION, "pitch", "tilted up/down (axis elevation)"),
     _spec("camera_distance", QuestionKind.DISTANCE, "distance", "translation distance int(1000|d|) mm"),
     _spec("camera_yaw_angle", QuestionKind.ANGLE, "yaw_angle", "heading change int(|dyaw|) degrees"),
     _spec("camera_pitch_angle", QuestionKind.ANGLE, "pitch_angle", "elevation change int(|dpitch|) degrees"),

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from spatial_mllm_ros.multispa.format import CHOICE_LETTERS, QuestionKind, Sample, format_value, to_norm_coords
+from spatial_mllm_ros.multispa.format import (
+    CHOICE_LETTERS,
+    QuestionKind,
+    Sample,
+    format_value,
+    to_norm_coords,
+)
 from spatial_mllm_ros.multispa.geometry import sample_overlap_pairs
 from spatial_mllm_ros.multispa.tasks.base import TaskContext, TaskSpec, coord_text, draw_dots, marker_radius
 from spatial_mllm_ros.multispa.templates import point_ref, render
@@ -22,7 +28,7 @@ def _shared_points(ctx: TaskContext, k1: int, k2: int) -> tuple[np.ndarray, np.n
 
 def distractors(rng: np.random.Generator, true_uv: np.ndarray, width: int, height: int, n: int = 3,
                 margin: int = 0) -> np.ndarray:
-    """n uniformly random pixels, each at least 5% of the width from the true point and each other."""
+    """N uniformly random pixels, each at least 5% of the width from the true point and each other."""
     sep = DISTRACTOR_MIN_SEPARATION * width
     chosen = [np.asarray(true_uv, dtype=np.float64)]
     for _ in range(1000):

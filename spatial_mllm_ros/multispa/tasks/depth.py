@@ -81,7 +81,8 @@ def depth_compare(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
 SPECS: tuple[TaskSpec, ...] = (
     TaskSpec("depth_value_dot", "depth", QuestionKind.DEPTH, 1, "geometry", depth_value, {"marker": "dot"},
              description="depth in mm of a point drawn as a dot"),
-    TaskSpec("depth_value_coord", "depth", QuestionKind.DEPTH, 1, "geometry", depth_value, {"marker": "coord"},
+    TaskSpec("depth_value_coord", "depth", QuestionKind.DEPTH, 1, "geometry", depth_value,
+             {"marker": "coord"},
              description="depth in mm of a point given as [ x , y ]"),
     TaskSpec("depth_compare_dot", "depth", QuestionKind.CHOICE, 1, "geometry", depth_compare,
              {"marker": "dot"}, description="closer/farther of two dots A and B"),

@@ -1,5 +1,7 @@
-"""Object movement (two frames of a video): how far a tracked point moved in the world, and its
-displacement vector in the first frame's camera axes; distance-balanced, rigid-group-balanced."""
+"""Object movement (two frames of a video): how far a tracked point moved in the world.
+
+Also its displacement vector in the first frame's camera axes; distance- and rigid-group-balanced.
+"""
 
 from __future__ import annotations
 
@@ -99,7 +101,8 @@ def object_movement(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
             label = vec_mm
         group_name = "object_distance" if quantity == "distance" else "object_vector"
         answer = static_answer(ctx.rng, DID_NOT_MOVE) if static else None
-        text = render(group_name, ctx.rng, value_text, answer=answer, ref=point_ref(ctx.rng, marker, coord_text(xy)))
+        ref = point_ref(ctx.rng, marker, coord_text(xy))
+        text = render(group_name, ctx.rng, value_text, answer=answer, ref=ref)
         img1 = (ctx.images.drawn(draw_dots(v1.rgb(), [(u, v, "")]), f"{sid}-1") if marker == "dot"
                 else ctx.images.frame(v1))
         meta = {"track": track, "group": group, "t1": t1, "t2": t2, "point_world_1": p1.tolist(),
@@ -110,17 +113,18 @@ def object_movement(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
     return out
 
 
-def _specs(subset: str, family: str) -> tuple[TaskSpec, ...]:
+def _specs(subset: str, family: str, source: str) -> tuple[TaskSpec, ...]:
     out = []
     for quantity, kind in (("distance", QuestionKind.DISTANCE), ("vector", QuestionKind.VECTOR)):
         for marker in ("coord", "dot"):
             out.append(TaskSpec(
                 f"object_{quantity}_{marker}_{subset}", family, kind, 2, "video", object_movement,
-                {"quantity": quantity, "marker": marker}, subsets=(subset,),
+                {"quantity": quantity, "marker": marker}, subsets=(subset,), sources=(source,),
                 description=f"{quantity} a tracked point moved ({marker}), {subset} clips",
             ))
     return tuple(out)
 
 
-SPECS: tuple[TaskSpec, ...] = _specs("adt", "object_movement") + _specs("pstudio", "object_movement")
-SIM_SPECS: tuple[TaskSpec, ...] = _specs("sim", "robot")
+SPECS: tuple[TaskSpec, ...] = (_specs("adt", "object_movement", "tapvid3d")
+                               + _specs("pstudio", "object_movement", "tapvid3d"))
+SIM_SPECS: tuple[TaskSpec, ...] = _specs("sim", "robot", "sim")

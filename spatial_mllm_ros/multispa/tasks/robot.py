@@ -1,5 +1,8 @@
-"""Robot extensions from simulation truth: named things ("the gripper", "the red cube"), their motion
-direction in the first frame's camera axes, balanced yes/no questions, and distances with "did not move"."""
+"""Robot extensions from simulation truth, about named things ("the gripper", "the red cube").
+
+Their motion direction in the first frame's camera axes, balanced yes/no questions, and distances
+with "did not move".
+"""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ DISTANCE_BINS = 10
 CANDIDATES_PER_SAMPLE = 12
 
 
-@dataclass(frozen=True, eq=False)  # identity equality: one motion is one draw
+@dataclass(frozen=True)
 class EntityMotion:
     """A named thing's motion between frames t1 and t2, in camera-1 optical axes (metres)."""
 
@@ -57,7 +60,7 @@ class EntityMotion:
         return self.moved and mags[2] >= DOMINANCE * mags[1]
 
     def meta(self) -> dict[str, object]:
-        """The quantities labels come from."""
+        """Return the quantities the labels come from."""
         return {"entity": self.name, "t1": self.t1, "t2": self.t2, "vector_cam_m": self.vector_cam_m.tolist(),
                 "distance_m": self.distance_m, "moved": self.moved, "direction": self.direction}
 
@@ -95,7 +98,7 @@ def _sample(ctx: TaskContext, spec: TaskSpec, motion: EntityMotion, text_group: 
     subject = subject_text(motion.name)
     text = render(text_group, ctx.rng, value, answer=answer, subject=subject, **fields)
     sid = ctx.next_id(spec.name)
-    meta = {**motion.meta(), "subject": subject, **extra}
+    meta = {**motion.meta(), "subject": subject, "script": ctx.scene.info.get("script", {}), **extra}
     return ctx.sample(spec, sid, [ctx.images.frame(v1), ctx.images.frame(v2)], [v1, v2], text, meta)
 
 
@@ -126,17 +129,19 @@ def robot_yes_no(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
     if not names:
         return []
     pool = _motions(ctx, names, n * CANDIDATES_PER_SAMPLE)
-    yes = [m for m in pool if m.clear]
-    no = [m for m in pool if not m.moved or m.clear]
+    yes: list[EntityMotion] = []
+    no: list[EntityMotion] = []
+    for i in ctx.rng.permutation(len(pool)):
+        m = pool[int(i)]
+        if m.clear and len(yes) <= len(no):
+            yes.append(m)
+        elif m.clear or not m.moved:  # a vague diagonal motion makes no clear yes/no question
+            no.append(m)
+    k = min(len(yes), len(no), n // 2)  # exactly as many yes as no
+    drawn = [(m, True) for m in yes[:k]] + [(m, False) for m in no[:k]]
     out: list[Sample] = []
-    for _ in range(n):
-        want_yes = bool(ctx.rng.random() < 0.5)
-        bucket = yes if want_yes else no
-        if not bucket:
-            continue
-        m = bucket.pop(int(ctx.rng.integers(len(bucket))))
-        if m in yes and m in no:  # a clear motion used once only
-            (no if want_yes else yes).remove(m)
+    for j in ctx.rng.permutation(len(drawn)):
+        m, want_yes = drawn[int(j)]
         if want_yes:
             asked = str(m.direction)
         elif m.moved:
@@ -165,7 +170,8 @@ def robot_distance(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
         m = pool[int(i)]
         value = int(round(1000.0 * m.distance_m)) if m.moved else 0
         subject = subject_text(m.name)
-        answer = None if m.moved else static_answer(ctx.rng, f"{subject[:1].upper()}{subject[1:]} did not move.")
+        static = f"{subject[:1].upper()}{subject[1:]} did not move."
+        answer = None if m.moved else static_answer(ctx.rng, static)
         out.append(_sample(ctx, spec, m, "robot_distance", format_value(QuestionKind.DISTANCE, value),
                            {"label": value, "static": not m.moved}, answer=answer))
     return out
@@ -173,7 +179,7 @@ def robot_distance(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
 
 def _spec(name: str, kind: QuestionKind, fn: object, subject: str, description: str) -> TaskSpec:
     return TaskSpec(name, "robot", kind, 2, "entities", fn, {"subject": subject},  # type: ignore[arg-type]
-                    description=description)
+                    description=description, sources=("sim",))
 
 
 SPECS: tuple[TaskSpec, ...] = (

@@ -28,7 +28,8 @@ def object_size(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
     for inst in np.unique(scene.instance_ids):
         label = scene.instance_labels.get(int(inst), "")
         members = scene.instance_ids == inst
-        if inst == 0 or not label or label.lower() in EXCLUDED_LABELS or members.sum() < MIN_INSTANCE_VERTICES:
+        if (inst == 0 or not label or label.lower() in EXCLUDED_LABELS
+                or members.sum() < MIN_INSTANCE_VERTICES):
             continue
         sets = minimal_image_sets(scene.points[members], vis[:, members], dimension, MAX_IMAGES)
         pool += [(int(inst), s) for s in sets]
@@ -45,8 +46,8 @@ def object_size(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
         label = scene.instance_labels[inst]
         views = [scene.views[idx[k]] for k in order]
         sid = ctx.next_id(spec.name)
-        text = render("object_size", ctx.rng, format_value(QuestionKind.DISTANCE, size_mm), dimension=dimension,
-                      adjective=_ADJECTIVE[dimension], object=label)
+        text = render("object_size", ctx.rng, format_value(QuestionKind.DISTANCE, size_mm),
+                      dimension=dimension, adjective=_ADJECTIVE[dimension], object=label)
         meta = {"instance": inst, "object": label, "box_m": dims.tolist(), "size_m": float(dims[axis]),
                 "size_mm": size_mm, "dimension": dimension, "visible_fraction":
                 [float(vis[k, members].mean()) for k in order], "label": size_mm}
@@ -55,7 +56,7 @@ def object_size(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
 
 
 SPECS: tuple[TaskSpec, ...] = tuple(
-    TaskSpec(f"object_size_{d}", "object_size", QuestionKind.DISTANCE, 2, "geometry", object_size, {"dimension": d},
-             description=f"{d} of an object in mm from a minimal image set")
+    TaskSpec(f"object_size_{d}", "object_size", QuestionKind.DISTANCE, 2, "geometry", object_size,
+             {"dimension": d}, description=f"{d} of an object in mm from a minimal image set")
     for d in SIZE_DIMENSIONS
 )

@@ -1,0 +1,261 @@
+"""Model-runtime timings, each as a ratio to a baseline measured in the same run.
+
+(a) 8 questions over the same 2 frames (one ask_many batch) vs 1 question; target <= 2x (naive: 8x).
+(b) onnxruntime vs torch vision encoding on CPU: tiny model and InternVL3-1B shape (float32 both).
+(c) time-to-answer for 2 frames on CPU at InternVL3-1B shape (bf16), split into vision and language.
+(d) --device cuda: InternVL2-8B shape, 2 frames x 7 tiles, time-to-answer next to the GPU's physical
+    limit computed here (FLOPs / peak, bytes / bandwidth); without a GPU it says so and skips.
+
+Default run: tiny + InternVL3-1B shape at one 448-px tile per frame (~2-3 min on 2 busy cores);
+--quick: tiny model only; --full: also the 1B-shape ONNX export at 7 tiles per frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from spatial_mllm_ros.answers import Question
+from spatial_mllm_ros.model.config import ModelConfig
+from spatial_mllm_ros.model.factory import REAL_SHAPES, make_real_shape_model, make_tiny_model
+from spatial_mllm_ros.model.preprocess import prepare_image
+from spatial_mllm_ros.model.runtime import SpatialModel
+from spatial_mllm_ros.model.vision import OnnxRuntimeBackend, TorchBackend
+from spatial_mllm_ros.multispa.format import QuestionKind
+
+QUESTIONS = [
+    "Did the camera move left or right?",
+    "Did the camera move up or down?",
+    "Did the camera move forward or backward?",
+    "Did the gripper close?",
+    "Is the red cube still on the table?",
+    Question("Which point in Image-2 matches the dot in Image-1?", kind=QuestionKind.CHOICE),
+    "Did the camera rotate left or right?",
+    "Did the blue cube move?",
+]
+# Dense bf16 peak FLOP/s and memory bandwidth (vendor datasheets) for the physical-limit estimate.
+GPU_PEAKS: dict[str, tuple[float, float]] = {
+    "H100": (989e12, 3.35e12),
+    "H200": (989e12, 4.8e12),
+    "A100": (312e12, 2.0e12),
+    "L4": (121e12, 0.3e12),
+    "Orin": (42.5e12, 0.2048e12),  # AGX Orin 64GB: Ampere GPU bf16 dense, LPDDR5
+}
+
+
+def frames(n: int, h: int = 480, w: int = 640, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x * 255 // w, y * 255 // h, (x + y) * 255 // (w + h)], -1)
+    return [(base + rng.integers(0, 40, (h, w, 3))).clip(0, 255).astype(np.uint8) for _ in range(n)]
+
+
+def median_ms(fn: Callable[[], Any], reps: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def bench_batch(model: SpatialModel, label: str, reps: int) -> None:
+    """(a): frames encoded once, questions as one batch; cold cache each time so vision counts in both."""
+    f = frames(2)
+
+    def one() -> None:
+        model.cache.clear()
+        model.ask(f, QUESTIONS[0])
+
+    def eight() -> None:
+        model.cache.clear()
+        model.ask_many(f, QUESTIONS)
+
+    one(), eight()  # warm-up
+    pairs = []
+    for _ in range(reps):  # alternate so machine load hits both alike; median of per-round ratios
+        t = time.perf_counter()
+        one()
+        t1 = time.perf_counter() - t
+        t = time.perf_counter()
+        eight()
+        pairs.append((t1 * 1e3, (time.perf_counter() - t) * 1e3))
+    t1 = statistics.median(p[0] for p in pairs)
+    t8 = statistics.median(p[1] for p in pairs)
+    ratio = statistics.median(p[1] / p[0] for p in pairs)
+    timing = model.last_timing
+    print(
+        f"(a) {label:<22} 1 question {t1:8.1f} ms | 8 questions {t8:8.1f} ms | ratio {ratio:5.2f}x "
+        f"(target <= 2x, naive 8x) | last batch: vision {timing.vision_ms:.0f} ms, "
+        f"language {timing.language_ms:.0f} ms"
+    )
+
+
+def bench_vision(model: Any, label: str, workdir: Path, tiles: int, reps: int) -> None:
+    """(b): the same tiles through onnxruntime and PyTorch (float32 both)."""
+    from spatial_mllm_ros.model.export import export_onnx
+
+    fp32 = model.float()
+    t = time.perf_counter()
+    result = export_onnx(fp32, workdir, check_tiles=(1,))
+    export_s = time.perf_counter() - t
+    ort = OnnxRuntimeBackend(fp32, "internvl", workdir)
+    tb = TorchBackend(fp32, "internvl")
+    size = fp32.config.vision_config.image_size[0]
+    from spatial_mllm_ros.model.preprocess import PreparedImage
+
+    img = PreparedImage(torch.randn(tiles, 3, size, size), tiles * 256, (tiles, 1))
+    t_torch = median_ms(lambda: tb.encode([img]), reps)
+    t_ort = median_ms(lambda: ort.encode([img]), reps)
+    diff = (ort.encode([img])[0].embeds - tb.encode([img])[0].embeds).abs().max().item()
+    print(
+        f"(b) {label:<22} {tiles} tiles: torch {t_torch:8.1f} ms | onnxruntime {t_ort:8.1f} ms | "
+        f"ort/torch {t_ort / t_torch:5.2f}x | max abs diff {diff:.1e} (export {export_s:.0f} s, "
+        f"check {result.max_abs_diff:.1e})"
+    )
+    ort.close()
+
+
+def bench_answer(model: SpatialModel, label: str, reps: int) -> None:
+    """(c): closed-set and generated answers for 2 fresh frames (cold cache)."""
+    f = frames(2, seed=3)
+    parts: dict[str, tuple[float, float, float]] = {}
+    for name, q in (("closed-set", QUESTIONS[0]), ("generated", Question("How far did the camera move?"))):
+
+        def run(q: Any = q) -> None:
+            model.cache.clear()
+            model.ask(f, q)
+
+        total = median_ms(run, reps)
+        parts[name] = (total, model.last_timing.vision_ms, model.last_timing.language_ms)
+    for name, (total, vis, lang) in parts.items():
+        print(
+            f"(c) {label:<22} 2 frames {name:<10} {total:8.1f} ms "
+            f"(vision {vis:.0f} ms, language {lang:.0f} ms)"
+        )
+
+
+def physical_limit(
+    shape: str, tiles: int, prompt_tokens: int, new_tokens: int, peak: tuple[float, float]
+) -> dict[str, float]:
+    """Lower bounds (ms) from FLOPs / peak and bytes / bandwidth for vision, prefill and decode."""
+    spec = REAL_SHAPES[shape]
+    v, t = spec["vision"], spec["text"]
+    vt = (v["image_size"][0] // v["patch_size"][0]) ** 2 + 1
+    vit_params = v["num_hidden_layers"] * (
+        4 * v["hidden_size"] ** 2 + 2 * v["hidden_size"] * v["intermediate_size"]
+    )
+    vision_flops = tiles * (2 * vit_params * vt + 4 * v["num_hidden_layers"] * vt**2 * v["hidden_size"])
+    h, layers = t["hidden_size"], t["num_hidden_layers"]
+    kv = h * t["num_key_value_heads"] // t["num_attention_heads"]
+    llm_params = layers * (2 * h * h + 2 * h * kv + 3 * h * t["intermediate_size"]) + t["vocab_size"] * h
+    prefill_flops = 2 * llm_params * prompt_tokens + 4 * layers * prompt_tokens**2 * h
+    flops_peak, bandwidth = peak
+    bytes_per_token = 2 * llm_params + 2 * 2 * layers * kv * prompt_tokens  # bf16 weights + KV cache
+    return {
+        "vision_ms": vision_flops / flops_peak * 1e3,
+        "prefill_ms": max(prefill_flops / flops_peak, 2 * llm_params / bandwidth) * 1e3,
+        "decode_ms": new_tokens * bytes_per_token / bandwidth * 1e3,
+        "vision_tflop": vision_flops / 1e12,
+        "prefill_tflop": prefill_flops / 1e12,
+    }
+
+
+def bench_cuda(reps: int) -> None:
+    """(d): InternVL2-8B shape on the GPU, 2 frames x 7 tiles, next to the physical limit."""
+    tiles, new_tokens = 14, 8
+    prompt = tiles * 256 + 2 * 4 + 60
+    if not torch.cuda.is_available():
+        print(
+            "(d) --device cuda: no CUDA device on this machine: (d) not run. Reference physical limits "
+            "(computed, not measured) for InternVL2-8B, 2 frames x 7 tiles:"
+        )
+        for gpu, peak in GPU_PEAKS.items():
+            lim = physical_limit("internvl2-8b", tiles, prompt, new_tokens, peak)
+            print(
+                f"    {gpu:<5} vision >= {lim['vision_ms']:6.1f} ms ({lim['vision_tflop']:.1f} TFLOP), "
+                f"prefill >= "
+                f"{lim['prefill_ms']:6.1f} ms ({lim['prefill_tflop']:.1f} TFLOP), {new_tokens} tokens >= "
+                f"{lim['decode_ms']:6.1f} ms"
+            )
+        return
+    name = torch.cuda.get_device_name(0)
+    peak = next((p for k, p in GPU_PEAKS.items() if k.lower() in name.lower()), GPU_PEAKS["H100"])
+    model, tok = make_real_shape_model("internvl2-8b", device="cuda", dtype=torch.bfloat16)
+    sm = SpatialModel.from_model(
+        model, tok, ModelConfig(max_tiles=6, vision_backends=("torch",), max_new_tokens=new_tokens)
+    )
+    f = frames(2, 968, 1296)
+    assert sum(prepare_image(x, sm.spec).n_tiles for x in f) == tiles
+    for name_q, q in (("closed-set", QUESTIONS[0]), ("generated", Question("How far did the camera move?"))):
+
+        def run(q: Any = q) -> None:
+            sm.cache.clear()
+            sm.ask(f, q)
+            torch.cuda.synchronize()
+
+        total = median_ms(run, reps, warmup=2)
+        lim = physical_limit("internvl2-8b", tiles, prompt, new_tokens if name_q == "generated" else 0, peak)
+        bound = lim["vision_ms"] + lim["prefill_ms"] + lim["decode_ms"]
+        print(
+            f"(d) {name} InternVL2-8B {name_q:<10} {total:8.1f} ms (vision {sm.last_timing.vision_ms:.0f}, "
+            f"language {sm.last_timing.language_ms:.0f}) | physical limit {bound:.1f} ms "
+            f"(vision {lim['vision_ms']:.1f}, prefill {lim['prefill_ms']:.1f}, "
+            f"decode {lim['decode_ms']:.1f}) | "
+            f"{total / bound:.1f}x the limit"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny model only")
+    parser.add_argument("--full", action="store_true", help="also 7 tiles/frame for the 1B-shape vision runs")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+    if args.device == "cuda":
+        bench_cuda(args.reps)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        ckpt = make_tiny_model(work / "tiny", "internvl", image_size=224)
+        tiny = SpatialModel.load(ModelConfig(checkpoint=str(ckpt), max_tiles=6, vision_backends=("torch",)))
+        bench_batch(tiny, "tiny (224px, 6 tiles)", args.reps * 3)
+        bench_vision(tiny.model, "tiny", work / "tiny-onnx", 14, args.reps * 3)
+        del tiny
+        if args.quick:
+            return
+        model, tok = make_real_shape_model("internvl3-1b", device="cpu", dtype=torch.bfloat16)
+        sm = SpatialModel.from_model(
+            model,
+            tok,
+            ModelConfig(max_tiles=1, vision_backends=("torch",), max_new_tokens=8),
+            name="internvl3-1b-shape",
+        )
+        print(
+            f"    InternVL3-1B shape: {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M "
+            "parameters, bf16"
+        )
+        bench_answer(sm, "InternVL3-1B (bf16)", args.reps)
+        bench_batch(sm, "InternVL3-1B (bf16)", args.reps)
+        del sm
+        gc.collect()
+        bench_vision(model, "InternVL3-1B (fp32)", work / "1b-onnx", 14 if args.full else 2, args.reps)
+        bench_cuda(args.reps)
+
+
+if __name__ == "__main__":
+    main()

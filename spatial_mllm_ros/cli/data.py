@@ -1,0 +1,97 @@
+"""`spatial-mllm data generate|benchmark|tasks`: the MultiSPA data engine from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from spatial_mllm_ros.multispa.benchmark import DEFAULT_PER_TASK, SIM_HELD_OUT_FIRST_SEED, build_benchmark
+from spatial_mllm_ros.multispa.engine import GenerateConfig, generate
+from spatial_mllm_ros.multispa.sources import SOURCES
+from spatial_mllm_ros.multispa.tasks import TASKS
+
+
+def _scene_list(path: str | None) -> tuple[str, ...]:
+    if not path:
+        return ()
+    return tuple(line.strip() for line in Path(path).read_text().splitlines() if line.strip())
+
+
+def _config(args: argparse.Namespace, sim_first_seed: int) -> GenerateConfig:
+    return GenerateConfig(
+        source=args.source, out=Path(args.out), root=Path(args.root) if args.root else None, tasks=args.tasks,
+        seed=args.seed, workers=args.workers, num_shards=args.num_shards, shard_index=args.shard_index,
+        max_per_scene=args.max_per_scene, scenes=_scene_list(args.scenes),
+        visibility_tolerance_m=args.visibility_tolerance, allow_pickle=args.allow_pickle,
+        sim_scenes=args.sim_scenes, sim_first_seed=sim_first_seed, progress=not args.quiet,
+    )
+
+
+def _print_summary(counts: dict[str, int], extra: dict[str, object]) -> None:
+    for task, n in counts.items():
+        print(f"{task:<34} {n:>7}")
+    print(json.dumps(extra))
+
+
+def _generate(args: argparse.Namespace) -> int:
+    first = args.sim_first_seed if args.sim_first_seed is not None else 0
+    summary = generate(_config(args, first))
+    _print_summary(summary.per_task, {"samples": summary.samples, "scenes_done": summary.scenes_done,
+                                      "scenes_skipped": summary.scenes_skipped,
+                                      "skip_reasons": summary.skip_reasons,
+                                      "out": args.out})
+    return 0
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    first = args.sim_first_seed if args.sim_first_seed is not None else SIM_HELD_OUT_FIRST_SEED
+    summary = build_benchmark(_config(args, first), per_task=args.per_task)
+    _print_summary(summary.per_task, {"short": summary.short, "scenes": summary.scenes,
+                                      "out": str(Path(args.out) / "benchmark.jsonl")})
+    return 0
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    for spec in TASKS.values():
+        print(f"{spec.name:<34} {spec.family:<16} {spec.kind.value:<11} {spec.description}")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, default_tasks: str, default_max: int) -> None:
+    p.add_argument("--source", required=True, choices=SOURCES)
+    p.add_argument("--root", help="data root (scannet export / tapvid3d npz tree); not needed for sim")
+    p.add_argument("--out", required=True, help="output directory (JSONL, images, manifest, summary)")
+    p.add_argument("--tasks", default=default_tasks,
+                   help="comma list of sub-tasks, families, 'benchmark' or 'all' (see `data tasks`)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="scene-level worker processes")
+    p.add_argument("--num-shards", type=int, default=1, help="split the scene list over this many jobs")
+    p.add_argument("--shard-index", type=int, default=0,
+                   help="this job's shard (0-based; e.g. $SLURM_ARRAY_TASK_ID)")
+    p.add_argument("--max-per-scene", type=int, default=default_max,
+                   help="samples per sub-task per scene (max)")
+    p.add_argument("--scenes", help="file with one scene id per line (a split list, e.g. scannetv2_val.txt)")
+    p.add_argument("--visibility-tolerance", type=float, default=None, metavar="M",
+                   help="depth-test tolerance in metres (default: the paper's strict test)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="read TAPVid-3D images_jpeg_bytes stored as pickled object arrays (trusted only)")
+    p.add_argument("--sim-scenes", type=int, default=8, help="simulation: number of scenes")
+    p.add_argument("--sim-first-seed", type=int, default=None,
+                   help=f"simulation: first seed (generate: 0, benchmark: {SIM_HELD_OUT_FIRST_SEED})")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `data` (generate, benchmark, tasks) to the CLI."""
+    p = sub.add_parser("data", help="MultiSPA data engine: generate training data, build the benchmark")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    gen = dsub.add_parser("generate", help="generate samples from scannet, tapvid3d or sim scenes")
+    _common(gen, "all", 10)
+    gen.set_defaults(func=_generate)
+    bench = dsub.add_parser("benchmark", help="balanced N-per-sub-task evaluation split from held-out scenes")
+    _common(bench, "benchmark", 40)
+    bench.add_argument("--per-task", type=int, default=DEFAULT_PER_TASK, help="samples per sub-task")
+    bench.set_defaults(func=_benchmark)
+    tasks = dsub.add_parser("tasks", help="list the sub-task registry")
+    tasks.set_defaults(func=_tasks)

@@ -1,0 +1,341 @@
+"""`spatial_mllm_sim`: the MuJoCo tabletop as a live ROS 2 camera + gripper, on simulated time.
+
+Publishes /camera/<cam>/image_raw (or .../compressed), camera_info and pose, /gripper/pose,
+/gripper/joint_states, /objects/<name>/pose, /clock, /episode (scripted mode) and /diagnostics; follows
+/gripper/cmd_vel (Twist, world frame), /gripper/target (PoseStamped in world or a camera's optical frame)
+and /gripper/opening (Float64, metres).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Twist
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState
+from std_msgs.msg import Float64, Header, String
+
+from spatial_mllm_ros.ros.convert import ns_to_stamp, numpy_to_image
+from spatial_mllm_ros.ros.params import declare_config
+from spatial_mllm_ros.sim.errors import SimError
+from spatial_mllm_ros.sim.geometry import make_pose, quat_to_mat
+from spatial_mllm_ros.sim.motions import ScriptedEpisode, parse_motion, random_motion
+from spatial_mllm_ros.sim.node_config import SimNodeConfig
+from spatial_mllm_ros.sim.topics import (
+    CLOCK_TOPIC,
+    EPISODE_TOPIC,
+    GRIPPER_CMD_VEL_TOPIC,
+    GRIPPER_JOINTS,
+    GRIPPER_JOINTS_TOPIC,
+    GRIPPER_OPENING_TOPIC,
+    GRIPPER_POSE_TOPIC,
+    GRIPPER_TARGET_TOPIC,
+    WORLD_FRAME,
+    camera_info_topic,
+    camera_info_values,
+    camera_pose_topic,
+    depth_topic,
+    episode_marker,
+    image_topic,
+    joint_positions,
+    object_topic,
+    optical_frame,
+    pose7_of,
+    scene_summary,
+    to_json,
+)
+from spatial_mllm_ros.sim.world import RenderedFrame, SimWorld
+
+NODE_NAME = "spatial_mllm_sim"
+QUEUE = 5
+# Episode markers are few and matter: late joiners (a recorder, the annotator) still get the recent ones.
+MARKER_QOS = QoSProfile(
+    depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
+
+
+def _pose_msg(pose7: np.ndarray, stamp: Time) -> PoseStamped:
+    return PoseStamped(
+        header=Header(stamp=stamp, frame_id=WORLD_FRAME),
+        pose=Pose(
+            position=Point(x=float(pose7[0]), y=float(pose7[1]), z=float(pose7[2])),
+            orientation=Quaternion(
+                w=float(pose7[3]), x=float(pose7[4]), y=float(pose7[5]), z=float(pose7[6])
+            ),
+        ),
+    )
+
+
+class SimNode(Node):
+    """Steps the world on a timer, publishes what its cameras see and its truth, follows gripper commands."""
+
+    def __init__(self, config: SimNodeConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self.config = declare_config(
+            self,
+            config or SimNodeConfig(),
+            read_only=[f.name for f in SimNodeConfig.__dataclass_fields__.values()],
+        )
+        c = self.config
+        self._period_ns = round(1e9 / c.rate_hz)
+        self._sim_ns = 0
+        self._episode_index = 0
+        self._script: ScriptedEpisode | None = None
+        self._rng = np.random.default_rng(c.seed)
+        self._last_cmd_ns = 0
+        self._pubs: dict[str, Any] = {}
+        self.frames_published = 0
+        self._render_s = 0.0
+        self._rtf_window = (time.monotonic(), 0)
+        self.realtime_factor = 0.0
+        self.world = SimWorld(c.scene_config())
+        self.create_subscription(Twist, GRIPPER_CMD_VEL_TOPIC, self._on_cmd_vel, 10)
+        self.create_subscription(PoseStamped, GRIPPER_TARGET_TOPIC, self._on_target, 10)
+        self.create_subscription(Float64, GRIPPER_OPENING_TOPIC, self._on_opening, 10)
+        self._diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        wall_period = 1.0 / (c.rate_hz * c.realtime_factor) if c.realtime_factor > 0 else 0.0
+        self._timer = self.create_timer(wall_period, self._tick)
+        self._diag_timer = self.create_timer(c.diagnostics_period_s, self._report)
+        mode = f"script {c.script!r}" if c.script else "command (cmd_vel / target)"
+        self.get_logger().info(
+            f"{len(c.cameras)} cameras at {c.rate_hz:g} Hz, {c.width}x{c.height}, realtime factor target "
+            f"{c.realtime_factor:g}, mode: {mode}"
+        )
+
+    # --- publishers --------------------------------------------------------------------------------
+    def _pub(self, msg_type: type, topic: str, qos: QoSProfile | int = QUEUE) -> Any:
+        pub = self._pubs.get(topic)
+        if pub is None:
+            pub = self._pubs[topic] = self.create_publisher(msg_type, topic, qos)
+        return pub
+
+    # --- commands ----------------------------------------------------------------------------------
+    def _on_cmd_vel(self, msg: Twist) -> None:
+        if self._script is not None:
+            return
+        self._last_cmd_ns = self._sim_ns
+        self.world.set_gripper_velocity((msg.linear.x, msg.linear.y, msg.linear.z), msg.angular.z)
+
+    def _on_target(self, msg: PoseStamped) -> None:
+        if self._script is not None:
+            return
+        frame = msg.header.frame_id or WORLD_FRAME
+        q = msg.pose.orientation
+        pose = make_pose(
+            quat_to_mat((q.w, q.x, q.y, q.z)) if (q.w or q.x or q.y or q.z) else np.eye(3),
+            (msg.pose.position.x, msg.pose.position.y, msg.pose.position.z),
+        )
+        cams = {optical_frame(cam): cam for cam in self.config.cameras}
+        if frame in cams:
+            pose = self.world.extrinsics(cams[frame]) @ pose
+        elif frame != WORLD_FRAME:
+            self.get_logger().warning(
+                f"ignored /gripper/target in frame {frame!r}: use {WORLD_FRAME!r} or one of {sorted(cams)}"
+            )
+            return
+        yaw = float(np.arctan2(pose[1, 0], pose[0, 0]))
+        try:
+            self.world.set_gripper_velocity((0.0, 0.0, 0.0))
+            self.world.set_gripper_target(pose[:3, 3], yaw)
+        except SimError as exc:
+            self.get_logger().warning(f"ignored /gripper/target: {exc}")
+
+    def _on_opening(self, msg: Float64) -> None:
+        try:
+            self.world.set_gripper_opening(float(msg.data))
+        except SimError as exc:
+            self.get_logger().warning(f"ignored /gripper/opening: {exc}")
+
+    # --- stepping ----------------------------------------------------------------------------------
+    def _start_script(self) -> None:
+        c = self.config
+        if self._episode_index and c.script_loop:
+            self.world.close()
+            self.world = SimWorld(c.scene_config(seed_offset=self._episode_index))
+        spec = c.script
+        if spec.startswith("random"):
+            kinds = [k for k in spec.partition(":")[2].split(",") if k] or None
+            motion = random_motion(self.world, self._rng, kinds)
+        else:
+            motion = parse_motion(spec)
+        self._script = ScriptedEpisode(
+            self.world, motion, c.script_frames, c.rate_hz, depth=c.depth, seg=False, start_ns=self._sim_ns
+        )
+        self._publish_marker(
+            {
+                "episode": self._episode_index,
+                "event": "start",
+                "labels": self._script.plan.labels,
+                "scene": scene_summary(self.world.scene, list(c.cameras), c.rate_hz, c.script_frames, 0),
+            }
+        )
+
+    def _step(self) -> dict[str, RenderedFrame]:
+        c = self.config
+        if c.script:
+            if self._script is None:
+                self._start_script()
+            frames = self._script.step()
+            return frames
+        if self._sim_ns - self._last_cmd_ns > c.cmd_timeout_s * 1e9:
+            self.world.set_gripper_velocity((0.0, 0.0, 0.0))
+        self.world.step(max(1, round(self._period_ns * 1e-9 / self.world.dt)))
+        return {cam: self.world.render(cam, depth=c.depth, seg=False) for cam in c.cameras}
+
+    def _finish_script(self) -> None:
+        if self._script is None or not self._script.done:
+            return
+        episode = self._script.episode()
+        self._publish_marker(episode_marker(episode, self._episode_index, "end", 0))
+        self._episode_index += 1
+        self._script = None
+        if not self.config.script_loop:
+            self.config.script = ""  # back to command mode, the gripper stays where the script left it
+
+    def _tick(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            frames = self._step()
+        except SimError as exc:
+            self.get_logger().error(f"simulation step failed: {exc}")
+            self._script = None
+            return
+        self._render_s += time.perf_counter() - t0
+        stamp = ns_to_stamp(self._sim_ns)
+        if self.config.publish_clock:
+            self._pub(Clock, CLOCK_TOPIC).publish(Clock(clock=stamp))
+        self._publish_frames(frames, stamp)
+        self._publish_state(stamp)
+        self._finish_script()
+        self._sim_ns += self._period_ns
+        self.frames_published += 1
+
+    def _publish_frames(self, frames: dict[str, RenderedFrame], stamp: Time) -> None:
+        c = self.config
+        for cam, out in frames.items():
+            frame_id = optical_frame(cam)
+            header = Header(stamp=stamp, frame_id=frame_id)
+            if c.image_transport in ("raw", "both"):
+                msg = numpy_to_image(out.rgb, 0, frame_id)
+                msg.header = header
+                self._pub(Image, image_topic(cam)).publish(msg)
+            if c.image_transport in ("compressed", "both"):
+                data = cv2.imencode(".jpg", cv2.cvtColor(out.rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+                self._pub(CompressedImage, image_topic(cam, True)).publish(
+                    CompressedImage(header=header, format="rgb8; jpeg compressed bgr8", data=data)
+                )
+            if out.depth is not None:
+                msg = numpy_to_image(out.depth, 0, frame_id, encoding="32FC1")
+                msg.header = header
+                self._pub(Image, depth_topic(cam)).publish(msg)
+            info = camera_info_values(self.world.intrinsics(cam), c.width, c.height)
+            self._pub(CameraInfo, camera_info_topic(cam)).publish(CameraInfo(header=header, **info))
+            self._pub(PoseStamped, camera_pose_topic(cam)).publish(
+                _pose_msg(pose7_of(self.world.extrinsics(cam)), stamp)
+            )
+
+    def _publish_state(self, stamp: Time) -> None:
+        gripper = self.world.gripper_pose().as_array()
+        self._pub(PoseStamped, GRIPPER_POSE_TOPIC).publish(_pose_msg(gripper, stamp))
+        self._pub(JointState, GRIPPER_JOINTS_TOPIC).publish(
+            JointState(
+                header=Header(stamp=stamp, frame_id=WORLD_FRAME),
+                name=list(GRIPPER_JOINTS),
+                position=joint_positions(gripper, self.world.gripper_opening),
+            )
+        )
+        for name in self.world.scene.object_names:
+            self._pub(PoseStamped, object_topic(name)).publish(
+                _pose_msg(self.world.object_pose(name).as_array(), stamp)
+            )
+
+    def _publish_marker(self, payload: dict[str, Any]) -> None:
+        self._pub(String, EPISODE_TOPIC, MARKER_QOS).publish(String(data=to_json(payload)))
+
+    # --- health ------------------------------------------------------------------------------------
+    def _report(self) -> None:
+        now = time.monotonic()
+        start, frames = self._rtf_window
+        elapsed = now - start
+        sim_s = (self.frames_published - frames) * self._period_ns * 1e-9
+        self.realtime_factor = sim_s / elapsed if elapsed > 0 else 0.0
+        per_frame_ms = 1000 * self._render_s / max(1, self.frames_published - frames)
+        self._rtf_window, self._render_s = (now, self.frames_published), 0.0
+        c = self.config
+        behind = c.realtime_factor > 0 and self.realtime_factor < 0.8 * c.realtime_factor
+        status = DiagnosticStatus(
+            level=DiagnosticStatus.WARN if behind else DiagnosticStatus.OK,
+            name=f"{NODE_NAME}: simulation",
+            message=("slower than the target realtime factor" if behind else "running"),
+            hardware_id="mujoco",
+            values=[
+                KeyValue(key=k, value=str(v))
+                for k, v in (
+                    ("realtime_factor", f"{self.realtime_factor:.3f}"),
+                    ("target_realtime_factor", c.realtime_factor),
+                    ("sim_time_s", f"{self._sim_ns * 1e-9:.3f}"),
+                    ("frames_published", self.frames_published),
+                    ("step_render_ms", f"{per_frame_ms:.1f}"),
+                    ("mode", "script" if c.script else "command"),
+                    ("episode", self._episode_index),
+                    ("cameras", ",".join(c.cameras)),
+                )
+            ],
+        )
+        self._diag.publish(DiagnosticArray(header=Header(stamp=ns_to_stamp(self._sim_ns)), status=[status]))
+        self.get_logger().info(
+            f"realtime factor {self.realtime_factor:.2f} (target {c.realtime_factor:g}), "
+            f"sim time {self._sim_ns * 1e-9:.1f} s, {per_frame_ms:.1f} ms per frame",
+            throttle_duration_sec=5.0,
+        )
+
+    def close(self) -> None:
+        """Free the renderer (the GL context)."""
+        self.world.close()
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Entry point `spatial_mllm_sim`: run until SIGINT/SIGTERM, then shut down cleanly (exit code 0)."""
+    rclpy.init(
+        args=list(args) if args is not None else None,
+        signal_handler_options=rclpy.signals.SignalHandlerOptions.NO,
+    )
+    stop: list[bool] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.append(True))
+    try:
+        node = SimNode()
+    except Exception as exc:  # bad parameters or no GL backend: one clear line, not a traceback
+        print(f"{NODE_NAME}: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    try:
+        while not stop and rclpy.ok():
+            rclpy.spin_once(node, timeout_sec=0.05)
+    finally:
+        print(
+            json.dumps(
+                {"frames_published": node.frames_published, "sim_time_s": round(node._sim_ns * 1e-9, 3)}
+            ),
+            flush=True,
+        )
+        node.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Streams of episodes for recording and training: one scene per seed, scripted or random motions."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from spatial_mllm_ros.sim.motions import parse_motion, random_motion, run_episode
+from spatial_mllm_ros.sim.scene import SceneConfig
+from spatial_mllm_ros.sim.truth import Episode
+from spatial_mllm_ros.sim.world import SimWorld
+
+
+def generate_episodes(
+    config: SceneConfig,
+    n: int,
+    motions: Sequence[str] = ("random",),
+    n_frames: int = 16,
+    fps: float = 10.0,
+    *,
+    depth: bool = True,
+    seg: bool = True,
+) -> Iterator[Episode]:
+    """Yield `n` episodes; episode k uses scene seed config.seed + k and motion spec k mod len(motions).
+
+    A spec is a parse_motion string or "random" (any feasible motion); "random:push,idle" limits the kinds.
+    """
+    if n < 1:
+        raise ValueError(f"the number of episodes must be >= 1, got {n}")
+    rng = np.random.default_rng(config.seed)
+    for k in range(n):
+        spec = motions[k % len(motions)]
+        with SimWorld(dataclasses.replace(config, seed=config.seed + k)) as world:
+            if spec.startswith("random"):
+                kinds = [s for s in spec.partition(":")[2].split(",") if s] or None
+                motion = random_motion(world, rng, kinds)
+            else:
+                motion = parse_motion(spec)
+            yield run_episode(world, motion, n_frames, fps, depth=depth, seg=seg)

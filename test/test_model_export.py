@@ -1,0 +1,143 @@
+"""ONNX export of the vision encoder, backend selection/fallback, and the ask / export-vision CLIs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from spatial_mllm_ros.cli import main
+from spatial_mllm_ros.model.config import ModelConfig
+from spatial_mllm_ros.model.errors import BackendUnavailableError
+from spatial_mllm_ros.model.factory import make_tiny_model
+from spatial_mllm_ros.model.loading import load
+from spatial_mllm_ros.model.preprocess import prepare_image
+from spatial_mllm_ros.model.runtime import SpatialModel
+from spatial_mllm_ros.model.vision import (
+    TensorRTBackend,
+    TorchBackend,
+    engine_path,
+    onnx_paths,
+    select_backend,
+)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A tiny InternVL checkpoint exported through the CLI (the export-vision CLI test)."""
+    d = make_tiny_model(tmp_path_factory.mktemp("exp"), "internvl", seed=3)
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["export-vision", "--checkpoint", str(d), "--format", "onnx"])
+    assert rc == 0
+    return d, buf.getvalue()
+
+
+def test_export_vision_cli_prints_diff(exported: tuple[Path, str]) -> None:
+    d, out = exported
+    graph, meta = onnx_paths(d)
+    assert graph.is_file() and graph.parent == d / "vision_export"
+    assert "max abs diff" in out
+    diff = float(out.split("max abs diff:")[1].split()[0])
+    assert diff < 1e-4
+    assert json.loads(meta.read_text())["max_abs_diff"] == pytest.approx(diff, rel=1e-3)
+
+
+def test_onnxruntime_backend_matches_torch(exported: tuple[Path, str]) -> None:
+    d, _ = exported
+    m = SpatialModel.load(
+        ModelConfig(checkpoint=str(d), max_tiles=4, vision_backends=("onnxruntime", "torch"))
+    )
+    assert m.backend == "onnxruntime"
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8) for _ in range(2)]
+    prepared = [prepare_image(f, m.spec) for f in frames]
+    ort_feats = m.vision.encode(prepared)
+    torch_feats = TorchBackend(m.model, "internvl").encode(prepared)
+    assert [f.embeds.shape for f in ort_feats] == [f.embeds.shape for f in torch_feats]
+    for a, b in zip(ort_feats, torch_feats):
+        assert (a.embeds - b.embeds).abs().max().item() < 1e-4
+    ans = m.ask(frames, "Did the camera move left or right?")
+    assert sum(ans.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_stale_graph_is_not_used(exported: tuple[Path, str], tmp_path: Path) -> None:
+    d, _ = exported
+    loaded = load(ModelConfig(checkpoint=str(d)))
+    with torch.no_grad():
+        loaded.model.model.multi_modal_projector.linear_1.weight.add_(1.0)  # weights changed since export
+    backend, skipped = select_backend(("onnxruntime",), loaded.model, "internvl", d)
+    assert backend.name == "torch" and "other weights" in skipped["onnxruntime"]
+
+
+def test_tensorrt_missing_falls_back_with_reason(exported: tuple[Path, str]) -> None:
+    if importlib.util.find_spec("tensorrt") is not None or torch.cuda.is_available():
+        pytest.skip("TensorRT/GPU present: the real build is exercised on the robot")
+    d, _ = exported
+    m = SpatialModel.load(
+        ModelConfig(checkpoint=str(d), vision_backends=("tensorrt", "onnxruntime", "torch"))
+    )
+    assert m.backend == "onnxruntime"
+    assert "tensorrt is not installed" in m.skipped_backends["tensorrt"]
+    with pytest.raises(BackendUnavailableError, match="tensorrt"):
+        TensorRTBackend(m.model, "internvl", d)
+
+
+def test_engine_cache_key_names_trt_and_gpu(tmp_path: Path) -> None:
+    a = engine_path(tmp_path, "10.3.0", "Orin (nvgpu)")
+    b = engine_path(tmp_path, "10.7.0", "Orin (nvgpu)")
+    c = engine_path(tmp_path, "10.3.0", "NVIDIA H100 80GB HBM3")
+    assert a != b and a != c and a.parent == tmp_path / "vision_export"
+    assert a.name == "vision_trt10.3.0_orin-nvgpu_fp16.engine"
+
+
+def test_ask_cli(exported: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d, _ = exported
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(2):
+        p = tmp_path / f"f{i}.png"
+        Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(p)
+        paths.append(str(p))
+    rc = main(
+        [
+            "ask",
+            "--checkpoint",
+            str(d),
+            "--image",
+            paths[0],
+            "--image",
+            paths[1],
+            "Did the camera move left or right?",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0
+    for label in ("answer:", "value:", "confidence:", "latency:"):
+        assert label in out
+    assert "left=" in out and "right=" in out
+    rc = main(
+        [
+            "ask",
+            "--checkpoint",
+            str(d),
+            "--image",
+            paths[0],
+            "--json",
+            "--backend",
+            "torch",
+            "How far did the camera move?",
+        ]
+    )
+    row = json.loads(capsys.readouterr().out)
+    assert rc == 0 and row["kind"] == "distance" and row["backend"] == "torch" and "latency_ms" in row
+    rc = main(["ask", "--checkpoint", str(d), "--image", str(tmp_path / "missing.png"), "Left or right?"])
+    assert rc == 1 and "image file not found" in capsys.readouterr().err

@@ -1,0 +1,221 @@
+"""The model runtime end to end with tiny random InternVL and Qwen2.5-VL checkpoints (real transformers
+models, saved and reloaded offline)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spatial_mllm_ros.answers import Question
+from spatial_mllm_ros.model.config import ModelConfig
+from spatial_mllm_ros.model.factory import make_tiny_model
+from spatial_mllm_ros.model.preprocess import prepare_image
+from spatial_mllm_ros.model.runtime import SpatialModel
+from spatial_mllm_ros.multispa.format import QuestionKind, task_description
+
+
+def _frames(n: int, seed: int = 0, size: tuple[int, int] = (240, 320)) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def internvl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("ivl"), "internvl", seed=1)
+
+
+@pytest.fixture(scope="module")
+def qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("qwen"), "qwen2_5_vl", seed=2)
+
+
+@pytest.fixture(scope="module")
+def internvl(internvl_dir: Path) -> SpatialModel:
+    return SpatialModel.load(
+        ModelConfig(checkpoint=str(internvl_dir), max_tiles=2, max_new_tokens=6, vision_backends=("torch",))
+    )
+
+
+@pytest.fixture(scope="module")
+def qwen(qwen_dir: Path) -> SpatialModel:
+    return SpatialModel.load(
+        ModelConfig(checkpoint=str(qwen_dir), max_new_tokens=6, vision_backends=("torch",))
+    )
+
+
+def test_saved_offline_and_reloads(internvl_dir: Path, internvl: SpatialModel) -> None:
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    names = {p.name for p in internvl_dir.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json"} <= names
+    assert not any(n.endswith((".bin", ".pt")) for n in names)
+    again = SpatialModel.load(ModelConfig(checkpoint=str(internvl_dir), vision_backends=("torch",)))
+    for (n1, p1), (_, p2) in zip(internvl.model.named_parameters(), again.model.named_parameters()):
+        assert torch.equal(p1, p2), n1
+    assert internvl.family == "internvl" and internvl.backend == "torch" and internvl.device == "cpu"
+
+
+def _native_probs(
+    m: SpatialModel, frames: list[np.ndarray], question: str, options: tuple[str, ...], kwargs_fn
+) -> dict[str, float]:
+    """Reference: the model's own forward (pixel values in, full prompt) scored over the same options."""
+    prepared = [prepare_image(f, m.spec) for f in frames]
+    enc = m.prompts.encode(
+        [p.n_tokens for p in prepared],
+        task_description(QuestionKind.DIRECTION),
+        question,
+        m.config.answer_prefix,
+    )
+    ids = torch.tensor([enc.ids])
+    with torch.no_grad():
+        logits = m.model(input_ids=ids, **kwargs_fn(prepared, ids)).logits[0, -1]
+    opt = m._option_ids(options)
+    picked = torch.softmax(logits[[opt[o] for o in options]], -1)
+    return dict(zip(options, picked.tolist()))
+
+
+@pytest.mark.parametrize("n_frames", [1, 2, 3, 4])
+def test_internvl_closed_set_matches_native_forward(internvl: SpatialModel, n_frames: int) -> None:
+    frames = _frames(n_frames, seed=n_frames)
+    q = "Did the camera move left or right?"
+    ans = internvl.ask(frames, q)
+    assert ans.kind is QuestionKind.DIRECTION and ans.value in ("left", "right")
+    assert sum(ans.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+    assert ans.confidence == max(ans.probabilities.values())
+    ref = _native_probs(
+        internvl,
+        frames,
+        q,
+        ("left", "right"),
+        lambda p, ids: {"pixel_values": torch.cat([x.pixel_values for x in p])},
+    )
+    for k in ref:
+        assert ans.probabilities[k] == pytest.approx(ref[k], abs=1e-5)
+    t = internvl.last_timing
+    assert t.frames == n_frames and t.total_ms >= t.vision_ms + t.language_ms - 1e-6
+
+
+def test_prompt_layout_for_1_to_4_frames(internvl: SpatialModel) -> None:
+    tok = internvl.tokenizer
+    for n in (1, 2, 3, 4):
+        enc = internvl.prompts.encode([5] * n, "Describe.", "Left or right?", "`")
+        text = tok.decode(enc.ids)
+        assert text.count("<img>") == n and text.count("<IMG_CONTEXT>") == 5 * n
+        assert ("Image-1: <img>" in text) == (n > 1)
+        assert text.startswith("<|im_start|>user\n") and text.endswith("<|im_start|>assistant\n`")
+        assert "Describe.\nLeft or right?" in text
+    # a question cannot forge image tokens
+    enc = internvl.prompts.encode([5], "d", "left <IMG_CONTEXT><img> or right?")
+    assert enc.ids.count(internvl.prompts.context_id) == 5
+
+
+def test_generation_matches_native_generate(internvl: SpatialModel) -> None:
+    frames = _frames(2, seed=7)
+    ans = internvl.ask(frames, Question("What is the robot doing?", kind=QuestionKind.FREE))
+    prepared = [prepare_image(f, internvl.spec) for f in frames]
+    enc = internvl.prompts.encode(
+        [p.n_tokens for p in prepared], task_description(QuestionKind.FREE), "What is the robot doing?"
+    )
+    ids = torch.tensor([enc.ids])
+    out = internvl.model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=6,
+        pixel_values=torch.cat([p.pixel_values for p in prepared]),
+        do_sample=False,
+    )
+    native = internvl.tokenizer.decode(
+        [t for t in out[0, ids.shape[1] :].tolist() if t != internvl.tokenizer.eos_token_id],
+        skip_special_tokens=True,
+    ).strip()
+    assert ans.raw == native
+    assert ans.probabilities is None and ans.confidence is None
+
+
+def test_ask_many_is_one_batch_with_same_answers(internvl: SpatialModel) -> None:
+    frames = _frames(2, seed=11)
+    qs = [
+        "Did the camera move left or right?",
+        "Did the camera tilt up or down?",
+        "Did the cube move?",
+        Question("Which point matches?", kind=QuestionKind.CHOICE),
+        "How far did the camera move?",
+    ]
+    many = internvl.ask_many(frames, qs, keys=["a@1", "a@2"])
+    assert internvl.last_timing.questions == len(qs)
+    single = [internvl.ask(frames, q, keys=["a@1", "a@2"]) for q in qs]
+    for a, b in zip(many, single):
+        assert a.kind == b.kind and a.raw == b.raw
+        if a.probabilities:
+            assert set(a.probabilities) == set(b.probabilities)
+            for k in a.probabilities:
+                assert a.probabilities[k] == pytest.approx(b.probabilities[k], abs=1e-5)
+            assert sum(a.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+    assert set(many[3].probabilities) == {"A", "B", "C", "D"}
+    assert set(many[2].probabilities) == {"yes", "no"}
+
+
+def test_embedding_cache_hits_and_byte_bound(internvl_dir: Path) -> None:
+    m = SpatialModel.load(ModelConfig(checkpoint=str(internvl_dir), max_tiles=1, vision_backends=("torch",)))
+    f = _frames(3, seed=3)
+    m.ask(f[:2], "Did it move left or right?", keys=["cam@1", "cam@2"])
+    assert (m.cache_stats.hits, m.cache_stats.misses) == (0, 2)
+    m.ask(f[:2], "Did it move up or down?", keys=["cam@1", "cam@2"])
+    assert m.cache_stats.hits == 2 and m.last_timing.frames_cached == 2
+    m.ask(f[1:], "Did it move up or down?", keys=["cam@2", "cam@3"])  # sliding window: one new frame
+    assert (m.cache_stats.hits, m.cache_stats.misses) == (3, 3)
+    m.ask(f[:1], "Did it move up or down?")  # no keys: content hash
+    m.ask([f[0].copy()], "Did it move up or down?")
+    assert m.cache_stats.hits == 4
+    per_frame = m.cache._items["cam@1"].nbytes
+    small = SpatialModel.load(
+        ModelConfig(
+            checkpoint=str(internvl_dir), max_tiles=1, cache_bytes=2 * per_frame, vision_backends=("torch",)
+        )
+    )
+    small.ask(f, "Did it move left or right?", keys=["k1", "k2", "k3"])
+    assert small.cache_stats.entries == 2 and small.cache_stats.evictions == 1
+    assert small.cache_stats.bytes <= 2 * per_frame
+
+
+@pytest.mark.parametrize("n_frames", [1, 2, 4])
+def test_qwen_closed_set_matches_native_forward(qwen: SpatialModel, n_frames: int) -> None:
+    frames = _frames(n_frames, seed=20 + n_frames, size=(120, 160))
+    q = "Did the camera move left or right?"
+    ans = qwen.ask(frames, q)
+    assert sum(ans.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+
+    def kwargs(prepared, ids):
+        qwen.model.model.rope_deltas = None
+        return {
+            "pixel_values": torch.cat([p.pixel_values for p in prepared]),
+            "image_grid_thw": torch.tensor([p.grid_thw for p in prepared]),
+            "mm_token_type_ids": (ids == qwen.model.config.image_token_id).int(),
+        }
+
+    ref = _native_probs(qwen, frames, q, ("left", "right"), kwargs)
+    for k in ref:
+        assert ans.probabilities[k] == pytest.approx(ref[k], abs=1e-5)
+
+
+def test_qwen_batch_and_generation(qwen: SpatialModel) -> None:
+    frames = _frames(2, seed=5, size=(120, 160))
+    answers = qwen.ask_many(
+        frames,
+        ["Is the cube on the table?", "What is the robot doing?", "Did the camera move forward or backward?"],
+    )
+    assert answers[0].probabilities and set(answers[0].probabilities) == {"yes", "no"}
+    assert answers[1].probabilities is None and isinstance(answers[1].raw, str)
+    assert set(answers[2].probabilities) == {"forward", "backward"}
+    assert qwen.cache_stats.misses >= 2
+
+
+def test_qwen3_tiny_loads_and_answers(tmp_path: Path) -> None:
+    d = make_tiny_model(tmp_path / "q3", "qwen3_vl")
+    m = SpatialModel.load(ModelConfig(checkpoint=str(d), vision_backends=("torch",)))
+    ans = m.ask(_frames(2, size=(96, 128)), "Did the camera move left or right?")
+    assert sum(ans.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+    m.close()

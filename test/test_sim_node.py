@@ -1,0 +1,115 @@
+"""The live simulation node over real DDS: another process receives its images, truth and episode markers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")  # the wheels are in .venv: this runs in CI, it does not skip there
+
+from geometry_msgs.msg import PoseStamped, Twist  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from spatial_mllm_ros.images import decode  # noqa: E402
+
+
+def _wait(
+    executor: SingleThreadedExecutor, cond: Callable[[], bool], timeout: float, proc: subprocess.Popen
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "timed out"
+        executor.spin_once(timeout_sec=0.05)
+
+
+@pytest.mark.ros
+def test_live_node_script_then_commands(python_exe: str) -> None:
+    params = [
+        "width:=160",
+        "height:=120",
+        "cameras:=[front,overhead]",
+        "rate_hz:=20.0",
+        "realtime_factor:=2.0",
+        "script:=translate:direction=left,distance=0.1,camera=front",
+        "script_frames:=6",
+        "script_loop:=false",
+        "diagnostics_period_s:=0.5",
+        "seed:=4",
+    ]
+    cmd = [python_exe, "-m", "spatial_mllm_ros.ros.sim_node", "--ros-args"]
+    for p in params:
+        cmd += ["-p", p]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ctx = Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("sim_probe", context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    got: dict[str, list] = {"image": [], "info": [], "clock": [], "pose": [], "episode": []}
+    node.create_subscription(Image, "/camera/front/image_raw", got["image"].append, 10)
+    node.create_subscription(CameraInfo, "/camera/front/camera_info", got["info"].append, 10)
+    node.create_subscription(Clock, "/clock", got["clock"].append, 10)
+    node.create_subscription(PoseStamped, "/gripper/pose", got["pose"].append, 10)
+    latched = QoSProfile(
+        depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+    )
+    node.create_subscription(String, "/episode", lambda m: got["episode"].append(json.loads(m.data)), latched)
+    cmd_vel = node.create_publisher(Twist, "/gripper/cmd_vel", 10)
+    try:
+        _wait(executor, lambda: len(got["episode"]) >= 2 and len(got["image"]) >= 3, 60, proc)
+        start, end = got["episode"][:2]
+        assert (start["event"], end["event"]) == ("start", "end")
+        assert end["labels"]["motion"] == "translate" and end["labels"]["success"] is True
+        assert end["labels"]["truth"]["gripper"]["front"]["direction"] == "left"
+        rgb = decode(got["image"][-1]).rgb
+        assert rgb.shape == (120, 160, 3) and rgb.std() > 5
+        img = got["image"][-1]
+        assert img.header.frame_id == "front_camera_optical_frame"
+        assert got["info"][-1].k[0] > 0 and got["info"][-1].width == 160
+        assert got["clock"], "no /clock"
+        # Command mode after the script: drive the gripper towards world -x (left in the front camera).
+        x0 = got["pose"][-1].pose.position.x
+        twist = Twist()
+        twist.linear.x = -0.2
+
+        def moved() -> bool:
+            cmd_vel.publish(twist)
+            return got["pose"][-1].pose.position.x < x0 - 0.05
+
+        _wait(executor, moved, 30, proc)
+        stamps = [c.clock.sec * 10**9 + c.clock.nanosec for c in got["clock"]]
+        assert stamps == sorted(stamps) and stamps[-1] > stamps[0]
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert json.loads(out.strip().splitlines()[-1])["frames_published"] >= 6
+    assert "realtime factor" in err
+
+
+@pytest.mark.ros
+def test_live_node_bad_parameter_is_one_clear_line(python_exe: str) -> None:
+    res = subprocess.run(
+        [python_exe, "-m", "spatial_mllm_ros.ros.sim_node", "--ros-args", "-p", "n_objects:=9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 1
+    assert "n_objects" in res.stderr and "Traceback" not in res.stderr
