@@ -31,6 +31,18 @@ from spatial_mllm_ros.multispa.tasks import FAMILIES, TASKS
 from spatial_mllm_ros.multispa.tasks.base import ImageStore, TaskContext
 
 
+class Clock:
+    """Wall and CPU seconds of a block of work done in this process."""
+
+    def __enter__(self) -> Clock:
+        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.wall0
+        self.cpu = time.process_time() - self.cpu0
+
+
 def build_scene(cache: Path, frames: int, vertices: int) -> Path:
     root = cache / f"scannet_{frames}f_{vertices}v"
     if not (root / "scene0000_00" / "done").exists():
@@ -39,30 +51,30 @@ def build_scene(cache: Path, frames: int, vertices: int) -> Path:
         write_scannet_scene(root, n_frames=frames, n_vertices=vertices, seed=0, colour_size=COLOUR_SIZE,
                             depth_size=DEPTH_SIZE)
         (root / "scene0000_00" / "done").write_text("ok")
-        print(f"built ScanNet-sized scene: {frames} frames, {vertices} vertices in {time.perf_counter() - t:.1f} s")
+        dt = time.perf_counter() - t
+        print(f"built ScanNet-sized scene: {frames} frames, {vertices} vertices in {dt:.1f} s")
     return root
 
 
 def families_on(scene, out: Path, per_task: int, label: str) -> None:
-    t = time.perf_counter()
     ctx = TaskContext(scene, np.random.default_rng(0), ImageStore(out, scene.scene_id))
     if scene.has_geometry:
-        vis, _ = ctx.visibility()
-        ctx.overlap()
-        geo_s = time.perf_counter() - t
-        print(f"[{label}] visibility + overlap of {vis.shape[0]} views x {vis.shape[1]} vertices: {geo_s:.2f} s")
-    print(f"[{label}] {'family':<16} {'samples':>8} {'seconds':>8} {'samples/s/core':>15}")
+        with Clock() as c:
+            vis, _ = ctx.visibility()
+            ctx.overlap()
+        print(f"[{label}] visibility + overlap of {vis.shape[0]} views x {vis.shape[1]} vertices: "
+              f"{c.wall:.2f} s wall, {c.cpu:.2f} s CPU")
+    print(f"[{label}] {'family':<16} {'samples':>8} {'wall s':>8} {'CPU s':>8} {'samples/s/core':>15}")
     for family, names in FAMILIES.items():
         specs = [TASKS[n] for n in names if TASKS[n].applies_to(scene)]
         if not specs:
             continue
-        t = time.perf_counter()
         n = 0
-        for spec in specs:
-            ctx.rng = np.random.default_rng(len(spec.name))
-            n += len(spec.generate(ctx, spec, per_task))
-        dt = time.perf_counter() - t
-        print(f"[{label}] {family:<16} {n:>8} {dt:>8.2f} {n / dt:>15.1f}")
+        with Clock() as c:
+            for spec in specs:
+                ctx.rng = np.random.default_rng(len(spec.name))
+                n += len(spec.generate(ctx, spec, per_task))
+        print(f"[{label}] {family:<16} {n:>8} {c.wall:>8.2f} {c.cpu:>8.2f} {n / c.cpu:>15.1f}")
 
 
 def camera_vs_decode_baseline(scene, per_task: int) -> None:
@@ -83,12 +95,12 @@ def camera_vs_decode_baseline(scene, per_task: int) -> None:
         _ = (m.x_label, m.distance_mm, sizes)
     base = time.perf_counter() - t
     n = len(views)
-    print(f"[camera labels] ours {n / ours:,.0f} samples/s vs decode-to-size baseline {n / base:,.1f} samples/s "
-          f"-> {base / ours:,.0f}x")
+    print(f"[camera labels] ours {n / ours:,.0f} samples/s vs decode-to-size baseline "
+          f"{n / base:,.1f} samples/s -> {base / ours:,.0f}x")
 
 
 def scaling(source: str, root: Path | None, counts: list[int], per_task: int, tmp: Path, tasks: str) -> None:
-    base_rate = None
+    base_rate = base_cpu_rate = None
     cores = os.cpu_count() or 1
     for n in counts:
         if source == "scannet":
@@ -101,15 +113,15 @@ def scaling(source: str, root: Path | None, counts: list[int], per_task: int, tm
             cfg = GenerateConfig("scannet", tmp / f"scale_out_{source}_{n}", src_root, tasks=(tasks,),
                                  workers=min(n, cores), max_per_scene=per_task, progress=False)
         else:
-            cfg = GenerateConfig("sim", tmp / f"scale_out_{source}_{n}", tasks=(tasks,), workers=min(n, cores),
-                                 max_per_scene=per_task, sim_scenes=n, progress=False)
-        t = time.perf_counter()
-        summary = generate(cfg)
-        dt = time.perf_counter() - t
-        rate = summary.samples / dt
-        base_rate = base_rate or rate
-        print(f"[scaling {source}] {n} scene(s), {cfg.workers} worker(s): {summary.samples} samples in {dt:.1f} s "
-              f"= {rate:.1f} samples/s ({rate / base_rate:.2f}x the 1-scene run)")
+            cfg = GenerateConfig("sim", tmp / f"scale_out_{source}_{n}", tasks=(tasks,),
+                                 workers=min(n, cores), max_per_scene=per_task, sim_scenes=n, progress=False)
+        with Clock() as c:
+            summary = generate(cfg)
+        rate, cpu_rate = summary.samples / c.wall, summary.samples / summary.cpu_seconds
+        base_rate, base_cpu_rate = base_rate or rate, base_cpu_rate or cpu_rate
+        print(f"[scaling {source}] {n} scene(s), {cfg.workers} worker(s): {summary.samples} samples, "
+              f"{c.wall:.1f} s wall = {rate:.1f} samples/s ({rate / base_rate:.2f}x the 1-scene run); "
+              f"{cpu_rate:.1f} samples per worker CPU-s ({cpu_rate / base_cpu_rate:.2f}x)")
 
 
 def main() -> None:
@@ -140,10 +152,10 @@ def main() -> None:
                   f"{len(sim_scene.video.views)} clip frames): {time.perf_counter() - t:.2f} s")
             families_on(sim_scene, tmp / "sim", args.per_task, "sim")
         if not args.no_scaling:
-            scaling("scannet", root, [1, 2, 4], args.per_task // 4, tmp,
+            scaling("scannet", root, [1, 2, 4], args.per_task, tmp,
                     "depth,correspondence,camera,object_size")
             if not args.no_sim:
-                scaling("sim", None, [1, 2, 4], args.per_task // 4, tmp, "all")
+                scaling("sim", None, [1, 2, 4], args.per_task, tmp, "all")
 
 
 if __name__ == "__main__":

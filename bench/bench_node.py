@@ -131,6 +131,9 @@ def main() -> int:
     p.add_argument("--size", default="1280x720")
     p.add_argument("--rate", type=float, default=30.0)
     p.add_argument("--qos", default="reliable", choices=("sensor_data", "reliable", "best_available"))
+    p.add_argument("--queue-depth", type=int, default=30, help="node image_queue_depth")
+    p.add_argument("--cpu-threads", type=int, default=max(1, (os.cpu_count() or 2) - 1),
+                   help="node cpu_threads (default: all cores but one, left to the image callbacks)")
     p.add_argument("--quick", action="store_true", help="tiny model, 15 s")
     p.add_argument("--full", action="store_true", help="the issue's 2 minutes")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "spatial_mllm_bench")
@@ -162,6 +165,7 @@ def main() -> int:
     params.write_text(
         "/**:\n  ros__parameters:\n"
         f"    qos: {args.qos}\n    publish_answer_image: true\n    diagnostics_period_s: 1.0\n"
+        f"    image_queue_depth: {args.queue_depth}\n    cpu_threads: {args.cpu_threads}\n"
         f"    model:\n      checkpoint: {checkpoint}\n      device: cpu\n"
         f"      dtype: {'float32' if args.model == 'tiny' else 'bfloat16'}\n")
     logs = {name: (work / f"{name}.log").open("w") for name in ("camera", "node")}
@@ -217,7 +221,8 @@ def main() -> int:
     cb_idle = (diag_float(idle, "image_callback_p50_ms"), diag_float(idle, "image_callback_p99_ms"))
     cb_busy = (diag_float(busy, "image_callback_p50_ms"), diag_float(busy, "image_callback_p99_ms"))
     figures = {
-        "model": args.model, "note": note, "camera": f"{args.size} @ {args.rate:g} Hz rgb8, qos {args.qos}",
+        "model": args.model, "note": note, "camera": f"{args.size} @ {args.rate:g} Hz rgb8, qos {args.qos}, depth {args.queue_depth}",
+        "cpu_threads": args.cpu_threads, "load_average": os.getloadavg(),
         "questions": len(answers), "errors": len(errors), "duration_s": round(elapsed, 1),
         "error_kinds": sorted({str(a["error"])[:80] for a in errors}),
         "frames_published": published, "frames_received": received, "malformed": malformed,

@@ -74,9 +74,12 @@ def main() -> None:
     for width, height in SIZES:
         for shadows in (False, True):
             for full in (False, True):
-                fps = render_fps(width, height, shadows, full, max(5, frames // (4 if shadows else 1)), rounds)
+                fps = render_fps(
+                    width, height, shadows, full, max(5, frames // (4 if shadows else 1)), rounds
+                )
                 out = "rgb+depth+seg" if full else "rgb"
-                print(f"{width}x{height:<4} {'on' if shadows else 'off':>7} {out:>14} {fps:9.1f} {fps / base:10.2f}")
+                size = f"{width}x{height}"
+                print(f"{size:>8} {'on' if shadows else 'off':>7} {out:>14} {fps:9.1f} {fps / base:10.2f}")
     steps = physics_steps_per_s(2000, rounds)
     print(f"\nphysics: {steps:,.0f} steps/s ({steps * 0.002:.1f}x real time at dt = 2 ms)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,8 +87,10 @@ def main() -> None:
         for compressed in cases:
             epm = episodes_per_minute(n_eps, compressed, Path(tmp))
             frames_s = epm * 16 * 4 / 60
-            print(f"recording ({'jpeg' if compressed else 'raw'}, mcap, 4 cams, 320x240, 16 frames): "
-                  f"{epm:.1f} episodes/min = {frames_s:.1f} camera frames/s ({frames_s / base:.2f}x baseline)")
+            print(
+                f"recording ({'jpeg' if compressed else 'raw'}, mcap, 4 cams, 320x240, 16 frames): "
+                f"{epm:.1f} episodes/min = {frames_s:.1f} camera frames/s ({frames_s / base:.2f}x baseline)"
+            )
 
 
 if __name__ == "__main__":

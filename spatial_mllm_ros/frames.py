@@ -170,7 +170,7 @@ class FrameBuffer:
         thumb = _thumbnail(frame.pixels) if self.min_change > 0 else None
         with self._lock:
             self._counts["pushed"] += 1
-            state = self._topics.setdefault(frame.topic, _Topic())
+            state = self._topic(frame.topic)
             if state.last_seen_ns is not None and frame.stamp_ns < state.last_seen_ns:
                 log.warning(
                     "stamp on %r went back %.3f s (bag loop or sim reset?): clearing %d buffered frames",
@@ -178,7 +178,7 @@ class FrameBuffer:
                 )
                 self._clear_locked()
                 self._counts["resets"] += 1
-                state = self._topics.setdefault(frame.topic, _Topic())
+                state = self._topic(frame.topic)
             state.last_seen_ns = frame.stamp_ns
             if not self._is_keyframe(state, frame, thumb):
                 self._counts["dropped"] += 1
@@ -195,6 +195,12 @@ class FrameBuffer:
                 holding = (t for t in self._topics.values() if t.entries)
                 self._evict(min(holding, key=lambda t: t.entries[0][0]))  # the oldest push overall
             return True
+
+    def _topic(self, name: str) -> _Topic:
+        state = self._topics.get(name)
+        if state is None:
+            state = self._topics[name] = _Topic()
+        return state
 
     def _is_keyframe(self, state: _Topic, frame: Frame, thumb: np.ndarray | None) -> bool:
         if frame.nbytes > self.max_bytes:

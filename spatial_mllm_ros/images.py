@@ -61,7 +61,7 @@ def _enc(dtype: str, channels: int, convert: Callable[[np.ndarray], DecodedImage
 
 
 def _copy_rgb(view: np.ndarray) -> DecodedImage:
-    return DecodedImage(np.array(view, dtype=np.uint8, copy=True, order="C"))
+    return DecodedImage(view.copy())  # the one copy: C-contiguous, owned, writable
 
 
 def _cvt(code: int) -> Callable[[np.ndarray], DecodedImage]:
@@ -161,11 +161,12 @@ def image_to_numpy(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIma
         raise DataTooShortError(
             f"data has {buf.size} bytes < step {step} * height {height} = {step * height}"
         )
-    rows = buf[: step * height].reshape(height, step)[:, :row_bytes]
-    if dtype.itemsize > 1:
-        rows = rows.view(dtype)
-    shape = (height, width) if spec.channels == 1 else (height, width, spec.channels)
-    return spec.convert(rows.reshape(shape))
+    # One zero-copy view: rows `step` bytes apart, each sliced to `width` pixels by the shape.
+    if spec.channels == 1:
+        shape, strides = (height, width), (step, dtype.itemsize)
+    else:
+        shape, strides = (height, width, spec.channels), (step, spec.pixel_bytes, dtype.itemsize)
+    return spec.convert(np.ndarray(shape, dtype, buffer=buf, strides=strides))
 
 
 def _jpeg_size(buf: bytes) -> tuple[int, int] | None:

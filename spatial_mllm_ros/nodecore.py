@@ -54,8 +54,10 @@ class NodeConfig:
     image_transport: str = option(
         "raw", help="raw: sensor_msgs/Image on each topic; compressed: CompressedImage on <topic>/compressed",
         choices=TRANSPORT_CHOICES)
-    qos: str = option("sensor_data", help="camera subscription QoS (sensor_data = best effort, depth 5)",
+    qos: str = option("sensor_data", help="camera subscription QoS (sensor_data: best effort)",
                      choices=QOS_CHOICES)
+    image_queue_depth: int = option(5, help="camera subscription history depth (messages waiting for the "
+                                    "executor; each costs one image of memory)", range=(1, 100))
     frames: int = option(2, range=(1, 64),
                          help="frames per question unless the question says otherwise (<= model.max_frames)")
     span_s: float = option(1.0, help="seconds between the first and last frame used, ending at the newest",
@@ -80,6 +82,8 @@ class NodeConfig:
                             "transitions)", read_only=True)
     keep_model_loaded: bool = option(False, help="keep the model in memory while inactive (false: "
                                     "deactivate frees its GPU memory and activate reloads it)")
+    cpu_threads: int = option(0, help="torch CPU threads for inference (0: torch's default); on a CPU-only "
+                              "robot leave a core to the image callbacks", range=(0, 256))
     inject_failures: int = option(0, help="test hook: the next N inferences raise a model failure",
                                  range=(0, 1000))
     buffer: FramesConfig = field(default_factory=FramesConfig)
@@ -432,6 +436,13 @@ class QuestionService:
         frames = self.buffer.select(request.frames, span_s=request.span_s, topic=camera)
         if not frames:
             return self._fail(request, f"no frames yet on {camera}", [], started, count_failed=False)
+        if len(frames) < request.frames:  # a multi-frame question over one frame would be answered wrongly
+            error = f"only {len(frames)} of {request.frames} frames buffered on {camera} within span_s"
+            return self._fail(request, error, frames, started, count_failed=False)
+        covered = (frames[-1].stamp_ns - frames[0].stamp_ns) * 1e-9
+        if len(frames) > 1 and covered < 0.5 * request.span_s:  # the history is too short for the question
+            error = f"frames on {camera} cover {covered:.2f} s of span_s {request.span_s:g} s so far"
+            return self._fail(request, error, frames, started, count_failed=False)
         kind = QuestionKind(request.kind) if request.kind is not None else None
         question = Question(request.text, kind=kind, options=request.options, id=request.id)
         try:

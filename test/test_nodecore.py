@@ -140,7 +140,14 @@ def test_no_frames_and_no_model_are_answered_with_errors(model: SpatialModel) ->
     assert "model not loaded" in service.answer(req)["error"]
     service.set_model(model)
     assert service.answer(req)["error"].startswith("no frames yet")
-    assert service.stats().rejected == 2 and len(published) == 2
+    service.add_frame(Frame(np.zeros((48, 64, 3), np.uint8), T0, "cam", "image"), time.perf_counter())
+    too_few = service.answer(req)
+    assert too_few["error"] == "only 1 of 2 frames buffered on image within span_s"
+    assert too_few["frame_stamps"] == [T0 * 1e-9]
+    service.add_frame(Frame(np.zeros((48, 64, 3), np.uint8), T0 + 100_000_000, "cam", "image"),
+                      time.perf_counter())
+    assert service.answer(req)["error"] == "frames on image cover 0.10 s of span_s 1 s so far"
+    assert service.stats().rejected == 4 and len(published) == 4
 
 
 def test_queue_bound_rejects_and_worker_answers_everything(model: SpatialModel) -> None:

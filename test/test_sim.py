@@ -11,6 +11,7 @@ import pytest
 from spatial_mllm_ros.sim import (
     CameraDolly,
     CameraPan,
+    Episode,
     FailedGrasp,
     MotionError,
     PickPlace,
@@ -93,7 +94,7 @@ def test_truth_agrees_with_rendered_pixels(world: SimWorld) -> None:
     assert world.render("front").seg[v, u] == seg_ids["gripper"]
 
 
-def test_move_left_10cm_is_left_in_truth_and_in_pixels() -> None:
+def test_move_left_10cm_is_left_in_truth_and_in_pixels(tmp_path) -> None:
     cfg = SceneConfig(seed=1, cameras=("front", "side", "overhead"), **SMALL)
     ep = run_episode(cfg, translate("left", 0.10, "front"), n_frames=6, fps=10.0)
     truth = ep.gripper_motion(0, -1, "front")
@@ -115,6 +116,14 @@ def test_move_left_10cm_is_left_in_truth_and_in_pixels() -> None:
     assert not ep.object_motion(ep.object_names[0], 0, -1, "front").moved
     assert ep.stamps_ns.tolist() == [i * 100_000_000 for i in range(6)]
     assert ep.gripper_motion(0, 0, "front").direction is None
+    frames = ep.frames("front")
+    assert [f.stamp_ns for f in frames] == ep.stamps_ns.tolist()
+    assert frames[0].topic == "/camera/front/image_raw" and frames[0].frame_id == "front_camera_optical_frame"
+    back = Episode.load(ep.save(tmp_path / "ep"))
+    np.testing.assert_array_equal(back.cameras["side"].seg, ep.cameras["side"].seg)
+    np.testing.assert_array_equal(back.frame("overhead", 3).depth, ep.frame("overhead", 3).depth)
+    assert back.labels == ep.labels and back.gripper_motion(0, -1, "front") == truth
+    assert back.scene.objects == ep.scene.objects
 
 
 def test_point_tracks_land_on_their_object() -> None:

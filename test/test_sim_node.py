@@ -88,6 +88,18 @@ def test_live_node_script_then_commands(python_exe: str) -> None:
             return got["pose"][-1].pose.position.x < x0 - 0.05
 
         _wait(executor, moved, 30, proc)
+        target = PoseStamped()
+        target.header.frame_id = "world"
+        target.pose.position.x, target.pose.position.y, target.pose.position.z = 0.2, 0.1, 0.3
+        target.pose.orientation.w = 1.0
+        target_pub = node.create_publisher(PoseStamped, "/gripper/target", 10)
+
+        def reached() -> bool:
+            target_pub.publish(target)
+            p = got["pose"][-1].pose.position
+            return abs(p.x - 0.2) + abs(p.y - 0.1) + abs(p.z - 0.3) < 0.005
+
+        _wait(executor, reached, 30, proc)
         stamps = [c.clock.sec * 10**9 + c.clock.nanosec for c in got["clock"]]
         assert stamps == sorted(stamps) and stamps[-1] > stamps[0]
     finally:
@@ -101,6 +113,13 @@ def test_live_node_script_then_commands(python_exe: str) -> None:
     assert "Traceback" not in err
     assert json.loads(out.strip().splitlines()[-1])["frames_published"] >= 6
     assert "realtime factor" in err
+
+
+def test_cli_sim_run_builds_ros_arguments() -> None:
+    from spatial_mllm_ros.cli import build_parser
+
+    args = build_parser().parse_args(["sim", "run", "--set", "rate_hz:=5.0", "--script", "random"])
+    assert (args.set, args.script, args.params_file) == (["rate_hz:=5.0"], "random", "")
 
 
 @pytest.mark.ros

@@ -104,7 +104,7 @@ def test_torchrun_two_processes_on_cpu(workdir: Path, tmp_path: Path) -> None:
     cfg_file.write_text(yaml.safe_dump(cfg.to_dict()))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          "-m", "spatial_mllm_ros", "train", "--config", str(cfg_file)],
         capture_output=True, text=True, timeout=150, env=env,
     )

@@ -60,7 +60,11 @@ def _sdf(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from spatial_mllm_ros.ros.sim_node import main as node_main
 
-    return node_main(args.ros_args)
+    ros_args = ["--ros-args"] + (["--params-file", args.params_file] if args.params_file else [])
+    sets = list(args.set or []) + ([f"script:={args.script}"] if args.script is not None else [])
+    for item in sets:
+        ros_args += ["-p", item]
+    return node_main(ros_args)
 
 
 def _scene_args(p: argparse.ArgumentParser) -> None:
@@ -108,6 +112,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _scene_args(sdf)
     sdf.set_defaults(func=_sdf)
 
-    run = sim.add_parser("run", help="start the live spatial_mllm_sim ROS 2 node (args after -- go to ROS)")
-    run.add_argument("ros_args", nargs=argparse.REMAINDER, help="e.g. --ros-args -p rate_hz:=10.0")
+    run = sim.add_parser("run", help="start the live spatial_mllm_sim ROS 2 node (Ctrl-C stops it)")
+    run.add_argument("--params-file", default="", help="YAML with ros__parameters for spatial_mllm_sim")
+    run.add_argument("--set", action="append", metavar="NAME:=VALUE", help="a parameter, e.g. rate_hz:=5.0")
+    run.add_argument(
+        "--script", default=None, help='scripted mode, e.g. "random" (see `sim record --motion`)'
+    )
     run.set_defaults(func=_run)

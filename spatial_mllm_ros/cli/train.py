@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     if args.max_steps:
         config.max_steps = args.max_steps
     result = train(config)
-    print(json.dumps({"steps": result.steps, "final_loss": result.final_loss, "samples": result.samples,
-                      "samples_per_s": round(result.samples_per_s, 2), "tokens_per_s": round(result.tokens_per_s, 1),
-                      "skipped": result.skipped, "output": result.output}))
+    if int(os.environ.get("RANK", "0")) == 0:  # one summary per run, not per process
+            print(json.dumps({"steps": result.steps, "final_loss": result.final_loss, "samples": result.samples,
+                          "samples_per_s": round(result.samples_per_s, 2),
+                          "tokens_per_s": round(result.tokens_per_s, 1), "skipped": result.skipped,
+                          "output": result.output}))
     return 0

@@ -397,7 +397,8 @@ def annotate_to_dir(
             reward_bags.append(write_reward_bag(out, res.bag_path, mine, config.typestore))
 
     try:
-        run_batch(bags, config, manifest.done, on_episode, on_bag, jobs=jobs, ray_address=ray_address, model=model)
+        run_batch(bags, config, manifest.done, on_episode, on_bag, jobs=jobs, ray_address=ray_address,
+                  model=model)
     finally:
         bar.close()
     results = manifest.results()

@@ -79,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--size", default="320x240", help="WIDTHxHEIGHT")
     p.add_argument("--frame-id", default="camera_optical_frame")
     p.add_argument("--quantum-ms", type=float, default=0.0, help="round stamps to multiples of this")
-    p.add_argument("--wait-for-subscribers", action="store_true", help="publish only once every topic has one")
+    p.add_argument("--wait-for-subscribers", action="store_true",
+                   help="publish only once every topic has a subscriber")
     args = p.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     rclpy.init(signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)

@@ -8,6 +8,7 @@ and /gripper/opening (Float64, metres).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -86,7 +87,7 @@ class SimNode(Node):
         self.config = declare_config(
             self,
             config or SimNodeConfig(),
-            read_only=[f.name for f in SimNodeConfig.__dataclass_fields__.values()],
+            read_only=[f.name for f in dataclasses.fields(SimNodeConfig)],  # read at start
         )
         c = self.config
         self._period_ns = round(1e9 / c.rate_hz)
@@ -114,6 +115,11 @@ class SimNode(Node):
             f"{c.realtime_factor:g}, mode: {mode}"
         )
 
+    @property
+    def sim_time_s(self) -> float:
+        """Simulated seconds published so far (the /clock time)."""
+        return self._sim_ns * 1e-9
+
     # --- publishers --------------------------------------------------------------------------------
     def _pub(self, msg_type: type, topic: str, qos: QoSProfile | int = QUEUE) -> Any:
         pub = self._pubs.get(topic)
@@ -123,13 +129,13 @@ class SimNode(Node):
 
     # --- commands ----------------------------------------------------------------------------------
     def _on_cmd_vel(self, msg: Twist) -> None:
-        if self._script is not None:
+        if self.config.script:
             return
         self._last_cmd_ns = self._sim_ns
         self.world.set_gripper_velocity((msg.linear.x, msg.linear.y, msg.linear.z), msg.angular.z)
 
     def _on_target(self, msg: PoseStamped) -> None:
-        if self._script is not None:
+        if self.config.script:
             return
         frame = msg.header.frame_id or WORLD_FRAME
         q = msg.pose.orientation
@@ -302,8 +308,13 @@ class SimNode(Node):
         )
 
     def close(self) -> None:
-        """Free the renderer (the GL context)."""
+        """Free the renderer (the GL context); also done by destroy_node."""
         self.world.close()
+
+    def destroy_node(self) -> None:
+        """Close the renderer, then destroy the node (launchers that only destroy nodes still free GL)."""
+        self.close()
+        super().destroy_node()
 
 
 def main(args: Sequence[str] | None = None) -> int:
@@ -326,12 +337,9 @@ def main(args: Sequence[str] | None = None) -> int:
             rclpy.spin_once(node, timeout_sec=0.05)
     finally:
         print(
-            json.dumps(
-                {"frames_published": node.frames_published, "sim_time_s": round(node._sim_ns * 1e-9, 3)}
-            ),
+            json.dumps({"frames_published": node.frames_published, "sim_time_s": round(node.sim_time_s, 3)}),
             flush=True,
         )
-        node.close()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -7,6 +7,7 @@ runs the model, answers go out as JSON on ~/answer. Interface: /work/shared/docs
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import sys
 import threading
@@ -49,9 +50,8 @@ NODE_NAME = "spatial_mllm_node"
 # Questions and answers are small and must not be lost: reliable, deep enough for a 500-question burst.
 TEXT_QOS = QoSProfile(depth=1000, reliability=QoSReliabilityPolicy.RELIABLE,
                       history=QoSHistoryPolicy.KEEP_LAST)
-RELIABLE_IMAGE_QOS = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
-IMAGE_QOS = {"sensor_data": qos_profile_sensor_data, "reliable": RELIABLE_IMAGE_QOS,
-             "best_available": qos_profile_best_available}
+IMAGE_QOS = {"sensor_data": qos_profile_sensor_data, "reliable": QoSProfile(
+    depth=10, reliability=QoSReliabilityPolicy.RELIABLE), "best_available": qos_profile_best_available}
 GIL_SWITCH_INTERVAL_S = 0.0005
 # Paths and code trust of the model cannot change under a running node.
 READ_ONLY = ("model.checkpoint", "model.adapter", "model.trust_remote_code")
@@ -90,8 +90,12 @@ class SpatialNode(LifecycleNode):
 
     def _load_model(self) -> bool:
         try:  # the runtime (torch, transformers) is imported here: a broken install is a load failure
+            import torch
+
             from spatial_mllm_ros.model.runtime import SpatialModel
 
+            if self.config.cpu_threads > 0:
+                torch.set_num_threads(self.config.cpu_threads)
             self.model = SpatialModel.load(self.config.model)
         except Exception as exc:  # any load failure leaves the node alive, unconfigured, with the reason
             reason = f"model failed to load: {type(exc).__name__}: {exc}"
@@ -160,7 +164,8 @@ class SpatialNode(LifecycleNode):
 
     # ---- inputs ----------------------------------------------------------------------------------
     def _subscribe_images(self) -> None:
-        qos = IMAGE_QOS[self.config.qos]
+        qos = copy.copy(IMAGE_QOS[self.config.qos])
+        qos.depth = self.config.image_queue_depth
         cameras = []
         for topic in self.config.image_topics:
             compressed = topic.endswith("/compressed") or self.config.image_transport == "compressed"

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from spatial_mllm_ros.sim.errors import SceneConfigError
 from spatial_mllm_ros.sim.motions import parse_motion, random_motion, run_episode
 from spatial_mllm_ros.sim.scene import SceneConfig
 from spatial_mllm_ros.sim.truth import Episode
@@ -28,7 +29,7 @@ def generate_episodes(
     A spec is a parse_motion string or "random" (any feasible motion); "random:push,idle" limits the kinds.
     """
     if n < 1:
-        raise ValueError(f"the number of episodes must be >= 1, got {n}")
+        raise SceneConfigError(f"the number of episodes must be >= 1, got {n}")
     rng = np.random.default_rng(config.seed)
     for k in range(n):
         spec = motions[k % len(motions)]

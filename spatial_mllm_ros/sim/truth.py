@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from spatial_mllm_ros.frames import Frame
 from spatial_mllm_ros.multispa.format import DIRECTIONS, STATIC_THRESHOLD_M
 from spatial_mllm_ros.sim.errors import MotionError, UnknownCameraError, UnknownObjectError
 from spatial_mllm_ros.sim.geometry import make_pose, project, quat_to_mat, rotation_angle_deg, to_camera
-from spatial_mllm_ros.sim.scene import Scene
+from spatial_mllm_ros.sim.scene import Scene, SceneConfig, build_scene
 
 # Unit vectors of the direction words in the camera optical frame (x right, y down, z forward).
 DIRECTION_VECTORS: dict[str, tuple[float, float, float]] = dict(
@@ -163,6 +167,81 @@ class Episode:
             c.T_world_cam[i],
             int(self.stamps_ns[i]),
         )
+
+    def frames(self, camera: str) -> list[Frame]:
+        """Return the camera's images as core Frames (topic and frame_id as the sim node publishes them)."""
+        from spatial_mllm_ros.sim.topics import image_topic, optical_frame  # topics imports this module
+
+        c = self._camera(camera)
+        return [
+            Frame(
+                c.rgb[i],
+                int(self.stamps_ns[i]),
+                optical_frame(camera),
+                image_topic(camera),
+                None if c.depth is None else c.depth[i],
+            )
+            for i in range(self.n_frames)
+        ]
+
+    def save(self, path: str | Path) -> Path:
+        """Write the episode to one compressed .npz (arrays + JSON of config, labels, fps)."""
+        arrays: dict[str, np.ndarray] = {
+            "stamps_ns": self.stamps_ns,
+            "gripper_poses": self.gripper_poses,
+            "gripper_opening": self.gripper_opening,
+        }
+        for k, name in enumerate(self.object_poses):
+            arrays[f"object{k}_poses"], arrays[f"object{k}_tracks"] = (
+                self.object_poses[name],
+                self.tracks[name],
+            )
+        for cam, c in self.cameras.items():
+            arrays.update({f"{cam}_rgb": c.rgb, f"{cam}_K": c.K, f"{cam}_T_world_cam": c.T_world_cam})
+            arrays.update(
+                {f"{cam}_{key}": v for key, v in (("depth", c.depth), ("seg", c.seg)) if v is not None}
+            )
+        meta = {
+            "config": dataclasses.asdict(self.scene.config),
+            "labels": self.labels,
+            "fps": self.fps,
+            "cameras": list(self.cameras),
+            "objects": list(self.object_poses),
+            "meta": self.meta,
+        }
+        path = Path(path)
+        np.savez_compressed(path, meta=np.array(json.dumps(meta, default=str)), **arrays)
+        return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Episode:
+        """Read an episode written by save() (the scene is rebuilt from its config)."""
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            cams = {
+                cam: CameraTrack(
+                    cam,
+                    z[f"{cam}_rgb"],
+                    z.get(f"{cam}_depth"),
+                    z.get(f"{cam}_seg"),
+                    z[f"{cam}_K"],
+                    z[f"{cam}_T_world_cam"],
+                )
+                for cam in meta["cameras"]
+            }
+            names = meta["objects"]
+            return cls(
+                build_scene(SceneConfig(**meta["config"])),
+                meta["labels"],
+                meta["fps"],
+                z["stamps_ns"],
+                cams,
+                z["gripper_poses"],
+                z["gripper_opening"],
+                {n: z[f"object{k}_poses"] for k, n in enumerate(names)},
+                {n: z[f"object{k}_tracks"] for k, n in enumerate(names)},
+                meta["meta"],
+            )
 
     def pose(self, entity: str, i: int) -> np.ndarray:
         """4x4 world pose of "gripper" or an object at frame `i`."""

@@ -62,7 +62,11 @@ def load_mujoco() -> ModuleType:
 
 
 class RenderedFrame(NamedTuple):
-    """One camera image: RGB uint8 HxWx3, depth float32 metres HxW (optical z), segmentation uint8 ids."""
+    """One camera image: RGB uint8 HxWx3, depth float32 metres HxW (optical z), segmentation uint8 ids.
+
+    Segmentation ids are Scene.seg_ids (0 background, 1 table, 2 gripper, 3+ objects); background pixels
+    (the sky) have the far-plane depth, 50 m.
+    """
 
     rgb: np.ndarray
     depth: np.ndarray | None

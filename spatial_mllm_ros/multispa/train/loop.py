@@ -328,6 +328,11 @@ class Trainer:
                 curve.plot()
         if self.skipped:
             log.warning("skipped samples: %s", self.skipped.summary())
+        if self.dist.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()
         return TrainResult(step, losses[-1] if losses else float("nan"), losses, int(progress["samples"]),
                            int(progress["tokens"]), float(progress["seconds"]), dict(self.skipped), str(final))
 

@@ -1,0 +1,155 @@
+"""Simulated robot episodes for the tiny recipe: frames on disk plus the truth stage 1 and the questions use.
+
+Each episode is one MuJoCo scene (random objects, gripper start and camera jitter) in which either the
+gripper / an object moves (the simulator's scripted motions) or the camera translates along a random
+axis. Frames are written at the simulator's 320x240 (what a robot camera gives the runtime); per frame
+we keep the dense targets of vision pretraining on the 112-px tile's patch grid (class fractions and
+mean depth per patch) and the camera-frame positions of the gripper and every object.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SEG_BG, SEG_TABLE, SEG_GRIPPER = 0, 1, 2
+MAX_DEPTH_M = 3.0
+FIXED_CAMERAS = ("front", "side", "overhead")
+OBJECT_MOTIONS = ("translate", "push", "pick_place", "failed_grasp", "rotate")
+
+
+def colour_classes() -> tuple[str, ...]:
+    """Segmentation classes of pretraining: background, table, gripper, then one per object colour."""
+    from spatial_mllm_ros.sim import COLOURS
+
+    return ("background", "table", "gripper", *COLOURS)
+
+
+@dataclass
+class EpisodeSpec:
+    """Knobs of the episode generator."""
+
+    width: int = 320
+    height: int = 240
+    n_frames: int = 5
+    grid: int = 8  # patch grid of the model's tile (112 px / 14 px)
+    camera_share: float = 0.3  # fraction of episodes where the camera moves instead of the gripper
+    episodes_per_scene: int = 8
+
+
+def patch_targets(seg: np.ndarray, depth: np.ndarray, seg_class: np.ndarray, grid: int) -> tuple[np.ndarray,
+                                                                                                   np.ndarray]:
+    """Class fractions (grid*grid, n_classes) and mean depth (grid*grid,) per patch of the resized frame."""
+    h, w = seg.shape
+    cls = seg_class[seg]
+    n_cls = int(seg_class.max()) + 1
+    ys = (np.arange(h) * grid // h)
+    xs = (np.arange(w) * grid // w)
+    cell = (ys[:, None] * grid + xs[None, :]).reshape(-1)
+    frac = np.bincount(cell * n_cls + cls.reshape(-1), minlength=grid * grid * n_cls).astype(np.float32)
+    frac = frac.reshape(grid * grid, n_cls)
+    frac /= frac.sum(1, keepdims=True)
+    d = np.clip(np.where(np.isfinite(depth), depth, MAX_DEPTH_M), 0.0, MAX_DEPTH_M).reshape(-1)
+    mean_d = np.bincount(cell, weights=d, minlength=grid * grid) / np.bincount(cell, minlength=grid * grid)
+    return frac, mean_d.astype(np.float32)
+
+
+def _camera_translation(world, camera: str, rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    """Poses of a camera sliding along one random optical axis by 4-15 cm (a little off-axis noise)."""
+    t0 = world.extrinsics(camera)
+    axis = int(rng.integers(3))
+    d = np.zeros(3)
+    d[axis] = float(rng.choice([-1.0, 1.0]) * rng.uniform(0.04, 0.15))
+    d += rng.normal(0.0, 0.006, 3)
+    poses = []
+    for k in range(n):
+        t = t0.copy()
+        t[:3, 3] = t0[:3, 3] + t0[:3, :3] @ (d * k / (n - 1))
+        poses.append(t)
+    return poses
+
+
+def _episode(world, rng: np.random.Generator, spec: EpisodeSpec, seg_class: np.ndarray, ep_dir: Path) -> dict:
+    """One episode in a live world: camera translation or a scripted gripper/object motion."""
+    from PIL import Image
+
+    from spatial_mllm_ros.sim import random_motion, run_episode
+
+    ep_dir.mkdir(parents=True, exist_ok=True)
+    if rng.random() < spec.camera_share:
+        camera = str(rng.choice(FIXED_CAMERAS))
+        frames, cams = [], []
+        for pose in _camera_translation(world, camera, rng, spec.n_frames):
+            world.set_camera_pose(camera, pose)
+            f = world.render(camera)
+            frames.append((f.rgb, f.depth, f.seg))
+            cams.append(world.extrinsics(camera))
+        gripper = [world.gripper_pose().position.copy()] * spec.n_frames
+        objects = {o: [world.object_pose(o).position.copy()] * spec.n_frames for o in world.scene.object_names}
+        motion = "camera_translate"
+    else:
+        m = random_motion(world, rng, OBJECT_MOTIONS)
+        camera = getattr(m, "camera", None) or str(rng.choice(FIXED_CAMERAS))
+        ep = run_episode(world, m, spec.n_frames, cameras=(camera,), seg=True, n_track_points=1)
+        track = ep.cameras[camera]
+        frames = [(track.rgb[t], track.depth[t], track.seg[t]) for t in range(spec.n_frames)]
+        cams = [track.T_world_cam[t] for t in range(spec.n_frames)]
+        gripper = [ep.gripper_poses[t, :3] for t in range(spec.n_frames)]
+        objects = {o: [ep.object_poses[o][t, :3] for t in range(spec.n_frames)] for o in ep.object_poses}
+        motion = m.name
+    fracs, depths = [], []
+    for t, (rgb, depth, seg) in enumerate(frames):
+        Image.fromarray(rgb).save(ep_dir / f"f{t}.png", compress_level=1)
+        frac, dep = patch_targets(seg, depth, seg_class, spec.grid)
+        fracs.append(frac)
+        depths.append(dep)
+    np.savez_compressed(ep_dir / "targets.npz", seg=np.stack(fracs), depth=np.stack(depths))
+    truth = {
+        "camera": camera, "motion": motion, "width": spec.width, "height": spec.height,
+        "T_world_cam": [np.asarray(c).tolist() for c in cams],
+        "gripper": [np.asarray(g).tolist() for g in gripper],
+        "objects": {o: [np.asarray(p).tolist() for p in ps] for o, ps in objects.items()},
+    }
+    (ep_dir / "truth.json").write_text(json.dumps(truth))
+    return truth
+
+
+def generate_scene(seed: int, out_dir: Path, spec: EpisodeSpec) -> int:
+    """Simulate `spec.episodes_per_scene` episodes in one scene (one GL context: rendering setup is the
+    expensive part); the gripper starts each episode at a random reachable point. Returns episodes made."""
+    from spatial_mllm_ros.sim import SceneConfig, SimWorld
+    from spatial_mllm_ros.sim.scene import parse_object_name
+
+    rng = np.random.default_rng(seed)
+    config = SceneConfig(seed=seed, n_objects=int(rng.integers(1, 5)), width=spec.width, height=spec.height,
+                         cameras=FIXED_CAMERAS)
+    classes = colour_classes()
+    made = 0
+    with SimWorld(config) as world:
+        seg_class = np.zeros(256, np.int64)
+        seg_class[1], seg_class[2] = SEG_TABLE, SEG_GRIPPER
+        for obj in world.scene.objects:
+            seg_class[obj.seg_id] = classes.index(parse_object_name(obj.name)[0])
+        for k in range(spec.episodes_per_scene):
+            ep_dir = out_dir / f"ep{seed:06d}_{k:02d}"
+            if (ep_dir / "truth.json").is_file():
+                made += 1
+                continue
+            world.reset()
+            start = (rng.uniform(-0.25, 0.25), rng.uniform(-0.2, 0.2), rng.uniform(0.06, 0.35))
+            world.set_gripper_target(start)
+            world.step(250)
+            try:
+                _episode(world, rng, spec, seg_class, ep_dir)
+                made += 1
+            except Exception as exc:  # an infeasible scripted motion: skip the episode, say why
+                (out_dir / f"failed-{seed:06d}_{k:02d}.txt").write_text(f"{type(exc).__name__}: {exc}\n")
+    return made
+
+
+def generate_range(first: int, count: int, out_dir: Path, spec: EpisodeSpec, step: int = 1) -> int:
+    """Generate scenes with seeds first, first+step, ... (count of them); episodes already on disk are kept."""
+    return sum(generate_scene(first + k * step, out_dir, spec) for k in range(count))
