@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import queue
 import sys
 import threading
@@ -27,6 +28,8 @@ from spatial_mllm_ros.errors import SpatialMllmError
 from spatial_mllm_ros.frames import Frame, FrameBuffer, FramesConfig
 from spatial_mllm_ros.model.config import ModelConfig
 from spatial_mllm_ros.multispa.format import QuestionKind
+
+log = logging.getLogger(__name__)
 
 QOS_CHOICES = ("sensor_data", "reliable", "best_available")
 TRANSPORT_CHOICES = ("raw", "compressed")
@@ -380,9 +383,10 @@ class QuestionService:
     def _emit(self, request: Request, answer: dict[str, Any], frames: list[Frame]) -> None:
         try:
             self._publish(answer, frames)
-        finally:
-            if not request.future.done():
-                request.future.set_result(answer)
+        except Exception as exc:  # a transport failure (e.g. during shutdown) must not kill the worker
+            log.warning("could not publish the answer to %s: %s", request.id, exc)
+        if not request.future.done():
+            request.future.set_result(answer)
 
     # ---- worker ------------------------------------------------------------------------------------
     @property

@@ -62,5 +62,5 @@ def test_bringup_sim_answers_in_sim_time(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             proc.wait(30)
-    assert proc.returncode == 0
+    assert proc.returncode == 0, log.read_text()[-3000:]
     assert "Traceback" not in log.read_text()

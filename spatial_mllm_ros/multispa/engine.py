@@ -40,6 +40,7 @@ from spatial_mllm_ros.multispa.tasks import TASKS, resolve_tasks, tasks_for_sour
 from spatial_mllm_ros.multispa.tasks.base import ImageStore, TaskContext
 
 log = logging.getLogger(__name__)
+_ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 @dataclass
@@ -259,7 +260,17 @@ def _results(config: GenerateConfig, todo: list[str]) -> Iterator[SceneResult]:
         return
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["spatial_mllm_ros.multispa.engine"])
-    with ctx.Pool(min(config.workers, len(todo))) as pool:
+    saved = {k: os.environ.get(k) for k in _ONE_THREAD}
+    os.environ.update(_ONE_THREAD)  # one BLAS/OpenMP thread per worker: the pool is the parallelism
+    try:
+        pool = ctx.Pool(min(config.workers, len(todo)))
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    with pool:
         yield from pool.imap(work, todo)
 
 

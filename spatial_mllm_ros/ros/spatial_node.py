@@ -224,6 +224,8 @@ class SpatialNode(LifecycleNode):
         return self.get_clock().now().nanoseconds
 
     def _publish_answer(self, answer: dict[str, Any], frames: list[Frame]) -> None:
+        if not self.context.ok():  # shutting down: no one left to deliver to
+            return
         self._answer_pub.publish(String(data=json.dumps(answer)))
         if answer["error"]:
             self.get_logger().warning(f"question {answer['id']}: {answer['error']}",

@@ -1,0 +1,552 @@
+"""`spatial-mllm train --recipe tiny`: SpatialMLLM-tiny, an InternVL-architecture model trained from
+scratch on simulated robot episodes on a CPU.
+
+Answer-token loss alone gives a from-scratch vision tower almost no gradient, so the recipe gives the
+tower what a real MLLM's has, geometry, before the language model learns to talk about it:
+  stage 1  the vision tower (sin-cos position init, layer scale 1.0) with small heads regresses per-patch
+           segmentation classes and depth, and from every patch the camera-frame position of the
+           gripper, of each object (one slot per colour) and of the table centre;
+  stage 2  tower frozen: projector + LLM learn the questions, several questions per encoded image pair,
+           with a curriculum from large to small motions (far frame pairs first);
+  stage 3  everything trains jointly at a lower learning rate.
+The tokenizer is a byte-level BPE (digits split one by one) trained on the question templates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from spatial_mllm_ros.model.factory import (
+    CHAT_TEMPLATE,
+    SPECIAL_TOKENS,
+    TinyShape,
+    _internvl_config,
+    _preprocessor_config,
+)
+from spatial_mllm_ros.model.preprocess import ImageSpec, prepare_image
+from spatial_mllm_ros.model.prompts import PromptEncoder
+from spatial_mllm_ros.multispa.format import (
+    DID_NOT_MOVE,
+    DIRECTIONS,
+    QuestionKind,
+    build_prompt,
+    make_sample,
+    sample_to_json,
+    task_description,
+)
+from spatial_mllm_ros.multispa.train.questions import Question, camera_xyz, frame_questions, pair_questions
+from spatial_mllm_ros.multispa.train.simdata import EpisodeSpec, colour_classes, generate_range
+
+log = logging.getLogger(__name__)
+BENCH_FIRST_SEED = 100_000  # held-out scenes: never used for training
+
+
+@dataclass
+class TinyRecipe:
+    """Everything `--recipe tiny` does; defaults fit about an hour on two CPU cores."""
+
+    output_dir: str = "runs/tiny"
+    episodes_dir: str = ""  # "" = <output_dir>/episodes
+    ship_to: str = ""  # copy the final model here (the assets folder when shipping)
+    train_scenes: int = 300
+    bench_scenes: int = 16
+    episode: EpisodeSpec = field(default_factory=EpisodeSpec)
+    workers: int = 2
+    image_size: int = 112
+    vocab_size: int = 1024
+    shape: TinyShape = field(default_factory=lambda: TinyShape(
+        hidden=256, layers=4, heads=4, kv_heads=4, intermediate=1024,
+        vision_hidden=192, vision_layers=4, vision_heads=4))
+    seed: int = 0
+    stage1_steps: int = 1500
+    stage1_batch: int = 32
+    stage1_lr: float = 1e-3
+    stage2_steps: int = 2500
+    stage3_steps: int = 1000
+    pairs_per_batch: int = 8
+    questions_per_pair: int = 4
+    lr: float = 1e-3
+    stage3_lr: float = 3e-4
+    minutes: float = 0.0  # > 0: stop stages 2-3 early when the wall clock runs out
+    eval_every: int = 500
+
+    @classmethod
+    def quick(cls) -> TinyRecipe:
+        """A few-minute smoke run (same code path, tiny budgets)."""
+        return cls(output_dir="runs/tiny-quick", train_scenes=4, bench_scenes=1, stage1_steps=20,
+                   stage2_steps=20, stage3_steps=10, eval_every=10, workers=1)
+
+
+# ------------------------------------------------------------------ data
+
+
+@dataclass
+class EpisodeData:
+    """One episode in memory: its frames as model tiles, stage-1 targets and truth."""
+
+    name: str
+    pixels: torch.Tensor  # (T, 3, S, S) float16, normalised as the runtime does
+    seg: torch.Tensor  # (T, grid*grid, classes)
+    depth: torch.Tensor  # (T, grid*grid)
+    globals_: torch.Tensor  # (T, entities, 5): x, y, z, x/z, y/z in camera axes
+    present: torch.Tensor  # (T, entities)
+    truth: dict
+    frame_paths: list[Path]
+
+
+def entity_slots() -> tuple[str, ...]:
+    """Stage-1 regression slots: the gripper, the table centre, then one per object colour."""
+    return ("gripper", "table", *colour_classes()[3:])
+
+
+def _globals(truth: dict, t: int) -> tuple[np.ndarray, np.ndarray]:
+    slots = entity_slots()
+    out = np.zeros((len(slots), 5), np.float32)
+    present = np.zeros(len(slots), np.float32)
+    points = {"gripper": truth["gripper"][t], "table": [0.0, 0.0, 0.0]}
+    colours = [o.split()[0] for o in truth["objects"]]
+    for name, pos in truth["objects"].items():
+        colour = name.split()[0]
+        if colours.count(colour) == 1:
+            points[colour] = pos[t]
+    for name, p in points.items():
+        xyz = camera_xyz(truth, t, p)
+        if xyz[2] > 0.05:
+            i = slots.index(name)
+            out[i] = [xyz[0], xyz[1], xyz[2], xyz[0] / xyz[2], xyz[1] / xyz[2]]
+            present[i] = 1.0
+    return out, present
+
+
+def load_episode(ep_dir: Path, spec: ImageSpec) -> EpisodeData:
+    """Read one generated episode and preprocess its frames exactly like the runtime."""
+    from spatial_mllm_ros.multispa.train.data import load_rgb
+
+    truth = json.loads((ep_dir / "truth.json").read_text())
+    targets = np.load(ep_dir / "targets.npz")
+    paths = sorted(ep_dir.glob("f*.png"), key=lambda p: int(p.stem[1:]))
+    pixels = torch.stack([prepare_image(load_rgb(p), spec).pixel_values[0] for p in paths]).half()
+    g = [_globals(truth, t) for t in range(len(paths))]
+    return EpisodeData(ep_dir.name, pixels, torch.from_numpy(targets["seg"]), torch.from_numpy(targets["depth"]),
+                       torch.from_numpy(np.stack([x[0] for x in g])), torch.from_numpy(np.stack([x[1] for x in g])),
+                       truth, paths)
+
+
+def _generate(recipe: TinyRecipe, episodes_dir: Path) -> None:
+    """Render train scenes (seeds 0..) and benchmark scenes (BENCH_FIRST_SEED..) with `workers` processes."""
+    n = recipe.workers
+    jobs = [(w, len(range(w, recipe.train_scenes, n))) for w in range(n)]
+    jobs += [(BENCH_FIRST_SEED + w, len(range(w, recipe.bench_scenes, n))) for w in range(n)]
+    args = [(first, count, episodes_dir, recipe.episode, n) for first, count in jobs if count]
+    if recipe.workers > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(recipe.workers) as pool:
+            pool.starmap(generate_range, args)
+    else:
+        for a in args:
+            generate_range(*a)
+
+
+# ------------------------------------------------------------------ tokenizer and model
+
+
+def question_corpus(questions: list[Question]) -> list[str]:
+    """Texts the tokenizer learns from: prompts and answers as the runtime writes them, plus the vocabulary."""
+    lines = [build_prompt(2, task_description(q.kind), q.question) + "\n" + q.answer for q in questions]
+    lines += [build_prompt(1, task_description(k), "") for k in QuestionKind]
+    for word in (*DIRECTIONS, "yes", "no"):
+        lines += [f"`{word}`"] * 20
+    lines += [DID_NOT_MOVE, "0 1 2 3 4 5 6 7 8 9 [ ] , - . `", "user assistant system"]
+    return lines
+
+
+def make_tokenizer(corpus: list[str], vocab_size: int) -> Any:
+    """Byte-level BPE with single-digit numbers, our special tokens and the shared chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(corpus, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None, unk_token=None,
+        extra_special_tokens={"start_image_token": "<img>", "end_image_token": "</img>",
+                              "context_image_token": "<IMG_CONTEXT>"},
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def make_model(tokenizer: Any, recipe: TinyRecipe) -> Any:
+    """A from-scratch InternVL (native class): layer scale 1.0 and sin-cos patch position embeddings."""
+    from transformers import InternVLForConditionalGeneration
+
+    config = _internvl_config(tokenizer, recipe.image_size, recipe.shape)
+    config.vision_config.layer_scale_init_value = 1.0
+    config.text_config.max_position_embeddings = 1024
+    torch.manual_seed(recipe.seed)
+    model = InternVLForConditionalGeneration(config)
+    pos = model.model.vision_tower.embeddings.position_embeddings
+    grid = recipe.image_size // 14
+    with torch.no_grad():
+        d = pos.shape[-1] // 4
+        ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+        freq = 1.0 / (100.0 ** (torch.arange(d) / d))
+        x, y = xs.reshape(-1, 1) * freq, ys.reshape(-1, 1) * freq
+        pos[0, 1:, :4 * d] = torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def save_model(model: Any, tokenizer: Any, recipe: TinyRecipe, out: Path, card: dict[str, Any]) -> Path:
+    """Write an offline-loadable checkpoint: safetensors, tokenizer, one-tile preprocessing, training record."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    (out / "preprocessor_config.json").write_text(
+        json.dumps(_preprocessor_config("internvl", recipe.image_size, 1), indent=2) + "\n")
+    (out / "training.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
+    return out
+
+
+# ------------------------------------------------------------------ stage 1: vision pretraining
+
+
+class DenseHeads(torch.nn.Module):
+    """Per-patch heads of stage 1: class logits, depth, and every entity's position from every patch."""
+
+    def __init__(self, hidden: int, n_classes: int, n_entities: int) -> None:
+        super().__init__()
+        self.n_classes, self.n_entities = n_classes, n_entities
+        self.proj = torch.nn.Linear(hidden, n_classes + 1 + n_entities * 5)
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.proj(h)
+        c = self.n_classes
+        return out[..., :c], out[..., c], out[..., c + 1:].unflatten(-1, (self.n_entities, 5))
+
+
+def pretrain_vision(model: Any, episodes: list[EpisodeData], recipe: TinyRecipe, log_rows: list) -> dict:
+    """Stage 1: dense supervised pretraining of the vision tower on simulated frames."""
+    tower = model.model.vision_tower
+    pixels = torch.cat([e.pixels for e in episodes])
+    seg = torch.cat([e.seg for e in episodes])
+    depth = torch.cat([e.depth for e in episodes])
+    glob = torch.cat([e.globals_ for e in episodes])
+    present = torch.cat([e.present for e in episodes])
+    heads = DenseHeads(tower.config.hidden_size, seg.shape[-1], glob.shape[1])
+    params = list(tower.parameters()) + list(heads.parameters())
+    opt = torch.optim.AdamW(params, lr=recipe.stage1_lr, weight_decay=0.01)
+    sched = _cosine(opt, recipe.stage1_steps, warmup=50)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    tower.train()
+    t0 = time.perf_counter()
+    from tqdm import tqdm
+
+    for step in tqdm(range(recipe.stage1_steps), desc="stage 1 vision", unit="step"):
+        idx = torch.randint(0, len(pixels), (recipe.stage1_batch,), generator=gen)
+        h = tower(pixel_values=pixels[idx].float()).last_hidden_state[:, 1:]
+        c, d, g = heads(h)
+        l_seg = -(seg[idx] * F.log_softmax(c, -1)).sum(-1).mean()
+        l_depth = F.smooth_l1_loss(d, depth[idx], beta=0.1)
+        mask = present[idx][:, None, :, None]
+        l_glob = (F.smooth_l1_loss(g, glob[idx][:, None].expand_as(g), reduction="none", beta=0.05) * mask).sum() \
+            / (mask.sum() * 5 * g.shape[1]).clamp(min=1)
+        loss = l_seg + l_depth + 10.0 * l_glob
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        log_rows.append(("stage1", step, float(loss), time.perf_counter() - t0))
+    tower.eval()
+    return {"steps": recipe.stage1_steps, "seconds": time.perf_counter() - t0, "loss_seg": float(l_seg),
+            "loss_depth": float(l_depth), "loss_position": float(l_glob)}
+
+
+def _cosine(opt: torch.optim.Optimizer, steps: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(s: int) -> float:
+        if s < warmup:
+            return (s + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, steps - warmup))))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+# ------------------------------------------------------------------ stages 2-3: questions
+
+
+@dataclass
+class Item:
+    """One question ready for the LLM: frames (episode index, frame indices), token ids and labels."""
+
+    episode: int
+    frames: tuple[int, ...]
+    ids: list[int]
+    labels: list[int]
+    task: str
+    kind: QuestionKind
+    answer: str
+    question: Question
+
+
+class QuestionBank:
+    """Questions of every frame pair and single frame, grouped by frames so a batch encodes them once."""
+
+    def __init__(self, episodes: list[EpisodeData], prompts: PromptEncoder, tokens_per_image: int,
+                 seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.groups: dict[tuple[int, tuple[int, ...]], list[Item]] = defaultdict(list)
+        for e, ep in enumerate(episodes):
+            n = len(ep.frame_paths)
+            for t1 in range(n):
+                for t2 in range(t1 + 1, n):
+                    for q in pair_questions(ep.truth, t1, t2, rng):
+                        self._add(prompts, tokens_per_image, e, (t1, t2), q)
+                for q in frame_questions(ep.truth, t1, rng):
+                    self._add(prompts, tokens_per_image, e, (t1,), q)
+        self.keys = list(self.groups)
+        self.gaps = np.array([k[1][-1] - k[1][0] if len(k[1]) == 2 else 0 for k in self.keys])
+
+    def _add(self, prompts: PromptEncoder, n_tok: int, e: int, frames: tuple[int, ...], q: Question) -> None:
+        prompt = build_prompt(len(frames), task_description(q.kind), q.question)
+        ids, labels = prompts.encode_training([n_tok] * len(frames), prompt, q.answer)
+        self.groups[(e, frames)].append(Item(e, frames, ids, labels, q.task, q.kind, q.answer, q))
+
+    def items(self) -> list[Item]:
+        """Every question."""
+        return [i for g in self.groups.values() for i in g]
+
+    def sample(self, rng: random.Random, n_groups: int, per_group: int, large_first: float) -> list[Item]:
+        """n_groups frame groups (weighted towards far pairs by large_first in [0, 1]) x per_group questions."""
+        w = np.where(self.gaps > 0, (1.0 + self.gaps) ** (3.0 * large_first), 1.0)
+        w = w / w.sum()
+        picks = np.random.default_rng(rng.randrange(1 << 30)).choice(len(self.keys), size=n_groups, p=w)
+        out: list[Item] = []
+        for k in picks:
+            group = self.groups[self.keys[int(k)]]
+            out += rng.sample(group, min(per_group, len(group)))
+        return out
+
+
+def forward_items(model: Any, episodes: list[EpisodeData], items: list[Item], pad_id: int,
+                  image_token_id: int) -> Any:
+    """Encode each distinct frame once, scatter its features into every question that shows it, run the LM."""
+    frames = sorted({(i.episode, f) for i in items for f in i.frames})
+    where = {k: n for n, k in enumerate(frames)}
+    pixels = torch.stack([episodes[e].pixels[f] for e, f in frames]).float()
+    feats = model.model.get_image_features(pixel_values=pixels, vision_feature_layer=-1,
+                                           vision_feature_select_strategy="default").pooler_output
+    width = max(len(i.ids) for i in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    for r, it in enumerate(items):
+        ids[r, :len(it.ids)] = torch.tensor(it.ids)
+        labels[r, :len(it.labels)] = torch.tensor(it.labels)
+        mask[r, :len(it.ids)] = 1
+    embeds = model.get_input_embeddings()(ids)
+    img = torch.cat([feats[[where[(it.episode, f)] for f in it.frames]].flatten(0, 1) for it in items])
+    embeds = embeds.masked_scatter((ids == image_token_id)[..., None].expand_as(embeds), img.to(embeds.dtype))
+    return model(inputs_embeds=embeds, attention_mask=mask, labels=labels)
+
+
+@torch.no_grad()
+def answer_accuracy(model: Any, episodes: list[EpisodeData], items: list[Item], pad_id: int,
+                    image_token_id: int, batch: int = 64) -> dict[str, float]:
+    """Teacher-forced exact answers per sub-task (all answer tokens argmax-correct = greedy decode correct)."""
+    model.eval()
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for k in range(0, len(items), batch):
+        chunk = items[k:k + batch]
+        out = forward_items(model, episodes, chunk, pad_id, image_token_id)
+        pred = out.logits[:, :-1].argmax(-1)
+        for r, it in enumerate(chunk):
+            lab = torch.tensor(it.labels[1:])
+            sel = lab != -100
+            hits[it.task].append(bool((pred[r, :len(lab)][sel] == lab[sel]).all()))
+    model.train()
+    return {t: round(100.0 * sum(v) / len(v), 1) for t, v in sorted(hits.items())}
+
+
+def train_questions(model: Any, episodes: list[EpisodeData], bank: QuestionBank, eval_items: list[Item],
+                    recipe: TinyRecipe, stage: str, steps: int, lr: float, train_vision: bool,
+                    deadline: float, log_rows: list, pad_id: int, image_token_id: int) -> dict:
+    """Stages 2 and 3: next-token loss on the answers."""
+    from tqdm import tqdm
+
+    for name, p in model.named_parameters():
+        p.requires_grad = train_vision or "vision_tower" not in name
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    sched = _cosine(opt, steps, warmup=max(1, steps // 30))
+    rng = random.Random(recipe.seed + (2 if stage == "stage2" else 3))
+    model.train()
+    if not train_vision:
+        model.model.vision_tower.eval()
+    t0 = time.perf_counter()
+    evals = {}
+    done = 0
+    for step in tqdm(range(steps), desc=f"{stage} questions", unit="step"):
+        if time.monotonic() > deadline:
+            log.warning("%s: wall-clock budget reached after %d steps", stage, step)
+            break
+        large_first = max(0.0, 1.0 - step / (0.6 * steps)) if stage == "stage2" else 0.0
+        items = bank.sample(rng, recipe.pairs_per_batch, recipe.questions_per_pair, large_first)
+        loss = forward_items(model, episodes, items, pad_id, image_token_id).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        done = step + 1
+        log_rows.append((stage, step, float(loss), time.perf_counter() - t0))
+        if recipe.eval_every and done % recipe.eval_every == 0:
+            evals[done] = answer_accuracy(model, episodes, eval_items, pad_id, image_token_id)
+            log.info("%s step %d: %s", stage, done, evals[done])
+    return {"steps": done, "seconds": time.perf_counter() - t0, "final_loss": float(loss), "evals": evals}
+
+
+# ------------------------------------------------------------------ benchmark and the whole recipe
+
+
+def write_benchmark(episodes: list[EpisodeData], bank: QuestionBank, out: Path, per_task: int,
+                    seed: int) -> Path:
+    """Held-out benchmark in MultiSPA JSONL (images copied next to it), at most per_task per sub-task."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "images").mkdir(exist_ok=True)
+    rng = random.Random(seed)
+    by_task: dict[str, list[Item]] = defaultdict(list)
+    for it in bank.items():
+        by_task[it.task].append(it)
+    lines = []
+    for task in sorted(by_task):
+        chosen = rng.sample(by_task[task], min(per_task, len(by_task[task])))
+        for n, it in enumerate(chosen):
+            ep = episodes[it.episode]
+            names = []
+            for f in it.frames:
+                name = f"images/{ep.name}_f{f}.png"
+                if not (out / name).is_file():
+                    shutil.copyfile(ep.frame_paths[f], out / name)
+                names.append(name)
+            w, h = ep.truth["width"], ep.truth["height"]
+            sample = make_sample(f"{task}-{n:04d}", names, it.question.question, it.answer, kind=it.kind,
+                                 task=task, sizes=[(w, h)] * len(names), description=task_description(it.kind),
+                                 meta={"episode": ep.name, "frames": list(it.frames), "motion": ep.truth["motion"],
+                                       **it.question.meta})
+            lines.append(sample_to_json(sample))
+    path = out / "benchmark.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _plot(log_rows: list, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for ax, stage in zip(axes, ("stage1", "stage2", "stage3")):
+        ys = np.array([r[2] for r in log_rows if r[0] == stage])
+        if len(ys):
+            k = max(1, len(ys) // 30)
+            ax.plot(ys, alpha=0.3)
+            ax.plot(np.arange(k - 1, len(ys)), np.convolve(ys, np.ones(k) / k, mode="valid"))
+            ax.set_yscale("log")
+        ax.set_title(stage)
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
+    """Generate data, train the three stages, save the model (and ship it if asked); returns a summary."""
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    start = time.monotonic()
+    deadline = start + recipe.minutes * 60 if recipe.minutes > 0 else float("inf")
+    out = Path(recipe.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    eps_dir = Path(recipe.episodes_dir) if recipe.episodes_dir else out / "episodes"
+    t = time.perf_counter()
+    _generate(recipe, eps_dir)
+    gen_s = time.perf_counter() - t
+    train_dirs = sorted(p for p in eps_dir.glob("ep*") if int(p.name[2:8]) < BENCH_FIRST_SEED
+                        and int(p.name[2:8]) < recipe.train_scenes and (p / "truth.json").is_file())
+    bench_dirs = sorted(p for p in eps_dir.glob("ep*") if BENCH_FIRST_SEED <= int(p.name[2:8])
+                        < BENCH_FIRST_SEED + recipe.bench_scenes and (p / "truth.json").is_file())
+    # the tokenizer comes first (the model's vocabulary), so questions are drawn once from truth alone
+    rng = np.random.default_rng(recipe.seed)
+    truths = [json.loads((p / "truth.json").read_text()) for p in train_dirs]
+    corpus_q = [q for tr in truths for t1 in range(recipe.episode.n_frames) for t2 in
+                range(t1 + 1, recipe.episode.n_frames) for q in pair_questions(tr, t1, t2, rng)]
+    tokenizer = make_tokenizer(question_corpus(corpus_q), recipe.vocab_size)
+    model = make_model(tokenizer, recipe)
+    spec = ImageSpec.from_checkpoint("internvl", model.config, None, max_tiles=1)
+    prompts = PromptEncoder(tokenizer, "internvl")
+    t = time.perf_counter()
+    train_eps = [load_episode(p, spec) for p in train_dirs]
+    bench_eps = [load_episode(p, spec) for p in bench_dirs]
+    load_s = time.perf_counter() - t
+    bank = QuestionBank(train_eps, prompts, spec.tokens_per_tile, recipe.seed)
+    bench_bank = QuestionBank(bench_eps, prompts, spec.tokens_per_tile, recipe.seed + 1)
+    eval_items = random.Random(0).sample(bench_bank.items(), min(600, len(bench_bank.items())))
+    pad_id, img_id = int(tokenizer.pad_token_id), int(model.config.image_token_id)
+    rows: list = []
+    untrained = answer_accuracy(model, bench_eps, eval_items, pad_id, img_id)
+    s1 = pretrain_vision(model, train_eps, recipe, rows)
+    s2 = train_questions(model, train_eps, bank, [], recipe, "stage2", recipe.stage2_steps, recipe.lr,
+                         False, deadline, rows, pad_id, img_id)
+    s2["eval"] = answer_accuracy(model, bench_eps, eval_items, pad_id, img_id)
+    s3 = train_questions(model, train_eps, bank, [], recipe, "stage3", recipe.stage3_steps, recipe.stage3_lr,
+                         True, deadline, rows, pad_id, img_id)
+    final = answer_accuracy(model, bench_eps, eval_items, pad_id, img_id)
+    total_s = time.monotonic() - start
+    summary = {
+        "recipe": asdict(recipe), "parameters": sum(p.numel() for p in model.parameters()),
+        "train_episodes": len(train_eps), "train_questions": len(bank.items()),
+        "bench_episodes": len(bench_eps), "bench_questions": len(bench_bank.items()),
+        "seconds": {"generate": gen_s, "load": load_s, "stage1": s1["seconds"], "stage2": s2["seconds"],
+                    "stage3": s3["seconds"], "total": total_s},
+        "stage1": s1, "stage2": s2, "stage3": s3,
+        "teacher_forced_accuracy": {"untrained": untrained, "final": final},
+        "hardware": f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}",
+    }
+    model_dir = save_model(model, tokenizer, recipe, out / "model", summary)
+    untrained_model = make_model(tokenizer, recipe)
+    save_model(untrained_model, tokenizer, recipe, out / "untrained", {"note": "same shape, not trained"})
+    write_benchmark(bench_eps, bench_bank, out / "benchmark", per_task=100, seed=recipe.seed)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    with (out / "loss.csv").open("w") as fh:
+        fh.write("stage,step,loss,seconds\n")
+        fh.writelines(f"{s},{k},{v:.5f},{sec:.2f}\n" for s, k, v, sec in rows)
+    _plot(rows, out / "loss.png")
+    if recipe.ship_to:
+        ship = Path(recipe.ship_to)
+        for f in model_dir.iterdir():
+            ship.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, ship / f.name)
+    summary["model"] = str(model_dir)
+    return summary
+
