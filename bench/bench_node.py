@@ -131,6 +131,7 @@ def main() -> int:
     p.add_argument("--size", default="1280x720")
     p.add_argument("--rate", type=float, default=30.0)
     p.add_argument("--qos", default="reliable", choices=("sensor_data", "reliable", "best_available"))
+    p.add_argument("--max-tiles", type=int, default=1, help="model.max_tiles: 1 = one 448 px tile per frame")
     p.add_argument("--queue-depth", type=int, default=30, help="node image_queue_depth")
     p.add_argument("--cpu-threads", type=int, default=max(1, (os.cpu_count() or 2) - 1),
                    help="node cpu_threads (default: all cores but one, left to the image callbacks)")
@@ -167,7 +168,8 @@ def main() -> int:
         f"    qos: {args.qos}\n    publish_answer_image: true\n    diagnostics_period_s: 1.0\n"
         f"    image_queue_depth: {args.queue_depth}\n    cpu_threads: {args.cpu_threads}\n"
         f"    model:\n      checkpoint: {checkpoint}\n      device: cpu\n"
-        f"      dtype: {'float32' if args.model == 'tiny' else 'bfloat16'}\n")
+        f"      dtype: {'float32' if args.model == 'tiny' else 'bfloat16'}\n"
+        f"      max_tiles: {args.max_tiles}\n")
     logs = {name: (work / f"{name}.log").open("w") for name in ("camera", "node")}
     node = subprocess.Popen(
         [sys.executable, "-m", "spatial_mllm_ros", "bringup", "--params-file", str(params)],
@@ -178,32 +180,43 @@ def main() -> int:
         client.wait(lambda: client.diag.get("lifecycle_state") == "active", 600, "the node to load its model")
         camera = subprocess.Popen(
             [sys.executable, "-m", "spatial_mllm_ros.ros.pattern_camera", "--topic", "/image", "--rate",
-             str(args.rate), "--size", args.size, "--wait-for-subscribers"],
+             str(args.rate), "--size", args.size, "--wait-for-subscribers", "--depth", str(args.queue_depth)],
             stdout=subprocess.PIPE, stderr=logs["camera"], text=True)
         client.wait(lambda: int(client.diag.get("/image: received", 0) or 0) > 10, 60, "frames at the node")
+        for k in range(2):  # warm-up: first-call allocations and lazily mapped weights are not growth
+            client.ask(f"warmup{k}", QUESTIONS[k])
         time.sleep(args.idle)
         idle = dict(client.diag)
         proc = psutil.Process(node.pid)
         rss: list[tuple[float, float]] = []
         received0 = int(client.diag.get("/image: received", 0))
         start = time.monotonic()
-        i = 0
-        next_rss = start
-        while time.monotonic() - start < args.duration:
-            if time.monotonic() >= next_rss:
+        done = threading.Event()
+
+        def sample_rss() -> None:
+            while not done.is_set():
                 rss.append((time.monotonic() - start, proc.memory_info().rss / 2**20))
-                next_rss += 2.0
+                done.wait(2.0)
+
+        sampler = threading.Thread(target=sample_rss, daemon=True)
+        sampler.start()
+        i = 0
+        while time.monotonic() - start < args.duration:
             client.ask(f"b{i}", QUESTIONS[i % len(QUESTIONS)])
             i += 1
         elapsed = time.monotonic() - start
+        done.set()
+        sampler.join()
         rss.append((elapsed, proc.memory_info().rss / 2**20))
-        time.sleep(1.5)  # one more diagnostics period
+        time.sleep(2.5)  # a fresh diagnostics message
         busy = dict(client.diag)
         received1 = int(busy.get("/image: received", 0))
         camera.send_signal(signal.SIGINT)
         published = json.loads(camera.communicate(timeout=20)[0].strip().splitlines()[-1])["published"]
-        time.sleep(1.5)
-        received = int(client.diag.get("/image: received", 0))
+        received = -1
+        while received != int(client.diag.get("/image: received", 0)):  # until the node has taken all
+            received = int(client.diag.get("/image: received", 0))
+            time.sleep(2.5)
         malformed = int(client.diag.get("/image: malformed", 0))
     finally:
         if camera is not None and camera.poll() is None:
@@ -221,8 +234,10 @@ def main() -> int:
     cb_idle = (diag_float(idle, "image_callback_p50_ms"), diag_float(idle, "image_callback_p99_ms"))
     cb_busy = (diag_float(busy, "image_callback_p50_ms"), diag_float(busy, "image_callback_p99_ms"))
     figures = {
-        "model": args.model, "note": note, "camera": f"{args.size} @ {args.rate:g} Hz rgb8, qos {args.qos}, depth {args.queue_depth}",
-        "cpu_threads": args.cpu_threads, "load_average": os.getloadavg(),
+        "model": args.model, "note": note,
+        "camera": f"{args.size} @ {args.rate:g} Hz rgb8, qos {args.qos}, depth {args.queue_depth}",
+        "cpu_threads": args.cpu_threads, "max_tiles": args.max_tiles,
+        "load_average": [round(x, 1) for x in os.getloadavg()],
         "questions": len(answers), "errors": len(errors), "duration_s": round(elapsed, 1),
         "error_kinds": sorted({str(a["error"])[:80] for a in errors}),
         "frames_published": published, "frames_received": received, "malformed": malformed,

@@ -306,7 +306,7 @@ class QuestionService:
             counter.stats.received += 1
             counter.stats.kept += int(kept)
             counter.arrivals.append(time.monotonic())
-            counter.stats.newest_stamp_ns = max(frame.stamp_ns, counter.stats.newest_stamp_ns or 0)
+            counter.stats.newest_stamp_ns = frame.stamp_ns
             self._callback_ms.append((time.perf_counter() - callback_started) * 1e3)
             self._delay_ms.append((self._now_ns() - frame.stamp_ns) * 1e-6)
         return kept

@@ -164,3 +164,10 @@ def test_mismatched_keys(model: SpatialModel) -> None:
 
 def test_errors_share_a_base() -> None:
     assert issubclass(TooManyFramesError, ModelError) and issubclass(QuestionError, ValueError)
+
+
+def test_closed_model_says_so(tiny: Path) -> None:
+    m = _load(tiny)
+    m.close()
+    with pytest.raises(ModelError, match="closed"):
+        m.ask([FRAME], "Left or right?")

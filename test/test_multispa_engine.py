@@ -82,6 +82,11 @@ def test_shards_partition_the_run_and_workers_agree(tmp_path: Path, scannet_root
     shard_lines = sorted(_lines(sharded / "samples-00000-of-00002.jsonl")
                          + _lines(sharded / "samples-00001-of-00002.jsonl"))
     assert shard_lines == sorted(_lines(whole / "samples.jsonl"))
+    assert main(["data", "summary", "--out", str(sharded)]) == 0
+    merged = json.loads((sharded / "summary-all.json").read_text())
+    whole_summary = json.loads((whole / "summary.json").read_text())
+    for key in ("samples", "scenes_done", "scenes_skipped", "per_task", "label_balance", "skip_reasons"):
+        assert merged[key] == whole_summary[key], key
     scenes = [{json.loads(x)["scene_id"] for x in _lines(sharded / f"manifest-0000{k}-of-00002.jsonl")[1:]}
               for k in range(2)]
     assert not scenes[0] & scenes[1] and len(scenes[0] | scenes[1]) == 5

@@ -1,5 +1,8 @@
-"""MultiSPA geometry: projection and the paper's strict depth test, overlap, quota sampling with carry-over,
-camera-motion labels (swap flips them), rigid groups, minimal image sets — checked against independent maths."""
+"""MultiSPA geometry checked against independent maths.
+
+Projection and the paper's strict depth test, overlap, quota sampling with carry-over, camera-motion
+labels (swap flips them), rigid groups, minimal image sets.
+"""
 
 from __future__ import annotations
 
@@ -144,7 +147,8 @@ def test_swapping_images_flips_every_camera_label() -> None:
         a, b = camera_motion(e1, e2), camera_motion(e2, e1)
         assert a.yaw_label != b.yaw_label and a.pitch_label != b.pitch_label
         assert a.distance_mm == pytest.approx(b.distance_mm, abs=1) and a.yaw_angle == b.yaw_angle
-        for key, la, lb in (("x", a.x_label, b.x_label), ("y", a.y_label, b.y_label), ("z", a.z_label, b.z_label)):
+        pairs = (("x", a.x_label, b.x_label), ("y", a.y_label, b.y_label), ("z", a.z_label, b.z_label))
+        for key, la, lb in pairs:
             flips[key] += la != lb
     assert flips["yaw"] == 0 and flips["pitch"] == 0
     for key in ("x", "y", "z"):
@@ -188,7 +192,8 @@ def _naive_average_linkage(d: np.ndarray, threshold: float) -> list[set[int]]:
 
 def test_average_linkage_matches_the_definition() -> None:
     rng = np.random.default_rng(4)
-    pts = np.concatenate([rng.normal(0, 0.05, (8, 2)), rng.normal(1, 0.05, (7, 2)), rng.normal([0, 3], 0.3, (6, 2))])
+    pts = np.concatenate([rng.normal(0, 0.05, (8, 2)), rng.normal(1, 0.05, (7, 2)),
+                          rng.normal([0, 3], 0.3, (6, 2))])
     d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
     labels = average_linkage(d, 0.4)
     ours = sorted(sorted(np.flatnonzero(labels == g).tolist()) for g in np.unique(labels))
@@ -206,7 +211,12 @@ def test_rigid_groups_separate_independently_moving_bodies() -> None:
     moving = np.einsum("tij,nj->tni", rot, body) + np.array([3.0, 0, 0]) + 0.05 * t * np.array([1.0, 0, 0])
     jitter = rng.uniform(0, 2, (10, 4, 3))  # points that move on their own
     tracks = np.concatenate([static, moving, jitter], axis=1)
-    groups = rigid_groups(tracks)
+    vis = np.ones(tracks.shape[:2], bool)
+    vis[:4, :3] = False  # three static points appear late: still judged from their first shared frame
+    vis[:, 20] = False  # never seen: cannot be grouped
+    groups = rigid_groups(tracks, vis)
+    assert groups[20] == -1
+    groups[20] = groups[12]
     assert len(set(groups[:12])) == 1 and groups[0] >= 0
     assert len(set(groups[12:21])) == 1 and groups[12] >= 0 and groups[12] != groups[0]
     assert (groups[21:] == -1).all(), "lone movers form no group of more than 5 points"

@@ -60,7 +60,8 @@ def _own_projection(view, point: np.ndarray) -> tuple[float, float, float]:
 
 def test_registry_has_the_26_benchmark_subtasks() -> None:
     assert len(BENCHMARK_TASKS) == 26
-    sizes = {f: len(FAMILIES[f]) for f in ("depth", "correspondence", "camera", "object_movement", "object_size")}
+    families = ("depth", "correspondence", "camera", "object_movement", "object_size")
+    sizes = {f: len(FAMILIES[f]) for f in families}
     assert sizes == {"depth": 4, "correspondence": 2, "camera": 9, "object_movement": 8, "object_size": 3}
     assert resolve_tasks("camera,depth_value_dot") == (*FAMILIES["camera"], "depth_value_dot")
     assert set(FAMILIES["robot"]) >= {"robot_gripper_yes_no", "robot_object_distance"}
@@ -222,7 +223,8 @@ def test_object_movement_labels_from_the_npz_and_static_points(tmp_path: Path) -
             else:
                 pc = raw["tracks_XYZ"][t1, n]
                 f = raw["fx_fy_cx_cy"]
-                x, y = round(1000 * (f[0] * pc[0] / pc[2] + f[2]) / 160), round(1000 * (f[1] * pc[1] / pc[2] + f[3]) / 120)
+                x = round(1000 * (f[0] * pc[0] / pc[2] + f[2]) / 160)
+                y = round(1000 * (f[1] * pc[1] / pc[2] + f[3]) / 120)
                 assert abs(s.meta["coords_1"][0] - x) <= 1 and abs(s.meta["coords_1"][1] - y) <= 1
     assert static_seen and moving_seen
     kinds = {TASKS[n].kind for n in names}

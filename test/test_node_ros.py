@@ -167,7 +167,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     camera = spawn(["-m", "spatial_mllm_ros.ros.pattern_camera", "--topic", "/image", "--compressed-topic",
                     "/wrist/image/compressed", "--rate", str(1 / PERIOD_S), "--size", "64x48",
                     "--quantum-ms", str(PERIOD_S * 1000), "--frame-id", "cam_optical"], tmp / "camera.log")
-    node = spawn(["-m", "spatial_mllm_ros", "bringup", "--params-file", str(params)], tmp / "node.log")
+    node = spawn(["-m", "spatial_mllm_ros", "-v", "bringup", "--params-file", str(params)], tmp / "node.log")
     broken_node = spawn(["-m", "spatial_mllm_ros", "bringup", "--params-file", str(broken), "--namespace",
                          "broken"], tmp / "broken.log")
     rclpy.init()
@@ -311,6 +311,7 @@ def test_flood_of_500_questions_none_lost(system: dict) -> None:
     assert ok and all(a["error"].startswith("queue full") for a in rejected)
     assert len(ok) + len(rejected) == 500
     growth_mb = (proc.memory_info().rss - rss_before) / 2**20
+    print(f"flood: {len(ok)} answered, {len(rejected)} rejected 'queue full', RSS {growth_mb:+.1f} MiB")
     assert growth_mb < 64, f"node RSS grew {growth_mb:.0f} MiB during the flood"
     client.wait_for(lambda: client.diag().get("queue_depth") == "0", 10, "queue drained")
 
@@ -333,14 +334,25 @@ def test_lifecycle_cycles_without_memory_growth(system: dict) -> None:
     proc = psutil.Process(system["node"].pid)
     rss = []
     for cycle in range(20):
-        client.transition(Transition.TRANSITION_DEACTIVATE)
+        try:
+            client.transition(Transition.TRANSITION_DEACTIVATE)
+        except AssertionError:
+            os.kill(system["node"].pid, signal.SIGABRT)
+            time.sleep(3)
+            raise
         if cycle == 0:
             assert client.state() == "inactive"
             assert client.ask({"id": "while-inactive", "question": "x?"})["error"] == "node inactive"
-        client.transition(Transition.TRANSITION_ACTIVATE)
+        try:
+            client.transition(Transition.TRANSITION_ACTIVATE)
+        except AssertionError:
+            os.kill(system["node"].pid, signal.SIGABRT)
+            time.sleep(3)
+            raise
         rss.append(proc.memory_info().rss)
     assert client.state() == "active"
     growth_mb = (rss[-1] - rss[2]) / 2**20
+    print(f"lifecycle: RSS after cycles 3..20 (MiB): {[round(r / 2**20) for r in rss[2:]]}")
     assert growth_mb < 40, f"RSS grew {growth_mb:.0f} MiB over 18 deactivate/activate cycles"
     kept = int(client.diag()["/image: kept"])
     client.wait_for(lambda: int(client.diag()["/image: kept"]) > kept + 25, 20, "frames after reactivation")

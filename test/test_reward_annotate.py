@@ -161,6 +161,7 @@ def test_ray_tasks_match_in_process(tmp_path: Path, tiny_model: Path, bags: dict
 def test_each_frame_is_encoded_once(tiny_model: Path, bags: dict[str, Path]) -> None:
     from spatial_mllm_ros.model.runtime import SpatialModel
     from spatial_mllm_ros.reward import Bag, EpisodeResult, EpisodeScorer, find_episodes, parse_rubric
+    from spatial_mllm_ros.reward.errors import EmptyEpisodeError
 
     rubric = parse_rubric({
         "name": "many questions",
@@ -180,4 +181,6 @@ def test_each_frame_is_encoded_once(tiny_model: Path, bags: dict[str, Path]) -> 
     n = len(frames)
     assert len(result.labels) == 2 * (n - 1) + 1 + (n - 1)  # every question asked...
     assert model.cache_stats.misses == n  # ...but each frame's vision embedding computed once
+    with pytest.raises(EmptyEpisodeError, match="episode 0: 1 frame"):
+        EpisodeScorer(model, rubric).score(episode, frames[:1], EpisodeResult("b", "b", 0, "k", topic, 0, 0))
     model.close()

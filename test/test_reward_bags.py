@@ -81,6 +81,10 @@ def test_single_file_bags_and_intervals(tmp_path: Path) -> None:
 
 
 def test_plain_text_markers_and_bad_splits(tmp_path: Path) -> None:
+    plain = write_bag(tmp_path / "plain", [{"dx": 1}, {"dx": -1}], frames=3, plain_markers=True)
+    with Bag(plain) as bag:
+        eps = find_episodes(bag, bag.image_topic(), Split.parse("marker:/episode"))
+    assert [len(e.times) for e in eps] == [3, 3]
     path = write_bag(tmp_path / "b", [{"dx": 1}], frames=3, markers=False)
     with Bag(path) as bag, pytest.raises(EpisodeSplitError, match="marker topic '/episode' not found"):
         find_episodes(bag, bag.image_topic(), Split.parse("marker"))

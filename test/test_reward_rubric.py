@@ -115,3 +115,13 @@ def test_manifest_resumes_and_refuses_other_settings(tmp_path: Path) -> None:
     assert [len(r.labels) for r in again.results()] == [1, 1]
     with pytest.raises(ManifestError, match="rubric"):
         Manifest(tmp_path, {"rubric": "b"})
+
+
+def test_placeholders_come_from_episode_markers() -> None:
+    rubric = load_rubric(CONFIG / "rubric_sim_push_left.yaml")
+    filled = rubric.for_episode({"object": "red cube", "success": True})
+    assert filled.checks[0].question == "Did the red cube move left?"
+    assert filled.checks[0].truth == "truth.objects.red cube.front.direction"
+    assert filled.progress is not None and filled.progress.question == "How far did the red cube move?"
+    with pytest.raises(RubricError, match="needs episode label 'object'"):
+        rubric.for_episode({"motion": "idle"})

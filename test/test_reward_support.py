@@ -25,7 +25,7 @@ def scene(step: int, n: int, direction: int, size: tuple[int, int] = (64, 48)) -
 
 def write_bag(
     path: Path, episodes: list[dict], storage: str = "mcap", compressed: bool = False, frames: int = 5,
-    fps: float = 10.0, gap_s: float = 2.0, markers: bool = True,
+    fps: float = 10.0, gap_s: float = 2.0, markers: bool = True, plain_markers: bool = False,
 ) -> Path:
     """Episodes of `frames` images each, separated by `gap_s`, with /episode start/end JSON markers."""
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
@@ -40,7 +40,8 @@ def write_bag(
         ep_conn = writer.add_connection("/episode", "std_msgs/msg/String", typestore=TS) if markers else None
         for k, labels in enumerate(episodes):
             if ep_conn is not None:
-                start = json.dumps({"episode": k, "event": "start", "labels": labels})
+                event = {"episode": k, "event": "start", "labels": labels}
+                start = "start" if plain_markers else json.dumps(event)
                 writer.write(ep_conn, t, TS.serialize_cdr(string(data=start), "std_msgs/msg/String"))
             for i in range(frames):
                 rgb = scene(i, frames, labels.get("dx", 0))
@@ -55,7 +56,7 @@ def write_bag(
                 writer.write(img_conn, t, TS.serialize_cdr(msg, msgtype))
                 t += int(1e9 / fps)
             if ep_conn is not None:
-                end = json.dumps({"episode": k, "event": "end", "labels": labels})
+                end = "end" if plain_markers else json.dumps({"episode": k, "event": "end", "labels": labels})
                 writer.write(ep_conn, t, TS.serialize_cdr(string(data=end), "std_msgs/msg/String"))
             t += int(gap_s * 1e9)
     return path

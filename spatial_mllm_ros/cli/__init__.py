@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "spatial_mllm_ros.cli.train",
     "spatial_mllm_ros.cli.sim",
     "spatial_mllm_ros.cli.data",
+    "spatial_mllm_ros.cli.demo",
 )
 
 

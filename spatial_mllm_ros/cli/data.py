@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from spatial_mllm_ros.multispa.benchmark import DEFAULT_PER_TASK, SIM_HELD_OUT_FIRST_SEED, build_benchmark
-from spatial_mllm_ros.multispa.engine import GenerateConfig, generate
+from spatial_mllm_ros.multispa.engine import GenerateConfig, generate, merge_summaries
 from spatial_mllm_ros.multispa.sources import SOURCES
 from spatial_mllm_ros.multispa.tasks import TASKS
 
@@ -52,6 +52,15 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary(args: argparse.Namespace) -> int:
+    summary = merge_summaries(Path(args.out))
+    _print_summary(summary.per_task, {"samples": summary.samples, "scenes_done": summary.scenes_done,
+                                      "scenes_skipped": summary.scenes_skipped,
+                                      "skip_reasons": summary.skip_reasons,
+                                      "out": str(Path(args.out) / "summary-all.json")})
+    return 0
+
+
 def _tasks(args: argparse.Namespace) -> int:
     for spec in TASKS.values():
         print(f"{spec.name:<34} {spec.family:<16} {spec.kind.value:<11} {spec.description}")
@@ -93,5 +102,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(bench, "benchmark", 40)
     bench.add_argument("--per-task", type=int, default=DEFAULT_PER_TASK, help="samples per sub-task")
     bench.set_defaults(func=_benchmark)
+    merged = dsub.add_parser("summary", help="merge the summaries of all shards of an output directory")
+    merged.add_argument("--out", required=True)
+    merged.set_defaults(func=_summary)
     tasks = dsub.add_parser("tasks", help="list the sub-task registry")
     tasks.set_defaults(func=_tasks)

@@ -21,7 +21,7 @@ import torch
 
 from spatial_mllm_ros.answers import Answer, Question, parse_answer
 from spatial_mllm_ros.model.config import ModelConfig
-from spatial_mllm_ros.model.errors import FrameError, QuestionError, TooManyFramesError
+from spatial_mllm_ros.model.errors import FrameError, ModelError, QuestionError, TooManyFramesError
 from spatial_mllm_ros.model.language import LanguageDecoder, RowRequest, make_decoder
 from spatial_mllm_ros.model.loading import LoadedModel, load
 from spatial_mllm_ros.model.preprocess import ImageSpec, check_frame, prepare_image
@@ -250,6 +250,8 @@ class SpatialModel:
             questions = [questions]
         if not questions:
             raise QuestionError("no questions")
+        if self.model is None:
+            raise ModelError(f"model {self.name} was closed")
         qs = [self._check_question(q) for q in questions]
         frames, keys = self._check_images(images, keys)
         with self._lock:

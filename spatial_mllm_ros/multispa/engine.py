@@ -338,3 +338,20 @@ def summarize(records: list[dict[str, Any]], seconds: float, files: dict[str, st
         cpu_seconds=round(sum(r.get("cpu_seconds", 0.0) for r in records), 2),
         files=files,
     )
+
+
+def merge_summaries(out: Path) -> Summary:
+    """Summarize every shard of an output directory (all manifest*.jsonl) into summary-all.json."""
+    records: list[dict[str, Any]] = []
+    files = sorted(Path(out).glob("manifest*.jsonl"))
+    if not files:
+        raise ManifestError(f"no manifest*.jsonl under {out}: nothing was generated there")
+    for path in files:
+        for raw in path.read_text().splitlines()[1:]:
+            try:
+                records.append(json.loads(raw))
+            except json.JSONDecodeError:
+                break  # a torn last line of a shard that is still running or died
+    summary = summarize(records, 0.0, {"manifests": ", ".join(p.name for p in files)})
+    (Path(out) / "summary-all.json").write_text(summary.to_json() + "\n")
+    return summary

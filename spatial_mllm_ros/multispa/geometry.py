@@ -297,22 +297,23 @@ def rigid_groups(
 ) -> np.ndarray:
     """Rigid-group id per track (-1: in no group of more than min_points points).
 
-    Cost of a point pair: sum over frames of |D_t - D_0| where D_t is their distance at frame t and
-    changes <= change_ignore_m are ignored (counted only where both points are visible); groups come
-    from average-linkage clustering of that cost cut at threshold.
+    Cost of a point pair: the sum over frames of |D_t - D_ref|, D_t their distance at frame t and D_ref
+    the one at the first frame where both are visible, counted only where both are visible and when
+    the change exceeds change_ignore_m. Pairs never seen together cannot be judged and never link.
+    Groups come from average-linkage clustering of that cost, cut at threshold.
     """
     tracks = np.asarray(tracks_world, dtype=np.float64)
     n_frames, n_points = tracks.shape[:2]
     vis = np.ones((n_frames, n_points), dtype=bool) if visibility is None else np.asarray(visibility, bool)
     vis = vis & np.isfinite(tracks).all(axis=2)
     tracks = np.where(vis[..., None], tracks, 0.0)
-    ref = np.linalg.norm(tracks[0][:, None] - tracks[0][None], axis=-1)
-    cost = np.zeros((n_points, n_points))
-    for t in range(1, n_frames):
-        dist = np.linalg.norm(tracks[t][:, None] - tracks[t][None], axis=-1)
-        change = np.abs(dist - ref)
-        both = vis[t][:, None] & vis[t][None] & vis[0][:, None] & vis[0][None]
-        cost += np.where(both & (change > change_ignore_m), change, 0.0)
+    dist = np.linalg.norm(tracks[:, :, None] - tracks[:, None], axis=-1)  # (T, N, N)
+    both = vis[:, :, None] & vis[:, None]
+    seen = both.any(axis=0)
+    ref = np.take_along_axis(dist, both.argmax(axis=0)[None], axis=0)[0]
+    change = np.abs(dist - ref)
+    cost = np.where(both & (change > change_ignore_m), change, 0.0).sum(axis=0)
+    cost[~seen] = np.inf
     labels = average_linkage(cost, threshold)
     out = np.full(n_points, -1, dtype=np.int64)
     ids, counts = np.unique(labels, return_counts=True)

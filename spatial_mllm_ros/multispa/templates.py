@@ -32,6 +32,10 @@ class Rendered:
     answer: str
 
 
+def _answers(*texts: str) -> tuple[str, ...]:
+    return _combine(("", "Answer:"), texts)
+
+
 def _combine(heads: tuple[str, ...], tails: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(f"{h} {t}".strip() for h, t in itertools.product(heads, tails))
 
@@ -86,6 +90,8 @@ _ROBOT = (
     "Compare the scene before (Image-1) and after (Image-2) the robot acted.",
     "A tabletop scene with a gripper is shown at two moments.",
     "Look at the robot's view at the start and at the end of the motion.",
+    "The robot's camera recorded these two frames of one task, in order.",
+    "Image-1 shows the workspace before the move, Image-2 after it.",
 )
 
 _DEPTH_VALUE_Q = _combine(
@@ -209,16 +215,21 @@ _CAMERA_DIR_Q = {
     ),
 }
 _CAMERA_DIR_A = {
-    "x": ("The camera moved {value}.", "{value}", "It shifted {value}.", "The camera translated {value}.",
-          "Toward the {value}.", "The viewpoint moved {value}."),
-    "y": ("The camera moved {value}.", "{value}", "It shifted {value}.", "The camera translated {value}.",
-          "The viewpoint went {value}.", "Vertically, {value}."),
-    "z": ("The camera moved {value}.", "{value}", "It went {value}.", "The camera translated {value}.",
-          "The viewpoint moved {value}.", "Along its view axis it moved {value}."),
-    "yaw": ("The camera turned {value}.", "{value}", "It panned {value}.", "The heading swung {value}.",
-            "The camera rotated {value}.", "It yawed {value}."),
-    "pitch": ("The camera tilted {value}.", "{value}", "It pitched {value}.", "The view tilted {value}.",
-              "The camera rotated {value}.", "Its gaze moved {value}."),
+    "x": _answers(
+        "The camera moved {value}.", "{value}", "It shifted {value}.", "The camera translated {value}.",
+        "Toward the {value}.", "The viewpoint moved {value}."),
+    "y": _answers(
+        "The camera moved {value}.", "{value}", "It shifted {value}.", "The camera translated {value}.",
+        "The viewpoint went {value}.", "Vertically, {value}."),
+    "z": _answers(
+        "The camera moved {value}.", "{value}", "It went {value}.", "The camera translated {value}.",
+        "The viewpoint moved {value}.", "Along its view axis it moved {value}."),
+    "yaw": _answers(
+        "The camera turned {value}.", "{value}", "It panned {value}.", "The heading swung {value}.",
+        "The camera rotated {value}.", "It yawed {value}."),
+    "pitch": _answers(
+        "The camera tilted {value}.", "{value}", "It pitched {value}.", "The view tilted {value}.",
+        "The camera rotated {value}.", "Its gaze moved {value}."),
 }
 
 _TEMPLATES: dict[str, TemplateSet] = {
@@ -230,20 +241,20 @@ _TEMPLATES: dict[str, TemplateSet] = {
     "depth_compare": TemplateSet(
         _ONE_IMAGE,
         _DEPTH_COMPARE_Q,
-        ("{value}", "Point {value} is {which} the camera.", "{value} is {which} it.",
+        _answers("{value}", "Point {value} is {which} the camera.", "{value} is {which} it.",
          "The answer is {value}.", "It is point {value}.", "{value} lies {which} the camera."),
     ),
     "correspondence_coord": TemplateSet(
         _TWO_IMAGES,
         _CORR_COORD_Q,
-        ("{value}", "In Image-2 it is at {value}.", "It appears at {value}.",
+        _answers("{value}", "In Image-2 it is at {value}.", "It appears at {value}.",
          "The matching point is {value}.", "Image-2 shows it at {value}.",
          "Its position in the second image is {value}."),
     ),
     "correspondence_choice": TemplateSet(
         _TWO_IMAGES,
         _CORR_CHOICE_Q,
-        ("{value}", "Point {value}.", "It is {value}.", "The match is {value}.", "Option {value}.",
+        _answers("{value}", "Point {value}.", "It is {value}.", "The match is {value}.", "Option {value}.",
          "The red dot corresponds to {value}."),
     ),
     "camera_distance": TemplateSet(
@@ -274,8 +285,9 @@ _TEMPLATES: dict[str, TemplateSet] = {
             "What translation vector takes the first camera to the second, in camera-1 coordinates?",
             "Give the camera's 3D displacement between the frames (x right, y down, z forward).",
         )),
-        ("{value}", "The camera moved by {value} mm.", "Displacement: {value} mm.", "It moved {value} mm.",
-         "The translation vector is {value} mm.", "{value} millimetres."),
+        _answers(
+            "{value}", "The camera moved by {value} mm.", "Displacement: {value} mm.", "It moved {value} mm.",
+            "The translation vector is {value} mm.", "{value} millimetres."),
     ),
     "camera_yaw_angle": TemplateSet(
         _TWO_IMAGES,
@@ -331,8 +343,9 @@ _TEMPLATES: dict[str, TemplateSet] = {
             "What vector takes {ref} of Image-1 to its position at Image-2's time?",
             "Ignoring the camera's own motion, give the displacement of {ref} in Image-1 as [ x , y , z ].",
         )),
-        ("{value}", "The point moved by {value} mm.", "Displacement: {value} mm.", "It moved {value} mm.",
-         "Its motion vector is {value} mm.", "{value} millimetres."),
+        _answers(
+            "{value}", "The point moved by {value} mm.", "Displacement: {value} mm.", "It moved {value} mm.",
+            "Its motion vector is {value} mm.", "{value} millimetres."),
     ),
     "object_size": TemplateSet(
         _TWO_IMAGES,
@@ -362,7 +375,7 @@ _TEMPLATES: dict[str, TemplateSet] = {
             "What was the dominant direction of motion of {subject}?",
             "Relative to the camera, in what direction was {subject} moved?",
         )),
-        ("{value}", "{Subject} moved {value}.", "It went {value}.", "Mostly {value}.",
+        _answers("{value}", "{Subject} moved {value}.", "It went {value}.", "Mostly {value}.",
          "The motion was {value}.", "{Subject} was moved {value}."),
     ),
     "robot_yes_no": TemplateSet(
@@ -377,8 +390,9 @@ _TEMPLATES: dict[str, TemplateSet] = {
             "Has {subject} moved {direction}?",
             "Looking at both frames, did {subject} move {direction}?",
         )),
-        ("{value}", "{value}.", "The answer is {value}.", "{value}, as the frames show.", "I'd say {value}.",
-         "{value} - judging from the two frames."),
+        _answers(
+            "{value}", "{value}.", "The answer is {value}.", "{value}, as the frames show.",
+            "I'd say {value}.", "{value} - judging from the two frames."),
     ),
     "robot_distance": TemplateSet(
         _ROBOT,

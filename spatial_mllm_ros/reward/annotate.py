@@ -26,7 +26,7 @@ import numpy as np
 from spatial_mllm_ros.frames import Frame
 from spatial_mllm_ros.reward.bags import Bag, bag_id
 from spatial_mllm_ros.reward.episodes import Episode, Sampling, Split, find_episodes
-from spatial_mllm_ros.reward.errors import EmptyEpisodeError, RewardError
+from spatial_mllm_ros.reward.errors import EmptyEpisodeError, RewardError, RubricError
 from spatial_mllm_ros.reward.labels import BagResult, EpisodeResult, Label, value_text
 from spatial_mllm_ros.reward.rubric import (
     Check,
@@ -119,7 +119,7 @@ class EpisodeScorer:
 
     def score(self, episode: Episode, frames: Sequence[Frame], result: EpisodeResult) -> EpisodeResult:
         """Fill `result` with labels, step rewards, progress, VOC and the episode reward."""
-        rubric = self.rubric
+        rubric = self.rubric.for_episode(episode.labels)
         if len(frames) < 2:
             raise EmptyEpisodeError(
                 f"bag {result.bag_path} episode {episode.index}: {len(frames)} frame(s) on {result.topic}; "
@@ -150,7 +150,7 @@ class EpisodeScorer:
                 ))
         scores = list(per_check.values())
         if rubric.progress is not None:
-            result.voc = self._progress(episode, frames, keys, result)
+            result.voc = self._progress(rubric, episode, frames, keys, result)
             scores.append(CheckScores(rubric.progress.id, rubric.progress.weight, [result.voc]))
         result.step_rewards = step_rewards(by_step)
         result.reward = aggregate_episode(scores, rubric.episode_aggregate)
@@ -160,10 +160,11 @@ class EpisodeScorer:
         return result
 
     def _progress(
-        self, episode: Episode, frames: Sequence[Frame], keys: Sequence[str], result: EpisodeResult,
+        self, rubric: Rubric, episode: Episode, frames: Sequence[Frame], keys: Sequence[str],
+        result: EpisodeResult,
     ) -> float:
         """GVL: frame 0 fixed at 0 %, the others rated against it in shuffled order; VOC in time order."""
-        progress = self.rubric.progress
+        progress = rubric.progress
         assert progress is not None
         n = len(frames)
         m = min(progress.frames or n, n)
@@ -252,7 +253,7 @@ def annotate_bag(
                 )
                 try:
                     scorer.score(episode, frames, ep)
-                except EmptyEpisodeError as exc:
+                except (EmptyEpisodeError, RubricError) as exc:
                     ep.error = str(exc)
                     log.warning("%s", exc)
                 result.episodes.append(ep)

@@ -18,7 +18,7 @@ import numpy as np
 
 from spatial_mllm_ros.reward.bags import Bag
 from spatial_mllm_ros.reward.episodes import DEFAULT_MARKER_TOPIC, Split, find_episodes
-from spatial_mllm_ros.reward.errors import RewardError
+from spatial_mllm_ros.reward.errors import RewardError, RubricError
 from spatial_mllm_ros.reward.labels import EpisodeResult
 from spatial_mllm_ros.reward.rubric import Check, Rubric
 from spatial_mllm_ros.reward.scores import auc
@@ -76,18 +76,17 @@ def truth_for_episodes(results: Sequence[EpisodeResult], marker_topic: str = DEF
 
 def _truth_answer(check: Check, truth: dict[str, Any]) -> str | None:
     value = lookup(truth, check.truth)
-    if value is MISSING or value is None:
+    if value is MISSING:
         return None
-    if check.truth_equals:
+    if check.truth_equals:  # "did X move left?": no when X moved elsewhere or not at all (None)
         return "yes" if str(value).strip().lower() == check.truth_equals else "no"
-    return str(value).strip().lower()
+    return None if value is None else str(value).strip().lower()
 
 
 def evaluate(
     results: Sequence[EpisodeResult], rubric: Rubric, success_key: str = "success",
 ) -> RewardEvaluation:
     """Grade labelled episodes whose `truth` holds the sim markers' labels."""
-    checks = {c.id: c for c in rubric.checks}
     agree: list[bool] = []
     abs_err: list[float] = []
     rel_err: list[float] = []
@@ -96,6 +95,10 @@ def evaluate(
     ev = RewardEvaluation(episodes=len(results))
     for r in results:
         if r.error:
+            continue
+        try:
+            checks = {c.id: c for c in rubric.for_episode(r.truth).checks}
+        except RubricError:  # the markers lack a label the rubric's placeholders need: nothing to grade
             continue
         for lab in r.labels:
             check = checks.get(lab.check)

@@ -5,6 +5,7 @@ Rewards, per label:
 - metric: r = max(0, 1 - |value - target_mm| / target_mm) in [0, 1]; unparseable -> 0.
 - static ("did not move"): answer says no motion (static text, `no`, or < STATIC_THRESHOLD_M) -> +1,
   motion -> -1, unparseable -> 0.
+Questions, `expect` and `truth` may hold {placeholders} filled from each episode's marker labels.
 - progress (GVL): VOC of the predicted progress of the episode's frames (-1..1); each frame's label
   reward is its progress gain over the previous frame in time order.
 Aggregation: a step's reward is the weight-averaged reward of the step-span checks asked on that
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,31 @@ class Rubric:
         blob = json.dumps(asdict(self), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    def for_episode(self, labels: dict[str, Any]) -> Rubric:
+        """Fill {placeholders} in questions, expectations and truth paths from an episode's marker labels.
+
+        e.g. "How far did the {object} move?" with a sim marker's labels {"object": "red cube", ...}.
+        """
+        if not any("{" in f"{c.question}{c.expect}{c.truth}" for c in self.checks) and not (
+            self.progress and "{" in self.progress.question
+        ):
+            return self
+
+        def fill(text: str) -> str:
+            try:
+                return text.format_map(labels) if "{" in text else text
+            except (KeyError, IndexError, ValueError) as exc:
+                raise RubricError(f"rubric {self.name}: {text!r} needs episode label {exc}") from None
+
+        checks = []
+        for c in self.checks:
+            expect = fill(c.expect).lower()
+            if c.type == "direction" and expect not in (*YES_NO, *DIRECTIONS):
+                raise RubricError(f"rubric {self.name}: check {c.id} expects {expect!r}, not a direction")
+            checks.append(replace(c, question=fill(c.question), expect=expect, truth=fill(c.truth)))
+        progress = replace(self.progress, question=fill(self.progress.question)) if self.progress else None
+        return replace(self, checks=tuple(checks), progress=progress)
+
     def checks_for(self, span: str) -> tuple[Check, ...]:
         """Select the checks asked on consecutive pairs ("step") or on first/last frame ("episode")."""
         return tuple(c for c in self.checks if c.span == span)
@@ -166,7 +192,7 @@ def _check(data: Any, where: str, index: int) -> Check:
     expect = str(check.expect).strip().lower() if check.expect not in (None, "") else ""
     if expect in ("true", "false"):  # YAML 1.1 reads a bare yes/no as a boolean
         expect = "yes" if expect == "true" else "no"
-    if check.type == "direction" and expect not in (*YES_NO, *DIRECTIONS):
+    if check.type == "direction" and expect not in (*YES_NO, *DIRECTIONS) and "{" not in expect:
         raise RubricError(f"{where}: direction check needs expect: one of {(*YES_NO, *DIRECTIONS)}")
     if check.type == "metric" and not (isinstance(check.target_mm, (int, float)) and check.target_mm > 0):
         raise RubricError(f"{where}: metric check needs target_mm > 0")

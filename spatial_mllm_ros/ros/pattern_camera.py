@@ -40,12 +40,14 @@ class PatternCamera(Node):
     """Publishes the pattern on `topics` at `rate_hz`, stamped by the node clock (rounded to `quantum_ns`)."""
 
     def __init__(self, topics: Sequence[str], compressed: Sequence[str], rate_hz: float, width: int,
-                 height: int, frame_id: str, quantum_ns: int, wait_for_subscribers: bool = False) -> None:
+                 height: int, frame_id: str, quantum_ns: int, wait_for_subscribers: bool = False,
+                 depth: int = 10) -> None:
         super().__init__("pattern_camera")
         self.published = 0
         self.wait_for_subscribers = wait_for_subscribers
-        self._raw = [self.create_publisher(Image, t, 10) for t in topics]
-        self._jpeg = [self.create_publisher(CompressedImage, t, 10) for t in compressed]
+        self._matched_ns: int | None = None
+        self._raw = [self.create_publisher(Image, t, depth) for t in topics]
+        self._jpeg = [self.create_publisher(CompressedImage, t, depth) for t in compressed]
         self._frames = [pattern(width, height, i) for i in range(16)]  # cycle: no per-frame drawing cost
         self._raw_msgs = [numpy_to_image(f, 0, frame_id) for f in self._frames]
         self._jpeg_data = [cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))[1].tobytes()
@@ -55,9 +57,14 @@ class PatternCamera(Node):
         self._timer = self.create_timer(1.0 / rate_hz, self._tick)
 
     def _tick(self) -> None:
-        if self.wait_for_subscribers and not all(p.get_subscription_count() for p in self._raw + self._jpeg):
-            return
         now = self.get_clock().now().nanoseconds
+        if self.wait_for_subscribers:
+            if not all(p.get_subscription_count() for p in self._raw + self._jpeg):
+                return
+            if self._matched_ns is None:  # let discovery finish on both sides before the first frame
+                self._matched_ns = now
+            if now - self._matched_ns < 1_000_000_000:
+                return
         stamp = ns_to_stamp(round(now / self._quantum) * self._quantum)
         k = self.published % len(self._frames)
         msg = self._raw_msgs[k]
@@ -79,14 +86,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--size", default="320x240", help="WIDTHxHEIGHT")
     p.add_argument("--frame-id", default="camera_optical_frame")
     p.add_argument("--quantum-ms", type=float, default=0.0, help="round stamps to multiples of this")
+    p.add_argument("--depth", type=int, default=10, help="publisher history depth (reliable QoS)")
     p.add_argument("--wait-for-subscribers", action="store_true",
-                   help="publish only once every topic has a subscriber")
+                   help="publish only from 1 s after every topic has a subscriber")
     args = p.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     rclpy.init(signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
     node = PatternCamera(args.topic or ([] if args.compressed_topic else ["image"]), args.compressed_topic,
                          args.rate, width, height, args.frame_id, round(args.quantum_ms * 1e6),
-                         args.wait_for_subscribers)
+                         args.wait_for_subscribers, args.depth)
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.append(True))

@@ -264,6 +264,9 @@ class SpatialNode(LifecycleNode):
             self.service.inject_failures(self.config.inject_failures)
         if changed & {"standing_questions", "standing_period_s"} and self.service.running:
             self._restart_standing_timer()
+        if "diagnostics_period_s" in changed:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = self.create_timer(self.config.diagnostics_period_s, self._publish_diagnostics)
 
 
 def _spin_quietly(executor: Executor) -> None:

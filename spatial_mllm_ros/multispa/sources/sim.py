@@ -30,7 +30,7 @@ class SimSource:
     first_seed: int = 0
     width: int = 320
     height: int = 240
-    sweep_frames: int = 8
+    sweep_views: int = 24
     motion_frames: int = 12
     name: str = "sim"
 
@@ -52,32 +52,21 @@ class SimSource:
             raise SimulationError(scene_id, f"{type(exc).__name__}: {exc}") from exc
 
     def _simulate(self, scene_id: str, seed: int) -> Scene:
-        from spatial_mllm_ros.sim import (
-            CameraDolly,
-            CameraOrbit,
-            SceneConfig,
-            SimWorld,
-            random_motion,
-            run_episode,
-        )
+        from spatial_mllm_ros.sim import SceneConfig, SimWorld, random_motion, run_episode
         from spatial_mllm_ros.sim.geometry import quat_to_mat
 
         rng = np.random.default_rng(seed)
         config = SceneConfig(seed=seed, n_objects=int(rng.integers(2, 5)), width=self.width,
-                             height=self.height,
-                             cameras=(*STATIC_CAMERAS, "overhead"), shadows=False)
+                             height=self.height, cameras=STATIC_CAMERAS, shadows=False)
         scene = Scene(scene_id, self.name, subset="sim")
         with SimWorld(config) as world:
-            sweeps = [CameraOrbit("front", float(rng.choice([-1, 1]) * rng.uniform(15, 35))),
-                      CameraOrbit("side", float(rng.choice([-1, 1]) * rng.uniform(15, 35))),
-                      CameraDolly("front", float(rng.uniform(-0.2, 0.2)))]
-            for k, motion in enumerate(sweeps):
-                cam = motion.camera
-                ep = run_episode(world, motion, self.sweep_frames, cameras=(cam,), seg=True, n_track_points=1)
-                track = ep.cameras[cam]
-                for t in range(ep.n_frames):
-                    scene.views.append(_view(scene_id, f"s{k}_{cam}_{t:02d}", track.K, track.T_world_cam[t],
-                                             track.rgb[t], track.depth[t], t / ep.fps))
+            cam = STATIC_CAMERAS[0]
+            k = world.intrinsics(cam)
+            for t, pose in enumerate(camera_sweep(rng, self.sweep_views)):
+                world.set_camera_pose(cam, pose)
+                frame = world.render(cam, depth=True, seg=False)
+                scene.views.append(_view(scene_id, f"v{t:02d}", k, world.extrinsics(cam), frame.rgb,
+                                         frame.depth, float(t)))
             points = _static_points(scene.views)
             labels: dict[int, str] = {}
             obj_pts, obj_ids = [], []
@@ -91,8 +80,8 @@ class SimSource:
             scene.instance_ids = np.concatenate([np.zeros(len(points), dtype=np.int64), *obj_ids])
             scene.instance_labels = labels
         with SimWorld(config) as world:
-            cam = str(rng.choice(STATIC_CAMERAS))
             motion = random_motion(world, rng, MOTION_KINDS)
+            cam = str(getattr(motion, "camera", "") or rng.choice(STATIC_CAMERAS))  # the script's camera
             ep = run_episode(world, motion, self.motion_frames, cameras=(cam,), seg=False, n_track_points=24)
         track = ep.cameras[cam]
         views = [_view(scene_id, f"m_{cam}_{t:02d}", track.K, track.T_world_cam[t], track.rgb[t], None,
@@ -105,6 +94,25 @@ class SimSource:
         scene.video = Video(views, tracks, visible, entities)
         scene.info["script"] = {k: v for k, v in ep.labels.items() if isinstance(v, str | int | float | bool)}
         return scene
+
+
+def camera_sweep(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    """Camera poses scattered around the table: azimuth, distance and height vary independently.
+
+    Radius and height changes as large as the sideways ones keep the forward/backward and up/down
+    labels of image pairs balanced (cameras on one circle looking at one point always move "forward").
+    """
+    from spatial_mllm_ros.sim.geometry import look_at, make_pose
+
+    base = rng.uniform(-np.pi, np.pi)
+    poses = []
+    for _ in range(n):
+        azimuth = base + np.radians(rng.uniform(-35, 35))
+        radius, height = rng.uniform(0.55, 1.1), rng.uniform(0.3, 0.85)
+        eye = np.array([radius * np.cos(azimuth), radius * np.sin(azimuth), height])
+        target = np.array([0.0, 0.0, 0.08]) + rng.uniform(-0.1, 0.1, 3)
+        poses.append(make_pose(look_at(eye, target), eye))
+    return poses
 
 
 def _view(scene_id: str, frame_id: str, k: np.ndarray, c2w: np.ndarray, rgb: np.ndarray,

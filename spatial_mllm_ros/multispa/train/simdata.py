@@ -45,7 +45,7 @@ def patch_targets(seg: np.ndarray, depth: np.ndarray, seg_class: np.ndarray, gri
     """Class fractions (grid*grid, n_classes) and mean depth (grid*grid,) per patch of the resized frame."""
     h, w = seg.shape
     cls = seg_class[seg]
-    n_cls = int(seg_class.max()) + 1
+    n_cls = len(colour_classes())
     ys = (np.arange(h) * grid // h)
     xs = (np.arange(w) * grid // w)
     cell = (ys[:, None] * grid + xs[None, :]).reshape(-1)

@@ -140,7 +140,9 @@ def load_episode(ep_dir: Path, spec: ImageSpec) -> EpisodeData:
     paths = sorted(ep_dir.glob("f*.png"), key=lambda p: int(p.stem[1:]))
     pixels = torch.stack([prepare_image(load_rgb(p), spec).pixel_values[0] for p in paths]).half()
     g = [_globals(truth, t) for t in range(len(paths))]
-    return EpisodeData(ep_dir.name, pixels, torch.from_numpy(targets["seg"]), torch.from_numpy(targets["depth"]),
+    seg = torch.from_numpy(targets["seg"])
+    seg = F.pad(seg, (0, len(colour_classes()) - seg.shape[-1]))
+    return EpisodeData(ep_dir.name, pixels, seg, torch.from_numpy(targets["depth"]),
                        torch.from_numpy(np.stack([x[0] for x in g])), torch.from_numpy(np.stack([x[1] for x in g])),
                        truth, paths)
 

@@ -1,0 +1,95 @@
+"""The demo's offline stage: record scripted episodes to a rosbag2 with the sim recorder, annotate the bag
+with a rubric (reward labels, plots, report) and grade the labels against the truth in its /episode markers."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from spatial_mllm_ros.demo.errors import DemoError
+from spatial_mllm_ros.demo.script import DEMO_CAMERA
+from spatial_mllm_ros.model.config import ModelConfig
+from spatial_mllm_ros.reward import (
+    AnnotateConfig,
+    AnnotateSummary,
+    RewardEvaluation,
+    Sampling,
+    Split,
+    annotate_to_dir,
+    atomic_write_text,
+    evaluate_dir,
+    load_rubric,
+)
+from spatial_mllm_ros.reward.manifest import MANIFEST_NAME
+from spatial_mllm_ros.reward.outputs import PLOTS_DIR
+from spatial_mllm_ros.sim.episodes import generate_episodes
+from spatial_mllm_ros.sim.recorder import record_episodes
+from spatial_mllm_ros.sim.scene import SceneConfig
+
+EXAMPLE_RUBRIC = Path(__file__).resolve().parents[2] / "config" / "rubric_move_left.yaml"
+# Episodes of the bag: the rubric asks "did the gripper move left?", so left moves and others.
+BAG_MOTIONS = (
+    f"translate:direction=left,distance=0.1,camera={DEMO_CAMERA}",
+    f"translate:direction=right,distance=0.1,camera={DEMO_CAMERA}",
+    f"translate:direction=left,distance=0.08,camera={DEMO_CAMERA}",
+    f"translate:direction=up,distance=0.08,camera={DEMO_CAMERA}",
+)
+BAG_DIR, LABELS_DIR = "bag", "labels"
+
+
+@dataclass
+class OfflineResult:
+    """Where the bag and the annotator's outputs are, and how the labels grade against truth."""
+
+    bag: Path
+    labels_dir: Path
+    summary: AnnotateSummary
+    evaluation: RewardEvaluation
+
+    @property
+    def outputs(self) -> dict[str, Path]:
+        """The files a person opens: labels, plots, report and the graded figures."""
+        d = self.labels_dir
+        return {"bag": self.bag, "labels": d / "labels.parquet", "labels (jsonl)": d / "labels.jsonl",
+                "episodes": d / "episodes.csv", "plots": d / PLOTS_DIR, "report": d / "report.html",
+                "eval": d / "eval.json"}
+
+
+def _fresh(path: Path, marker: str) -> None:
+    """Remove a previous run's output directory (only one this stage wrote: it holds `marker`)."""
+    if not path.exists():
+        return
+    if not (path / marker).exists() and any(path.iterdir()):
+        raise DemoError(f"{path} exists and is not a previous demo output (no {marker}): choose another --out")
+    shutil.rmtree(path)
+
+
+def record_bag(path: Path, seed: int, n_frames: int, fps: float) -> Path:
+    """Record BAG_MOTIONS (scene seed + k for episode k) from the front camera into a new mcap bag."""
+    _fresh(path, "metadata.yaml")
+    config = SceneConfig(seed=seed, cameras=(DEMO_CAMERA,))
+    episodes = generate_episodes(config, len(BAG_MOTIONS), BAG_MOTIONS, n_frames, fps, depth=False, seg=False)
+    return record_episodes(episodes, path)
+
+
+def run_offline(out: Path, checkpoint: Path, rubric_path: Path = EXAMPLE_RUBRIC, seed: int = 0,
+                n_frames: int = 16, fps: float = 10.0, device: str = "auto",
+                show_progress: bool = True) -> OfflineResult:
+    """Record the bag, annotate it with the rubric into out/labels, grade it (eval.json beside the labels)."""
+    bag = record_bag(out / BAG_DIR, seed, n_frames, fps)
+    labels_dir = out / LABELS_DIR
+    _fresh(labels_dir, MANIFEST_NAME)  # a new bag at the same path must not resume the old labels
+    rubric = load_rubric(rubric_path)
+    config = AnnotateConfig(
+        rubric=rubric,
+        model=ModelConfig(checkpoint=str(checkpoint), device=device),
+        split=Split.parse(rubric.split or "whole"),
+        sampling=Sampling(every=rubric.every or 1, count=rubric.count, step_s=rubric.step_s),
+    )
+    summary = annotate_to_dir([bag], config, labels_dir, show_progress=show_progress)
+    if summary.failed:
+        raise DemoError(f"annotating {bag} failed: {summary.failed[0].error}")
+    evaluation = evaluate_dir(labels_dir, rubric)
+    atomic_write_text(labels_dir / "eval.json", evaluation.to_json())
+    return OfflineResult(bag, labels_dir, summary, evaluation)
