@@ -52,19 +52,20 @@ def sim_bags(root: Path, n_bags: int, n_eps: int, n_frames: int) -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="2 bags x 2 episodes x 8 frames")
-    mode.add_argument("--full", action="store_true", help="4 bags x 6 episodes x 24 frames")
+    mode.add_argument("--quick", action="store_true", help="1 bag x 2 episodes x 6 frames")
+    mode.add_argument("--full", action="store_true", help="4 bags x 6 episodes x 24 frames, 2 reps")
     parser.add_argument("--checkpoint", default="", help="model directory (default: tiny random model)")
     parser.add_argument("--rubric", default=str(ROOT / "config" / "rubric_move_left.yaml"))
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--reps", type=int, default=2, help="interleaved repetitions (best kept)")
+    parser.add_argument("--reps", type=int, default=0, help="interleaved repetitions, best kept (default 1)")
     parser.add_argument("--eval", type=int, default=0, metavar="N",
                         help="quality instead: N held-out sim episodes (push left / failed grasp), graded")
     args = parser.parse_args()
     if args.eval:
         quality(args.eval, args.checkpoint, args.device)
         return
-    n_bags, n_eps, n_frames = (2, 2, 8) if args.quick else (4, 6, 24) if args.full else (3, 4, 12)
+    n_bags, n_eps, n_frames = (1, 2, 6) if args.quick else (4, 6, 24) if args.full else (2, 2, 8)
+    reps = args.reps or (2 if args.full else 1)
 
     from spatial_mllm_ros.model.config import ModelConfig
     from spatial_mllm_ros.model.runtime import SpatialModel
@@ -110,7 +111,7 @@ def main() -> None:
 
     wall: dict[str, float] = {}
     cpu: dict[str, float] = {}
-    for rep in range(max(1, args.reps)):
+    for rep in range(reps):
         for name, fn in (
             ("decode only", decode_all),
             ("model only", model_only),
@@ -122,7 +123,7 @@ def main() -> None:
             wall[name], cpu[name] = min(wall.get(name, w), w), min(cpu.get(name, c), c)
 
     print(f"{n_bags} bags x {n_eps} episodes x {n_frames} frames 320x240 (sim), {len(rubric.checks)} step "
-          f"checks, model {Path(checkpoint).name} on {model.device}, best of {args.reps}; load {_load()}")
+          f"checks, model {Path(checkpoint).name} on {model.device}, best of {reps}; load {_load()}")
     print(f"{'':<24}{'wall frames/s':>14}{'CPU frames/s':>14}")
     for name in wall:
         print(f"{name:<24}{n / wall[name]:14.1f}{n / cpu[name]:14.1f}")

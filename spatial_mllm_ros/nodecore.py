@@ -321,9 +321,9 @@ class QuestionService:
         return n
 
     # ---- questions ---------------------------------------------------------------------------------
-    def next_id(self, prefix: str = "q") -> str:
-        """Make a fresh id for questions that bring none."""
-        return f"{prefix}{next(self._ids)}"
+    def next_id(self) -> str:
+        """Make a fresh id for questions that bring none: q1, q2, ..."""
+        return f"q{next(self._ids)}"
 
     def _parse(self, raw: str, default_id: str) -> Request:
         request = parse_question(raw, self.config, default_id)

@@ -82,7 +82,8 @@ def test_shards_partition_the_run_and_workers_agree(tmp_path: Path, scannet_root
     shard_lines = sorted(_lines(sharded / "samples-00000-of-00002.jsonl")
                          + _lines(sharded / "samples-00001-of-00002.jsonl"))
     assert shard_lines == sorted(_lines(whole / "samples.jsonl"))
-    assert main(["data", "summary", "--out", str(sharded)]) == 0
+    assert main(["data", "summary", "--out", str(sharded), "--plot"]) == 0
+    assert (sharded / "summary-all.png").stat().st_size > 10_000
     merged = json.loads((sharded / "summary-all.json").read_text())
     whole_summary = json.loads((whole / "summary.json").read_text())
     for key in ("samples", "scenes_done", "scenes_skipped", "per_task", "label_balance", "skip_reasons"):
@@ -100,6 +101,8 @@ def test_benchmark_is_balanced_per_subtask(tmp_path: Path) -> None:
     for k in range(3):
         write_tapvid3d_clip(root, f"adt/clip{k}", n_frames=16, seed=k)
     write_tapvid3d_clip(root, "pstudio/clip9", n_frames=16, seed=9)
+    write_tapvid3d_clip(root, "drivetrack/d0", n_frames=8, with_extrinsics=False)
+    write_tapvid3d_clip(root, "other/o1", n_frames=8)
     out = tmp_path / "bench"
     assert main(["data", "benchmark", "--source", "tapvid3d", "--root", str(root), "--out", str(out),
                  "--per-task", "12", "--max-per-scene", "10", "--quiet"]) == 0
@@ -108,6 +111,7 @@ def test_benchmark_is_balanced_per_subtask(tmp_path: Path) -> None:
                                         for m in ("coord", "dot") for d in ("adt", "pstudio")}
     assert all(summary["per_task"][t] == 12 for t in summary["per_task"] if t.endswith("adt"))
     assert summary["short"] and all(t.endswith("pstudio") for t in summary["short"])
+    assert summary["pool"]["skip_reasons"] == {"no extrinsics": 1, "no applicable task": 1}
     lines = _lines(out / "benchmark.jsonl")
     assert len(lines) == sum(summary["per_task"].values())
     for line in lines:

@@ -3,6 +3,7 @@ bad input (missing/corrupt files, NaN poses, empty scenes, no extrinsics) raises
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def test_scannet_bad_input_is_typed(tmp_path: Path, scannet_root: Path) -> None:
     for jpg in (tmp_path / "empty" / "color").glob("*.jpg"):
         jpg.unlink()
     (tmp_path / "bad_depth" / "depth" / "0.png").write_bytes(b"not a png")
+    (tmp_path / "bad_depth" / "color" / "10.jpg").write_bytes(b"\xff\xd8 truncated")
     src = ScanNetSource(tmp_path)
     with pytest.raises(MissingFileError, match="mesh_vertices"):
         src.load("no_mesh")
@@ -65,7 +67,8 @@ def test_scannet_bad_input_is_typed(tmp_path: Path, scannet_root: Path) -> None:
         src.load("empty")
     scene = src.load("bad_depth")
     vis, kept = visibility_matrix(scene)
-    assert 0 not in kept and scene.dropped["corrupt file"] == 1 and vis.shape[0] == len(scene.views) - 1
+    assert "10" not in [v.frame_id for v in scene.views]  # unreadable JPEG header: frame dropped
+    assert 0 not in kept and scene.dropped["corrupt file"] == 2 and vis.shape[0] == len(scene.views) - 1
     (tmp_path / "bad_depth" / "instance_ids.npy").write_bytes(b"garbage")
     with pytest.raises(CorruptFileError):
         src.load("bad_depth")
@@ -120,3 +123,47 @@ def test_tapvid3d_bad_input_is_typed(tmp_path: Path) -> None:
     shutil.copytree(tmp_path / "adt" / "noext", tmp_path / "adt" / "infpose")
     with pytest.raises(InvalidPoseError):
         TapVid3DSource(tmp_path).load("adt/infpose")
+
+
+def _write_ply(path: Path, pts: np.ndarray, binary: bool) -> None:
+    header = ("ply\nformat {} 1.0\nelement vertex {}\nproperty float x\nproperty float y\nproperty float z\n"
+              "property uchar red\nproperty uchar green\nproperty uchar blue\nproperty uchar alpha\n"
+              "element face 0\nproperty list uchar int vertex_indices\nend_header\n")
+    if binary:
+        rec = np.zeros(len(pts), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"),
+                                         ("b", "u1"), ("a", "u1")])
+        rec["x"], rec["y"], rec["z"] = pts.T
+        path.write_bytes(header.format("binary_little_endian", len(pts)).encode() + rec.tobytes())
+    else:
+        rows = "".join(f"{x} {y} {z} 1 2 3 255\n" for x, y, z in pts)
+        path.write_text(header.format("ascii", len(pts)) + rows)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_scannet_reads_the_raw_annotation_files(tmp_path: Path, scannet_root: Path, binary: bool) -> None:
+    scene_dir = tmp_path / "scene0000_00"
+    shutil.copytree(scannet_root / "scene0000_00", scene_dir)
+    reference = ScanNetSource(tmp_path).load("scene0000_00")
+    pts = np.load(scene_dir / "mesh_vertices.npy")
+    inst = np.load(scene_dir / "instance_ids.npy")
+    labels = json.loads((scene_dir / "instance_labels.json").read_text())
+    for name in ("mesh_vertices.npy", "instance_ids.npy", "instance_labels.json"):
+        (scene_dir / name).unlink()
+    with pytest.raises(MissingFileError, match="mesh_vertices"):
+        ScanNetSource(tmp_path).load("scene0000_00")
+    # ScanNet's layout: over-segments of vertices grouped into annotated objects (objectId = id - 1)
+    seg = np.arange(len(pts)) // 7 + 1000
+    groups = [{"objectId": int(i) - 1, "label": labels[str(i)],
+               "segments": sorted(set(seg[inst == i].tolist()))} for i in np.unique(inst) if i > 0]
+    _write_ply(scene_dir / "scene0000_00_vh_clean_2.ply", pts, binary)
+    segs = json.dumps({"segIndices": seg.tolist()})
+    (scene_dir / "scene0000_00_vh_clean_2.0.010000.segs.json").write_text(segs)
+    (scene_dir / "scene0000_00.aggregation.json").write_text(json.dumps({"segGroups": groups}))
+    (scene_dir / "intrinsic").mkdir()
+    (scene_dir / "intrinsic_color.txt").rename(scene_dir / "intrinsic" / "intrinsic_color.txt")
+    scene = ScanNetSource(tmp_path).load("scene0000_00")
+    assert np.allclose(scene.points, reference.points, atol=1e-4)
+    # a segment straddling two objects goes to one of them: compare on whole segments only
+    whole = np.array([len(set(inst[seg == s])) == 1 for s in seg])
+    assert (scene.instance_ids[whole] == reference.instance_ids[whole]).all()
+    assert scene.instance_labels == reference.instance_labels

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,3 +108,16 @@ def test_use_sim_time_stamps_from_clock(context: None) -> None:
         executor.shutdown()
         pub_node.destroy_node()
         node.destroy_node()
+
+
+def test_entry_point_runs_and_stops_cleanly(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("spatial_mllm_node")
+    assert exe.exists(), "console script spatial_mllm_node not installed (scripts/setup-env.sh)"
+    log = tmp_path / "node.log"
+    proc = subprocess.Popen([str(exe), "--ros-args", "-p", "autostart:=false", "-r", "__ns:=/entry"],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    time.sleep(3.0)
+    assert proc.poll() is None, log.read_text()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(20) == 0, log.read_text()
+    assert "Traceback" not in log.read_text()

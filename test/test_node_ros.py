@@ -69,6 +69,7 @@ class Client:
         self.diagnostics: dict[str, dict[str, Any]] = {}
         self.answer_images: list[Image] = []
         self.cond = threading.Condition()
+        self.clients: dict[str, Any] = {}
         self.pubs = {ns: self.node.create_publisher(String, f"{ns}/question", TEXT_QOS)
                      for ns in (NODE, BROKEN)}
         for ns in (NODE, BROKEN):
@@ -121,17 +122,19 @@ class Client:
                              timeout, f"the answer to {payload!r}")
 
     def call(self, srv_type: Any, name: str, request: Any, timeout: float = 30.0) -> Any:
-        client = self.node.create_client(srv_type, name)
-        try:
+        # One client per service for the whole run: a client created just before a call can miss its
+        # response while the server has not yet discovered the client's response reader.
+        client = self.clients.get(name)
+        if client is None:
+            client = self.clients[name] = self.node.create_client(srv_type, name)
             assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
-            future = client.call_async(request)
-            deadline = time.monotonic() + timeout
-            while not future.done():
-                assert time.monotonic() < deadline, f"{name} did not answer in {timeout} s"
-                time.sleep(0.01)
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+            time.sleep(0.5)  # let discovery finish in both directions
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout
+        while not future.done():
+            assert time.monotonic() < deadline, f"{name} did not answer in {timeout} s"
+            time.sleep(0.01)
+        return future.result()
 
     def set_params(self, **values: Any) -> None:
         request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
@@ -167,7 +170,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     camera = spawn(["-m", "spatial_mllm_ros.ros.pattern_camera", "--topic", "/image", "--compressed-topic",
                     "/wrist/image/compressed", "--rate", str(1 / PERIOD_S), "--size", "64x48",
                     "--quantum-ms", str(PERIOD_S * 1000), "--frame-id", "cam_optical"], tmp / "camera.log")
-    node = spawn(["-m", "spatial_mllm_ros", "-v", "bringup", "--params-file", str(params)], tmp / "node.log")
+    node = spawn(["-m", "spatial_mllm_ros", "bringup", "--params-file", str(params)], tmp / "node.log")
     broken_node = spawn(["-m", "spatial_mllm_ros", "bringup", "--params-file", str(broken), "--namespace",
                          "broken"], tmp / "broken.log")
     rclpy.init()
@@ -246,6 +249,7 @@ def test_standing_questions_and_trigger(system: dict) -> None:
                         "three standing answers")
     finally:
         client.set_params(standing_period_s=0.0)
+    client.wait_for(lambda: client.diag().get("queue_depth") == "0", 30, "the standing questions drained")
 
 
 def malformed_messages() -> list[tuple[str, Image | CompressedImage]]:
@@ -334,21 +338,11 @@ def test_lifecycle_cycles_without_memory_growth(system: dict) -> None:
     proc = psutil.Process(system["node"].pid)
     rss = []
     for cycle in range(20):
-        try:
-            client.transition(Transition.TRANSITION_DEACTIVATE)
-        except AssertionError:
-            os.kill(system["node"].pid, signal.SIGABRT)
-            time.sleep(3)
-            raise
+        client.transition(Transition.TRANSITION_DEACTIVATE)
         if cycle == 0:
             assert client.state() == "inactive"
             assert client.ask({"id": "while-inactive", "question": "x?"})["error"] == "node inactive"
-        try:
-            client.transition(Transition.TRANSITION_ACTIVATE)
-        except AssertionError:
-            os.kill(system["node"].pid, signal.SIGABRT)
-            time.sleep(3)
-            raise
+        client.transition(Transition.TRANSITION_ACTIVATE)
         rss.append(proc.memory_info().rss)
     assert client.state() == "active"
     growth_mb = (rss[-1] - rss[2]) / 2**20

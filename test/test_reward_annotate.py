@@ -114,11 +114,11 @@ def test_cli_resumes_after_kill_9(
 ) -> None:
     from spatial_mllm_ros.sim.recorder import record_episodes
 
-    bag = record_episodes(sim_episodes * 4, tmp_path / "long")
+    bag = record_episodes(sim_episodes * 2, tmp_path / "long")
     out = tmp_path / "out"
     cmd = [python_exe, "-m", "spatial_mllm_ros", "annotate", str(bag), "--rubric",
            str(CONFIG / "rubric_move_left.yaml"), "--out", str(out), "--checkpoint", str(tiny_model),
-           "--device", "cpu", "--no-progress"]
+           "--device", "cpu", "--count", "4", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     manifest = out / "manifest.jsonl"
@@ -131,31 +131,31 @@ def test_cli_resumes_after_kill_9(
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done_at_kill = len(read_results(out))
-    assert 1 <= done_at_kill < 8
+    assert 1 <= done_at_kill < 4
     rerun = subprocess.run(cmd + ["--jobs", "2"], env=env, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert f"({done_at_kill} resumed)" in rerun.stdout
     rows = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
     keys = [(r["episode"], r["check"], r["step"]) for r in rows]
-    assert len(keys) == len(set(keys)) == 8 * 2 * 5  # 8 episodes x 2 checks x 5 steps, none twice
-    assert sorted({r["episode"] for r in rows}) == list(range(8))
+    assert len(keys) == len(set(keys)) == 4 * 2 * 3  # 4 episodes x 2 checks x 3 steps, none twice
+    assert sorted({r["episode"] for r in rows}) == list(range(4))
 
 
 def test_ray_tasks_match_in_process(tmp_path: Path, tiny_model: Path, bags: dict[str, Path]) -> None:
     pytest.importorskip("ray", reason="ray is the optional extra spatial_mllm_ros[ray]; not installed here")
     config = _config(tiny_model)
-    local = annotate_to_dir(list(bags.values()), config, tmp_path / "local", show_progress=False)
-    ray = annotate_to_dir(list(bags.values()), config, tmp_path / "ray", ray_address="local",
+    local = annotate_to_dir([bags["mcap_raw"]], config, tmp_path / "local", show_progress=False)
+    ray = annotate_to_dir([bags["mcap_raw"]], config, tmp_path / "ray", ray_address="local",
                           show_progress=False)
-    assert not local.failed and not ray.failed and ray.episodes == local.episodes == 4
+    assert not local.failed and not ray.failed and ray.episodes == local.episodes == 2
     ray_rows = (tmp_path / "ray" / "labels.jsonl").read_text()
     assert ray_rows == (tmp_path / "local" / "labels.jsonl").read_text()
     res = subprocess.run([sys.executable, "-m", "spatial_mllm_ros", "reward-eval", str(tmp_path / "ray")],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     ev = json.loads((tmp_path / "ray" / "eval.json").read_text())
-    assert 0 < ev["direction_n"] <= 4 * 2 * 3 and 0.0 <= ev["direction_agreement"] <= 1.0
-    assert ev["n_success"] == 2 and ev["n_failure"] == 2 and ev["auc"] is not None
+    assert 0 < ev["direction_n"] <= 2 * 2 * 3 and 0.0 <= ev["direction_agreement"] <= 1.0
+    assert ev["n_success"] == 1 and ev["n_failure"] == 1 and ev["auc"] is not None
 
 
 def test_each_frame_is_encoded_once(tiny_model: Path, bags: dict[str, Path]) -> None:

@@ -70,6 +70,15 @@ def test_written_bags_split_and_sample(tmp_path: Path, storage: str, compressed:
     assert len(Sampling(step_s=2e-9).select(times)) == 50
 
 
+@pytest.mark.parametrize(("storage", "zstd"), [("sqlite3", "file"), ("sqlite3", "message"), ("mcap", "file")])
+def test_zstd_compressed_bags(tmp_path: Path, storage: str, zstd: str) -> None:
+    path = write_bag(tmp_path / "z", [{"dx": 1}], storage=storage, frames=3, zstd=zstd)
+    with Bag(path) as bag:
+        topic = bag.image_topic()
+        frames = [f for _, f in bag.frames(topic, bag.timestamps(topic))]
+    assert len(frames) == 3 and frames[0].pixels.shape == (48, 64, 3)
+
+
 def test_single_file_bags_and_intervals(tmp_path: Path) -> None:
     path = write_bag(tmp_path / "b", [{"dx": 1}, {"dx": -1}], storage="sqlite3", frames=4, gap_s=2.0)
     single = next(path.glob("*.db3"))

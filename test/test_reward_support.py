@@ -7,7 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 TS = get_typestore(Stores.ROS2_JAZZY)
@@ -26,6 +26,7 @@ def scene(step: int, n: int, direction: int, size: tuple[int, int] = (64, 48)) -
 def write_bag(
     path: Path, episodes: list[dict], storage: str = "mcap", compressed: bool = False, frames: int = 5,
     fps: float = 10.0, gap_s: float = 2.0, markers: bool = True, plain_markers: bool = False,
+    zstd: str = "",
 ) -> Path:
     """Episodes of `frames` images each, separated by `gap_s`, with /episode start/end JSON markers."""
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
@@ -35,7 +36,10 @@ def write_bag(
     header_t, time_t = TS.types["std_msgs/msg/Header"], TS.types["builtin_interfaces/msg/Time"]
     string = TS.types["std_msgs/msg/String"]
     t = 1_700_000_000_000_000_000
-    with Writer(path, version=9, storage_plugin=plugin) as writer:
+    writer = Writer(path, version=9, storage_plugin=plugin)
+    if zstd:  # rosbag2 compression: "file" or "message"
+        writer.set_compression(CompressionMode[zstd.upper()], CompressionFormat.ZSTD)
+    with writer:
         img_conn = writer.add_connection(topic, msgtype, typestore=TS)
         ep_conn = writer.add_connection("/episode", "std_msgs/msg/String", typestore=TS) if markers else None
         for k, labels in enumerate(episodes):

@@ -16,7 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "spatial_mllm_ros.cli.ask", "spatial_mllm_ros.cli.export_vision",
     "spatial_mllm_ros.cli.annotate", "spatial_mllm_ros.cli.reward_eval",
     "spatial_mllm_ros.cli.bringup",
-    "spatial_mllm_ros.cli.train",
+    "spatial_mllm_ros.cli.train", "spatial_mllm_ros.cli.evaluate",
     "spatial_mllm_ros.cli.sim",
     "spatial_mllm_ros.cli.data",
     "spatial_mllm_ros.cli.demo",

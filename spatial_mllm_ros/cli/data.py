@@ -54,6 +54,10 @@ def _benchmark(args: argparse.Namespace) -> int:
 
 def _summary(args: argparse.Namespace) -> int:
     summary = merge_summaries(Path(args.out))
+    if args.plot:
+        from spatial_mllm_ros.multispa.plots import plot_label_balance
+
+        print(f"plot: {plot_label_balance(summary, Path(args.out) / 'summary-all.png')}")
     _print_summary(summary.per_task, {"samples": summary.samples, "scenes_done": summary.scenes_done,
                                       "scenes_skipped": summary.scenes_skipped,
                                       "skip_reasons": summary.skip_reasons,
@@ -104,6 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench.set_defaults(func=_benchmark)
     merged = dsub.add_parser("summary", help="merge the summaries of all shards of an output directory")
     merged.add_argument("--out", required=True)
+    merged.add_argument("--plot", action="store_true", help="also draw summary-all.png (label balance)")
     merged.set_defaults(func=_summary)
     tasks = dsub.add_parser("tasks", help="list the sub-task registry")
     tasks.set_defaults(func=_tasks)

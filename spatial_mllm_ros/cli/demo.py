@@ -1,5 +1,7 @@
-"""`spatial-mllm demo`: the simulation and the spatial node on DDS answering about scripted moves, beside
-the truth; then a recorded bag, reward labels and their grade."""
+"""`spatial-mllm demo`: live answers about scripted moves beside the simulation's truth, then reward labels.
+
+The simulation and the spatial node talk over DDS; afterwards a recorded bag is annotated and graded.
+"""
 
 from __future__ import annotations
 
@@ -26,13 +28,15 @@ def _run(args: argparse.Namespace) -> int:
     result = run_demo(options, say=tqdm.write)
     s = result.summary
     print(f"\nlive: {s['questions']} questions, agreement with the simulation's truth "
-          f"{_pct(s['agree'], s['questions'])}, direction questions {_pct(s['direction_agree'], s['direction_questions'])}"
-          f", answer latency p50 {s['latency_p50_ms'] or 0:.0f} ms ({result.live_wall_s:.0f} s)")
+          f"{_pct(s['agree'], s['questions'])}, direction questions "
+          f"{_pct(s['direction_agree'], s['direction_questions'])}, answer latency p50 "
+          f"{s['latency_p50_ms'] or 0:.0f} ms ({result.live_wall_s:.0f} s)")
     if result.offline is not None:
         ev, summ = result.offline.evaluation, result.offline.summary
         agree = "n/a" if ev.direction_agreement is None else f"{100 * ev.direction_agreement:.0f}%"
-        print(f"annotator: {summ.episodes} episodes, {summ.labels} labels; direction agreement with the "
-              f"/episode truth {agree} (n={ev.direction_n}) ({result.offline_wall_s:.0f} s)")
+        print(f"annotator (rubric {options.rubric.name}): {summ.episodes} episodes, {summ.labels} labels; "
+              f"direction agreement with the /episode truth {agree} (n={ev.direction_n}) "
+              f"({result.offline_wall_s:.0f} s)")
     print("\noutputs:")
     for name, path in result.files.items():
         print(f"  {name:<16} {path}")

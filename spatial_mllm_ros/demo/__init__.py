@@ -1,6 +1,8 @@
-"""The end-to-end demo, ROS-free parts: the scripted moves and their questions, truth, agreement, the
-results table, and the offline stage (record a bag, annotate it with a rubric, grade it against truth).
-The live stage with the nodes on DDS is spatial_mllm_ros.ros.demo."""
+"""The end-to-end demo's ROS-free parts: moves, questions, truth, agreement, the table, the offline stage.
+
+The offline stage records a bag, annotates it with a rubric and grades it against truth. The live stage
+with the nodes on DDS is spatial_mllm_ros.ros.demo.
+"""
 
 from spatial_mllm_ros.demo.errors import DemoError, LiveStageError, ModelMissingError, NoDemoSceneError
 from spatial_mllm_ros.demo.offline import OfflineResult, run_offline

@@ -1,9 +1,13 @@
-"""The demo's offline stage: record scripted episodes to a rosbag2 with the sim recorder, annotate the bag
-with a rubric (reward labels, plots, report) and grade the labels against the truth in its /episode markers."""
+"""The demo's offline stage: record episodes to a rosbag2, annotate it with a rubric, grade the labels.
+
+The sim recorder writes the bag; the reward annotator writes labels, plots and a report; the labels are
+graded against the truth in the bag's /episode markers.
+"""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,23 +65,25 @@ def _fresh(path: Path, marker: str) -> None:
     if not path.exists():
         return
     if not (path / marker).exists() and any(path.iterdir()):
-        raise DemoError(f"{path} exists and is not a previous demo output (no {marker}): choose another --out")
+        raise DemoError(f"{path} exists and is not a previous demo output (no {marker}): "
+                        "choose another --out")
     shutil.rmtree(path)
 
 
-def record_bag(path: Path, seed: int, n_frames: int, fps: float) -> Path:
-    """Record BAG_MOTIONS (scene seed + k for episode k) from the front camera into a new mcap bag."""
+def record_bag(path: Path, seed: int, n_frames: int, fps: float,
+               motions: Sequence[str] = BAG_MOTIONS) -> Path:
+    """Record `motions` (scene seed + k for episode k) from the front camera into a new mcap bag."""
     _fresh(path, "metadata.yaml")
     config = SceneConfig(seed=seed, cameras=(DEMO_CAMERA,))
-    episodes = generate_episodes(config, len(BAG_MOTIONS), BAG_MOTIONS, n_frames, fps, depth=False, seg=False)
+    episodes = generate_episodes(config, len(motions), motions, n_frames, fps, depth=False, seg=False)
     return record_episodes(episodes, path)
 
 
 def run_offline(out: Path, checkpoint: Path, rubric_path: Path = EXAMPLE_RUBRIC, seed: int = 0,
-                n_frames: int = 16, fps: float = 10.0, device: str = "auto",
-                show_progress: bool = True) -> OfflineResult:
+                n_frames: int = 16, fps: float = 10.0, device: str = "auto", show_progress: bool = True,
+                motions: Sequence[str] = BAG_MOTIONS) -> OfflineResult:
     """Record the bag, annotate it with the rubric into out/labels, grade it (eval.json beside the labels)."""
-    bag = record_bag(out / BAG_DIR, seed, n_frames, fps)
+    bag = record_bag(out / BAG_DIR, seed, n_frames, fps, motions)
     labels_dir = out / LABELS_DIR
     _fresh(labels_dir, MANIFEST_NAME)  # a new bag at the same path must not resume the old labels
     rubric = load_rubric(rubric_path)

@@ -1,5 +1,8 @@
-"""What the demo does and how it is judged: scripted moves, the questions asked about each, their truth
-from the simulation's /episode markers, the agreement rules and the printed table (ROS-free)."""
+"""What the demo does and how it is judged (ROS-free).
+
+Scripted moves, the questions asked about each, their truth from the simulation's /episode markers, the
+agreement rules and the printed table.
+"""
 
 from __future__ import annotations
 
@@ -78,14 +81,16 @@ def _translate(direction: str, distance_m: float, also: tuple[str, ...]) -> Move
 
 
 def demo_moves(push_direction: str, pushed: str = PUSHED_OBJECT) -> tuple[Move, ...]:
-    """The demo's script: a push, four gripper translations, an idle spell and a camera dolly."""
+    """Build the demo's script: a push, four gripper translations, an idle spell and a camera dolly."""
     camera_moved = Probe("Did the camera move?", "camera", "moved")
     left = _translate("left", TRANSLATE_M, ("right",))
+    push = (f"push:object={pushed},direction={push_direction},distance_m={PUSH_DISTANCE_M:g},"
+            f"camera={DEMO_CAMERA}")
     return (
-        Move(f"push {pushed} {push_direction}",
-             f"push:object={pushed},direction={push_direction},distance_m={PUSH_DISTANCE_M:g},camera={DEMO_CAMERA}",
+        Move(f"push {pushed} {push_direction}", push,
              (Probe(f"How far did the {pushed} move?", pushed, "distance"),
-              Probe(f"In which direction did the {pushed} move, as seen by the camera?", pushed, "direction"))),
+              Probe(f"In which direction did the {pushed} move, as seen by the camera?", pushed,
+                    "direction"))),
         Move(left.label, left.script, (*left.probes, camera_moved)),
         _translate("right", TRANSLATE_M, ("left",)),
         _translate("up", LIFT_M, ("down",)),
@@ -98,7 +103,7 @@ def demo_moves(push_direction: str, pushed: str = PUSHED_OBJECT) -> tuple[Move, 
 
 
 def _motion(labels: dict[str, Any], subject: str, camera: str) -> dict[str, Any]:
-    """The marker's MotionTruth JSON of `subject` seen from `camera`."""
+    """Pick the marker's MotionTruth JSON of `subject` seen from `camera`."""
     truth = labels.get("truth")
     if not isinstance(truth, dict):
         raise DemoError(f"/episode marker labels carry no 'truth': keys {sorted(labels)}")
@@ -114,7 +119,7 @@ def _motion(labels: dict[str, Any], subject: str, camera: str) -> dict[str, Any]
 
 
 def truth_of(probe: Probe, labels: dict[str, Any], camera: str = DEMO_CAMERA) -> str | int:
-    """The true answer to `probe` from a move's end-marker labels: a direction, "yes"/"no" or mm."""
+    """Read the true answer to `probe` from a move's end-marker labels: a direction, "yes"/"no" or mm."""
     m = _motion(labels, probe.subject, camera)
     if probe.asks == "distance":
         return int(m["distance_mm"])
@@ -139,7 +144,8 @@ def agreement(probe: Probe, truth: str | int, value: Any) -> bool:
     if probe.asks == "distance":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
-        return abs(float(value) - float(truth)) <= max(DISTANCE_TOLERANCE_MM, DISTANCE_TOLERANCE_REL * float(truth))
+        tolerance = max(DISTANCE_TOLERANCE_MM, DISTANCE_TOLERANCE_REL * float(truth))
+        return abs(float(value) - float(truth)) <= tolerance
     return _word(value) == _word(truth)
 
 
@@ -180,7 +186,7 @@ def row_from_answer(move: Move, probe: Probe, answer: dict[str, Any], labels: di
 
 
 def question_json(probe: Probe, qid: str, frames: int, span_s: float) -> str:
-    """The ~/question message: the contract's JSON with frames and span_s."""
+    """Write the ~/question message: the contract's JSON with frames and span_s."""
     return json.dumps({"id": qid, "question": probe.question, "frames": frames, "span_s": round(span_s, 3)})
 
 
@@ -188,30 +194,39 @@ def _cell(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "~"
 
 
-TABLE_COLUMNS = (("move", 18), ("question", 62), ("model answer (conf)", 22), ("truth", 13), ("agree", 5),
+TABLE_COLUMNS = (("question", 64), ("model answer (conf)", 20), ("truth", 13), ("agree", 5),
                  ("latency ms", 10))
 
 
 def format_header() -> str:
-    """The table's header line and rule."""
-    head = "  ".join(f"{name:<{w}}" for name, w in TABLE_COLUMNS)
+    """Format the table's header line and rule."""
+    head = "  ".join(f"{name:<{w}}" for name, w in TABLE_COLUMNS).rstrip()
     return f"{head}\n{'-' * len(head)}"
 
 
+def format_move(index: int, total: int, move: Move) -> str:
+    """Format the line that opens a move's rows."""
+    return f"[{index + 1}/{total}] {move.label}  ({move.script})"
+
+
 def format_row(row: LiveRow) -> str:
-    """One table line (an error replaces the answer)."""
+    """One table line (an error replaces the answer; the whole text is in live_answers.jsonl)."""
     if row.error:
         shown = f"error: {row.error}"
     else:
         conf = f" ({row.confidence:.2f})" if isinstance(row.confidence, (int, float)) else ""
         shown = f"{_word(row.value) if row.value is not None else '?'}{conf}"
-    cells = (row.move, row.question, shown, str(row.truth), "yes" if row.agree else "NO", f"{row.latency_ms:.0f}")
-    return "  ".join(f"{_cell(c, w):<{w}}" for c, (_, w) in zip(cells, TABLE_COLUMNS))
+    cells = (row.question, shown, str(row.truth), "yes" if row.agree else "NO", f"{row.latency_ms:.0f}")
+    return "  ".join(f"{_cell(c, w):<{w}}" for c, (_, w) in zip(cells, TABLE_COLUMNS)).rstrip()
 
 
-def format_table(rows: list[LiveRow]) -> str:
-    """The whole table: header, one line per question."""
-    return "\n".join([format_header(), *(format_row(r) for r in rows)])
+def format_table(rows: list[LiveRow], moves: tuple[Move, ...]) -> str:
+    """Format the whole table: header, then each move's line and its questions' rows."""
+    lines = [format_header()]
+    for k, move in enumerate(moves):
+        lines.append(format_move(k, len(moves), move))
+        lines += [format_row(r) for r in rows if r.move == move.label]
+    return "\n".join(lines)
 
 
 def summarize(rows: list[LiveRow]) -> dict[str, Any]:
@@ -249,7 +264,7 @@ def find_demo_seed(sim: SimNodeConfig, pushed: str = PUSHED_OBJECT, start: int =
 
 
 def resolve_checkpoint(checkpoint: str | Path = "") -> Path:
-    """The model directory to run: the given one, else the shipped SpatialMLLM-tiny; it must exist."""
+    """Find the model directory to run: the given one, else the shipped SpatialMLLM-tiny; it must exist."""
     from spatial_mllm_ros.model.factory import default_checkpoint
 
     path = Path(checkpoint) if str(checkpoint) else default_checkpoint()

@@ -33,7 +33,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from spatial_mllm_ros.multispa.errors import ManifestError, MultispaError, SceneError
+from spatial_mllm_ros.multispa.errors import (
+    ManifestError,
+    MultispaError,
+    NoApplicableTaskError,
+    NoSamplesError,
+    SceneError,
+)
 from spatial_mllm_ros.multispa.format import sample_to_json
 from spatial_mllm_ros.multispa.sources import SceneSource, make_source
 from spatial_mllm_ros.multispa.tasks import TASKS, resolve_tasks, tasks_for_source
@@ -162,7 +168,7 @@ def process_scene(config: GenerateConfig, scene_id: str) -> SceneResult:
         result = SceneResult(scene_id, "done")
         applicable = [TASKS[n] for n in config.tasks if TASKS[n].applies_to(scene)]
         if not applicable:
-            raise SceneError(scene_id, "no requested task applies to this scene")
+            raise NoApplicableTaskError(scene_id, f"subset {scene.subset!r}" if scene.subset else "")
         for spec in applicable:
             ctx.rng = np.random.default_rng([config.seed, stable_hash(scene_id), stable_hash(spec.name)])
             samples = spec.generate(ctx, spec, config.max_per_scene)
@@ -172,11 +178,10 @@ def process_scene(config: GenerateConfig, scene_id: str) -> SceneResult:
             result.lines += [sample_to_json(s) + "\n" for s in samples]
         result.dropped = dict(scene.dropped)
         if not result.lines:
-            raise SceneError(scene_id, "no sample could be drawn")
+            raise NoSamplesError(scene_id)
     except SceneError as exc:
         shutil.rmtree(images_dir, ignore_errors=True)
-        reason = "no samples" if type(exc) is SceneError else exc.reason
-        result = SceneResult(scene_id, "skipped", reason, exc.detail)
+        result = SceneResult(scene_id, "skipped", exc.reason, exc.detail)
     except Exception as exc:  # one bad scene must never stop a long run: record it and go on
         shutil.rmtree(images_dir, ignore_errors=True)
         log.debug("scene %s failed:\n%s", scene_id, traceback.format_exc())

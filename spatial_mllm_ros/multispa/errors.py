@@ -77,5 +77,17 @@ class SimulationError(SceneError):
     reason = "simulation failed"
 
 
+class NoApplicableTaskError(SceneError):
+    """None of the requested tasks can use this scene (e.g. a TAPVid-3D clip outside adt/pstudio)."""
+
+    reason = "no applicable task"
+
+
+class NoSamplesError(SceneError):
+    """Every task ran but none could draw a sample (too few visible points, pairs or motions)."""
+
+    reason = "no samples"
+
+
 class ManifestError(MultispaError):
     """An output directory whose manifest does not match the run (other source, seed or shards)."""

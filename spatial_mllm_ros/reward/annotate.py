@@ -263,8 +263,6 @@ def annotate_bag(
         result.error = str(exc)
     except Exception as exc:  # keep the batch alive; the message names the bag
         result.error = f"bag {path}: {type(exc).__name__}: {exc}"
-    if result.error:
-        log.error("%s", result.error)
     return result
 
 

@@ -170,5 +170,6 @@ def find_episodes(bag: Bag, topic: str, split: Split) -> list[Episode]:
     episodes = []
     for index, (lo, hi, labels) in enumerate(spans):
         inside = tuple(t for t in times if lo <= t <= hi)
-        episodes.append(Episode(name, index, lo, hi, inside, labels, str(labels.get("name", ""))))
+        title = str(labels.get("name", labels.get("motion", "")))  # sim markers name the scripted motion
+        episodes.append(Episode(name, index, lo, hi, inside, labels, title))
     return episodes

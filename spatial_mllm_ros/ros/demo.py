@@ -1,6 +1,7 @@
-"""The end-to-end demo: the MuJoCo world's live node and the spatial node on DDS, scripted gripper moves,
-questions over each move's frames beside the simulation's truth; then a recorded bag, reward labels and
-their grade (spatial_mllm_ros.demo.offline).
+"""The end-to-end demo: the live simulation and the spatial node on DDS, answers beside the truth.
+
+Scripted gripper moves, questions over each move's frames beside the simulation's truth; then a recorded
+bag, reward labels and their grade (spatial_mllm_ros.demo.offline).
 
 The live stage runs in one process under executors, as `spatial-mllm bringup --sim` does, in its own DDS
 domain on loopback. The simulation spins in this thread (its GL context belongs here) and only while a
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.logging import LoggingSeverity, set_logger_level
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
@@ -39,6 +42,7 @@ from spatial_mllm_ros.demo.script import (
     demo_moves,
     find_demo_seed,
     format_header,
+    format_move,
     format_row,
     question_json,
     resolve_checkpoint,
@@ -48,6 +52,7 @@ from spatial_mllm_ros.demo.script import (
 from spatial_mllm_ros.images import image_to_numpy
 from spatial_mllm_ros.ros.bringup import default_params_file
 from spatial_mllm_ros.ros.sim_node import MARKER_QOS, SimNode
+from spatial_mllm_ros.ros.sim_node import NODE_NAME as SIM_NODE_NAME
 from spatial_mllm_ros.ros.spatial_node import NODE_NAME, TEXT_QOS, SpatialNode
 from spatial_mllm_ros.sim.node_config import SimNodeConfig
 from spatial_mllm_ros.sim.topics import EPISODE_TOPIC, image_topic
@@ -107,6 +112,7 @@ class DemoClient(Node):
         self.answers: dict[str, dict[str, Any]] = {}
         self.markers: list[dict[str, Any]] = []
         self.answer_images: list[Image] = []
+        self._images_taken = 0
         self.questions = self.create_publisher(String, f"/{node}/question", TEXT_QOS)
         self.create_subscription(String, f"/{node}/answer", self._on_answer, TEXT_QOS)
         self.create_subscription(Image, f"/{node}/answer_image", self._on_answer_image, 10)
@@ -129,9 +135,10 @@ class DemoClient(Node):
             self._cond.notify_all()
 
     def end_marker(self, episode: int) -> dict[str, Any] | None:
-        """The /episode end marker of episode `episode` once it arrived."""
+        """Return the /episode end marker of episode `episode` once it arrived (else None)."""
         with self._cond:
-            return next((m for m in self.markers if m.get("episode") == episode and m.get("event") == "end"), None)
+            ends = (m for m in self.markers if m.get("event") == "end")
+            return next((m for m in ends if m.get("episode") == episode), None)
 
     def ask(self, text: str, qid: str, timeout_s: float) -> dict[str, Any]:
         """Publish one question and wait for its answer (LiveStageError when none comes)."""
@@ -141,11 +148,13 @@ class DemoClient(Node):
                 raise LiveStageError(f"no answer to question {qid} within {timeout_s:g} s")
             return self.answers[qid]
 
-    def wait_image(self, count: int, timeout_s: float) -> Image | None:
-        """The `count`-th answer image (1-based) once it arrived, or None after the timeout."""
+    def next_image(self, timeout_s: float) -> Image | None:
+        """Take the next answer image (they come in answer order), or None after the timeout."""
         with self._cond:
-            self._cond.wait_for(lambda: len(self.answer_images) >= count, timeout=timeout_s)
-            return self.answer_images[count - 1] if len(self.answer_images) >= count else None
+            if not self._cond.wait_for(lambda: len(self.answer_images) > self._images_taken, timeout_s):
+                return None
+            self._images_taken += 1
+            return self.answer_images[self._images_taken - 1]
 
 
 def _pump(executor: SingleThreadedExecutor, until: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -165,8 +174,10 @@ class LiveDemo:
         os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # read when DDS starts
         domain = options.domain_id if options.domain_id is not None else os.getpid() % 100 + 1
         self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain)
+        # Ctrl-C stays a KeyboardInterrupt in this thread, so the nodes are closed on the way out
+        rclpy.init(context=self.context, domain_id=domain, signal_handler_options=SignalHandlerOptions.NO)
         self.sim: SimNode | None = None
+        self.sim_executor: SingleThreadedExecutor | None = None
         self.spatial: SpatialNode | None = None
         self.client: DemoClient | None = None
         self._nodes_executor: MultiThreadedExecutor | None = None
@@ -179,6 +190,8 @@ class LiveDemo:
 
     def _start(self, checkpoint: Path, sim_config: SimNodeConfig) -> None:
         ctx = self.context
+        for name, level in ((SIM_NODE_NAME, LoggingSeverity.WARN), (NODE_NAME, LoggingSeverity.ERROR)):
+            set_logger_level(name, level)  # the table is the output; the nodes speak up only when it matters
         self.sim = SimNode(sim_config, context=ctx)
         self.sim_executor = SingleThreadedExecutor(context=ctx)
         self.sim_executor.add_node(self.sim)
@@ -191,8 +204,6 @@ class LiveDemo:
             Parameter("frames", value=QUESTION_FRAMES),
             Parameter("publish_answer_image", value=self.options.answer_images),
         ])
-        for node in (self.sim, self.spatial):
-            set_logger_level(node.get_logger().name, LoggingSeverity.WARN)
         self.spatial.autostart()  # loads the model (blocking)
         if self.spatial.model is None:
             raise LiveStageError(f"the spatial node could not load {checkpoint}: "
@@ -216,7 +227,7 @@ class LiveDemo:
         return newest is not None and abs(newest.stamp_ns - last_ns) < 1e6
 
     def play(self, index: int, move: Move) -> dict[str, Any]:
-        """Play `move` as scripted episode `index`, then pad with still frames and pause; returns its labels."""
+        """Play `move` as scripted episode `index`, pad with still frames, pause; return its marker labels."""
         self.sim.config.script = move.script  # the node runs one scripted episode, then holds still
         _pump(self.sim_executor, lambda: self.client.end_marker(index) is not None, MOVE_TIMEOUT_S,
               f"move {move.label!r} ({move.script}) to finish: see the simulation's log")
@@ -235,8 +246,8 @@ class LiveDemo:
             answer = self.client.ask(question_json(probe, qid, QUESTION_FRAMES, move_span_s()), qid,
                                      ANSWER_TIMEOUT_S)
             rows.append(row_from_answer(move, probe, answer, labels))
-            if images is not None and answer.get("frame_stamps"):
-                msg = self.client.wait_image(len(self.client.answer_images) + 1, 2.0)
+            if images is not None and answer.get("frame_stamps"):  # the frames used, drawn by the node
+                msg = self.client.next_image(2.0)
                 if msg is not None:
                     rgb = image_to_numpy(msg).rgb
                     cv2.imwrite(str(images / f"{qid}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -250,6 +261,8 @@ class LiveDemo:
             self._nodes_executor.shutdown()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.sim_executor is not None:
+            self.sim_executor.shutdown()
         for node in (self.client, self.spatial, self.sim):
             if node is not None:
                 node.destroy_node()
@@ -276,7 +289,8 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
     moves = options.moves if options.moves is not None else demo_moves(push_direction)
     check_moves(moves)
     steps = len(moves) + 2 + (2 if options.offline else 0)
-    bar = tqdm(total=steps, desc="demo: starting the nodes", unit="step", disable=not options.progress,
+    bar = tqdm(total=steps, desc="demo: starting the nodes", unit="step",
+               disable=None if options.progress else True,  # None: only on a terminal
                bar_format="{desc} |{bar}| {n_fmt}/{total_fmt} [{elapsed}]")
     rows: list[LiveRow] = []
     try:
@@ -289,6 +303,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
             say(format_header())
             for k, move in enumerate(moves):
                 bar.set_description(f"demo: move {k + 1}/{len(moves)} {move.label}")
+                say(format_move(k, len(moves), move))
                 labels = live.play(k, move)
                 for row in live.ask(k, move, labels, images):
                     rows.append(row)
@@ -309,14 +324,16 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
         if options.offline:
             bar.set_description("demo: recording the bag and annotating it")
             bar.update(1)
-            offline = run_offline(out, checkpoint, options.rubric, seed=seed, fps=RATE_HZ, device=options.device,
-                                  show_progress=options.progress)
+            offline = run_offline(out, checkpoint, options.rubric, seed=seed, fps=RATE_HZ,
+                                  device=options.device,
+                                  show_progress=options.progress and sys.stderr.isatty())
             bar.update(1)
             files.update(offline.outputs)
         bar.set_description("demo: done")
     finally:
         bar.close()
-    result = DemoResult(seed, rows, summary, out, live_wall, offline, time.monotonic() - offline_started, files)
+    offline_wall = time.monotonic() - offline_started
+    result = DemoResult(seed, rows, summary, out, live_wall, offline, offline_wall, files)
     (out / "summary.json").write_text(json.dumps({
         "seed": seed, "live": summary, "live_wall_s": round(live_wall, 1),
         "offline_wall_s": round(result.offline_wall_s, 1),

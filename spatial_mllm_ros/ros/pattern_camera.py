@@ -1,6 +1,6 @@
 """A synthetic camera node (a square sliding over a gradient) for tests, benchmarks and dry runs.
 
-`python -m spatial_mllm_ros.ros.pattern_camera --topic image --rate 30 --size 1280x720 [--compressed]`
+`python -m spatial_mllm_ros.ros.pattern_camera --topic image --rate 30 --size 1280x720 [--compressed-topic T]`
 publishes stamped frames until SIGINT/SIGTERM, then prints one JSON line with how many it published.
 """
 

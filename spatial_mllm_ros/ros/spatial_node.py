@@ -6,12 +6,12 @@ runs the model, answers go out as JSON on ~/answer. Interface: /work/shared/docs
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -269,9 +269,26 @@ class SpatialNode(LifecycleNode):
             self._diag_timer = self.create_timer(self.config.diagnostics_period_s, self._publish_diagnostics)
 
 
+def _quietly(node: Node, step: Callable[[], Any] | None) -> None:
+    """Run one shutdown step; a failure is logged, never raised, so the rest of the shutdown happens."""
+    if step is None:
+        return
+    try:
+        step()
+    except Exception as exc:
+        node.get_logger().warning(f"error while shutting down: {type(exc).__name__}: {exc}")
+
+
 def _spin_quietly(executor: Executor) -> None:
-    with contextlib.suppress(KeyboardInterrupt, ExternalShutdownException):
+    try:
         executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        if executor.context.ok():
+            raise
+        # SIGINT/SIGTERM shut the context down while the executor was building its wait set: rclpy
+        # raises RCLError "context is not valid" then; that is a normal shutdown.
 
 
 def spin(groups: list[tuple[Executor, list[Node]]]) -> None:
@@ -297,12 +314,10 @@ def spin(groups: list[tuple[Executor, list[Node]]]) -> None:
             thread.join(timeout=10)
         for executor, nodes in groups:
             for node in nodes:
-                close = getattr(node, "close", None)  # worker threads, models, renderers
-                if close is not None:
-                    close()
+                _quietly(node, getattr(node, "close", None))  # worker threads, models, renderers
             executor.shutdown()
             for node in nodes:
-                node.destroy_node()
+                _quietly(node, node.destroy_node)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from spatial_mllm_ros.multispa.errors import CorruptFileError, MissingFileError
+from spatial_mllm_ros.multispa.errors import CorruptFileError, EmptySceneError, MissingFileError
 from spatial_mllm_ros.multispa.geometry import project, visible_mask
 
 
@@ -136,7 +136,8 @@ def visibility_matrix(
 
     Returns the matrix over the kept views and their indices into scene.views.
     """
-    assert scene.points is not None
+    if scene.points is None:
+        raise EmptySceneError(scene.scene_id, "no vertices to test for visibility")
     rows: list[np.ndarray] = []
     kept: list[int] = []
     for i, view in enumerate(scene.views):

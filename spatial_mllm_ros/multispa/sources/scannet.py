@@ -5,13 +5,17 @@ Layout, one folder per scan under the root:
     <root>/<scene_id>/color/<frame>.jpg      colour frames (1296x968 in ScanNet)
     <root>/<scene_id>/depth/<frame>.png      uint16 depth in millimetres (640x480)
     <root>/<scene_id>/pose/<frame>.txt       4x4 camera-to-world (inf/NaN where tracking was lost)
-    <root>/<scene_id>/intrinsic_color.txt    4x4 (or 3x3) colour intrinsics
+    <root>/<scene_id>/intrinsic_color.txt    4x4 (or 3x3) colour intrinsics (or intrinsic/intrinsic_color.txt,
+                                             where ScanNet's SensReader writes it)
     <root>/<scene_id>/<scene_id>.txt         ScanNet meta with "axisAlignment = 16 numbers" (or
                                              axis_align.txt with a 4x4 matrix; identity when absent)
     <root>/<scene_id>/mesh_vertices.npy      (N, 3+) mesh vertices (xyz first, scan coordinates as in
                                              the .ply; aligned on load like the poses)
     <root>/<scene_id>/instance_ids.npy       (N,) instance id per vertex, 0 = none
     <root>/<scene_id>/instance_labels.json   {"<instance id>": "<category>", ...}
+
+Instead of the three mesh files, ScanNet's own <scene>_vh_clean_2.ply, ..._vh_clean_2.0.010000.segs.json
+and <scene>.aggregation.json may sit in the scan folder (see scannet_raw.py).
 
 Frames whose number is a multiple of FRAME_STEP are used (every 5th frame, as in the paper); that
 works for full exports and for exports that already kept only every 5th frame under their original
@@ -21,6 +25,7 @@ numbers.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +39,7 @@ from spatial_mllm_ros.multispa.errors import (
 )
 from spatial_mllm_ros.multispa.geometry import align_poses, pose_is_valid, transform_points
 from spatial_mllm_ros.multispa.sources.base import Scene, View, image_size
+from spatial_mllm_ros.multispa.sources.scannet_raw import raw_mesh_files, read_raw_mesh
 
 FRAME_STEP = 5
 
@@ -92,7 +98,10 @@ class ScanNetSource:
         folder = self.root / scene_id
         if not (folder / "color").is_dir():
             raise MissingFileError(scene_id, "no color/ folder")
-        k = read_matrix(folder / "intrinsic_color.txt", scene_id)[:3, :3]
+        intr = folder / "intrinsic_color.txt"
+        if not intr.is_file():
+            intr = folder / "intrinsic" / "intrinsic_color.txt"
+        k = read_matrix(intr, scene_id)[:3, :3]
         align = read_axis_alignment(folder, scene_id)
         points, inst, labels = self._mesh(folder, scene_id)
         frames = sorted(
@@ -102,7 +111,9 @@ class ScanNetSource:
         )
         if not frames:
             raise EmptySceneError(scene_id, "no colour frames")
-        size = image_size(frames[0], scene_id)
+        size = Counter(self._size(jpg, scene_id) for jpg in frames[:3]).most_common(1)[0][0]
+        if size is None:
+            raise CorruptFileError(scene_id, "colour frames have no readable JPEG header")
         points = transform_points(align, points)  # into the aligned z-up world of the poses
         scene = Scene(scene_id, self.name, points=points, instance_ids=inst, instance_labels=labels)
         n_bad_pose = 0
@@ -119,6 +130,9 @@ class ScanNetSource:
             if not pose_is_valid(pose):
                 n_bad_pose += 1
                 continue
+            if self._size(jpg, scene_id) != size:  # a header check: cheap, unlike decoding
+                scene.dropped["corrupt file"] = scene.dropped.get("corrupt file", 0) + 1
+                continue
             scene.views.append(
                 View(jpg.stem, k, align_poses(align, pose), size[0], size[1], jpg, depth, 1000.0,
                      stamp_s=int(jpg.stem) / 30.0, scene_id=scene_id)
@@ -131,10 +145,21 @@ class ScanNetSource:
             raise EmptySceneError(scene_id, "no frame has both a pose and a depth map")
         return scene
 
+    @staticmethod
+    def _size(jpg: Path, scene_id: str) -> tuple[int, int] | None:
+        try:
+            return image_size(jpg, scene_id)
+        except CorruptFileError:
+            return None
+
     def _mesh(self, folder: Path, scene_id: str) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
-        for name in ("mesh_vertices.npy", "instance_ids.npy", "instance_labels.json"):
-            if not (folder / name).is_file():
-                raise MissingFileError(scene_id, name)
+        exported = ("mesh_vertices.npy", "instance_ids.npy", "instance_labels.json")
+        if not all((folder / name).is_file() for name in exported):
+            if raw_mesh_files(folder, scene_id) is None:
+                missing = next(n for n in exported if not (folder / n).is_file())
+                raise MissingFileError(scene_id, f"{missing} (or ScanNet's ply + segs + aggregation files)")
+            points, inst, labels = read_raw_mesh(folder, scene_id)
+            return self._finite(points, inst, labels, scene_id)
         try:
             verts = np.load(folder / "mesh_vertices.npy", allow_pickle=False)
             inst = np.load(folder / "instance_ids.npy", allow_pickle=False)
@@ -144,7 +169,11 @@ class ScanNetSource:
             raise CorruptFileError(scene_id, f"mesh: {exc}") from exc
         if verts.ndim != 2 or verts.shape[1] < 3 or inst.shape != (verts.shape[0],):
             raise CorruptFileError(scene_id, f"mesh shapes {verts.shape} / {inst.shape} do not match")
-        points = verts[:, :3].astype(np.float64)
+        return self._finite(verts[:, :3].astype(np.float64), inst, labels, scene_id)
+
+    @staticmethod
+    def _finite(points: np.ndarray, inst: np.ndarray, labels: dict[int, str],
+                scene_id: str) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
         finite = np.isfinite(points).all(axis=1)
         if not finite.any():
             raise EmptySceneError(scene_id, "mesh has no finite vertices")

@@ -107,8 +107,8 @@ def camera_sweep(rng: np.random.Generator, n: int) -> list[np.ndarray]:
     base = rng.uniform(-np.pi, np.pi)
     poses = []
     for _ in range(n):
-        azimuth = base + np.radians(rng.uniform(-35, 35))
-        radius, height = rng.uniform(0.55, 1.1), rng.uniform(0.3, 0.85)
+        azimuth = base + np.radians(rng.uniform(-15, 15))
+        radius, height = rng.uniform(0.5, 1.2), rng.uniform(0.3, 0.9)
         eye = np.array([radius * np.cos(azimuth), radius * np.sin(azimuth), height])
         target = np.array([0.0, 0.0, 0.08]) + rng.uniform(-0.1, 0.1, 3)
         poses.append(make_pose(look_at(eye, target), eye))

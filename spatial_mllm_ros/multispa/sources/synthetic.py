@@ -191,22 +191,24 @@ def write_scannet_scene(root: Path, scene_id: str = "scene0000_00", n_frames: in
 
 def write_tapvid3d_clip(root: Path, clip: str = "adt/clip_000", n_frames: int = 20, seed: int = 0,
                         size: tuple[int, int] = (160, 120), frames_in_npz: bool = False,
-                        with_extrinsics: bool = True) -> Path:
+                        with_extrinsics: bool = True, scale: int = 1) -> Path:
     """Write one synthetic TAPVid-3D clip and return the npz path.
 
-    A static wall (60 tracks), a static block (20) and a box that translates about 0.4 m and turns (40),
-    seen from a camera that slides and pans.
+    A static wall (60 x scale tracks, first), a static block (20 x scale) and a box that translates
+    about 0.4 m and turns (40 x scale, last), seen from a camera that slides and pans.
     """
     rng = np.random.default_rng(seed)
     path = root / f"{clip}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     w, h = size
     f = 0.9 * w
-    wall = np.stack([np.full(60, 4.0), rng.uniform(-1.5, 1.5, 60), rng.uniform(0.0, 2.0, 60)], axis=1)
-    block = np.array([2.5, -0.8, 0.3]) + rng.uniform(-0.15, 0.15, (20, 3))
-    cube_local = rng.uniform(-0.12, 0.12, (40, 3))
+    n_wall, n_block, n_cube = 60 * scale, 20 * scale, 40 * scale
+    wall = np.stack([np.full(n_wall, 4.0), rng.uniform(-1.5, 1.5, n_wall), rng.uniform(0.0, 2.0, n_wall)],
+                    axis=1)
+    block = np.array([2.5, -0.8, 0.3]) + rng.uniform(-0.15, 0.15, (n_block, 3))
+    cube_local = rng.uniform(-0.12, 0.12, (n_cube, 3))
     velocity = np.array([0.0, 0.4, 0.1]) / max(n_frames - 1, 1)
-    world = np.zeros((n_frames, 120, 3))
+    world = np.zeros((n_frames, n_wall + n_block + n_cube, 3))
     w2c = np.zeros((n_frames, 4, 4))
     for t in range(n_frames):
         ang = 0.6 * t / max(n_frames - 1, 1)
@@ -223,7 +225,7 @@ def write_tapvid3d_clip(root: Path, clip: str = "adt/clip_000", n_frames: int = 
     for t in range(n_frames):
         img = np.full((h, w, 3), 90, np.uint8)
         for n in np.flatnonzero(visible[t]):
-            colour = (220, 80, 60) if n >= 80 else (80, 160, 220)
+            colour = (220, 80, 60) if n >= n_wall + n_block else (80, 160, 220)
             cv2.circle(img, (int(u[t, n]), int(v[t, n])), 2, colour, -1)
         jpegs.append(cv2.imencode(".jpg", img)[1].tobytes())
     arrays = {"tracks_XYZ": cam.astype(np.float32), "visibility": visible,

@@ -82,6 +82,7 @@ class TinyRecipe:
     stage3_lr: float = 3e-4
     minutes: float = 0.0  # > 0: stop stages 2-3 early when the wall clock runs out
     eval_every: int = 500
+    threads: int = 1  # on a shared, oversubscribed CPU one thread per process beats two by 3-6x
 
     @classmethod
     def quick(cls) -> TinyRecipe:
@@ -279,7 +280,7 @@ def pretrain_vision(model: Any, episodes: list[EpisodeData], recipe: TinyRecipe,
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        log_rows.append(("stage1", step, float(loss), time.perf_counter() - t0))
+        log_rows.append(("stage1", step, float(loss.detach()), time.perf_counter() - t0))
     tower.eval()
     return {"steps": recipe.stage1_steps, "seconds": time.perf_counter() - t0, "loss_seg": float(l_seg),
             "loss_depth": float(l_depth), "loss_position": float(l_glob)}
@@ -305,38 +306,56 @@ class Item:
     frames: tuple[int, ...]
     ids: list[int]
     labels: list[int]
-    task: str
-    kind: QuestionKind
-    answer: str
     question: Question
+
+    @property
+    def task(self) -> str:
+        """Sub-task name."""
+        return self.question.task
 
 
 class QuestionBank:
-    """Questions of every frame pair and single frame, grouped by frames so a batch encodes them once."""
+    """Questions of every frame pair and single frame, grouped by frames so a batch encodes them once;
+    token ids are made when a question is first drawn."""
 
-    def __init__(self, episodes: list[EpisodeData], prompts: PromptEncoder, tokens_per_image: int,
-                 seed: int) -> None:
+    def __init__(self, truths: list[dict], seed: int) -> None:
         rng = np.random.default_rng(seed)
-        self.groups: dict[tuple[int, tuple[int, ...]], list[Item]] = defaultdict(list)
-        for e, ep in enumerate(episodes):
-            n = len(ep.frame_paths)
+        self.groups: dict[tuple[int, tuple[int, ...]], list[Question]] = {}
+        for e, truth in enumerate(truths):
+            n = len(truth["T_world_cam"])
             for t1 in range(n):
                 for t2 in range(t1 + 1, n):
-                    for q in pair_questions(ep.truth, t1, t2, rng):
-                        self._add(prompts, tokens_per_image, e, (t1, t2), q)
-                for q in frame_questions(ep.truth, t1, rng):
-                    self._add(prompts, tokens_per_image, e, (t1,), q)
+                    self.groups[(e, (t1, t2))] = pair_questions(truth, t1, t2, rng)
+                self.groups[(e, (t1,))] = frame_questions(truth, t1, rng)
+        self.groups = {k: v for k, v in self.groups.items() if v}
         self.keys = list(self.groups)
         self.gaps = np.array([k[1][-1] - k[1][0] if len(k[1]) == 2 else 0 for k in self.keys])
+        self._cache: dict[tuple[int, tuple[int, ...], int], Item] = {}
+        self.prompts: PromptEncoder | None = None
+        self.tokens_per_image = 0
 
-    def _add(self, prompts: PromptEncoder, n_tok: int, e: int, frames: tuple[int, ...], q: Question) -> None:
-        prompt = build_prompt(len(frames), task_description(q.kind), q.question)
-        ids, labels = prompts.encode_training([n_tok] * len(frames), prompt, q.answer)
-        self.groups[(e, frames)].append(Item(e, frames, ids, labels, q.task, q.kind, q.answer, q))
+    def questions(self) -> list[Question]:
+        """Every question (for the tokenizer corpus)."""
+        return [q for g in self.groups.values() for q in g]
+
+    def item(self, key: tuple[int, tuple[int, ...]], k: int) -> Item:
+        """The k-th question of a frame group, tokenized (cached)."""
+        ck = (key[0], key[1], k)
+        if ck not in self._cache:
+            assert self.prompts is not None, "call bind() first"
+            q = self.groups[key][k]
+            prompt = build_prompt(len(key[1]), task_description(q.kind), q.question)
+            ids, labels = self.prompts.encode_training([self.tokens_per_image] * len(key[1]), prompt, q.answer)
+            self._cache[ck] = Item(key[0], key[1], ids, labels, q)
+        return self._cache[ck]
+
+    def bind(self, prompts: PromptEncoder, tokens_per_image: int) -> None:
+        """Attach the tokenizer's prompt encoder (made after the corpus is known)."""
+        self.prompts, self.tokens_per_image = prompts, tokens_per_image
 
     def items(self) -> list[Item]:
-        """Every question."""
-        return [i for g in self.groups.values() for i in g]
+        """Every question, tokenized."""
+        return [self.item(key, k) for key in self.keys for k in range(len(self.groups[key]))]
 
     def sample(self, rng: random.Random, n_groups: int, per_group: int, large_first: float) -> list[Item]:
         """n_groups frame groups (weighted towards far pairs by large_first in [0, 1]) x per_group questions."""
@@ -344,9 +363,10 @@ class QuestionBank:
         w = w / w.sum()
         picks = np.random.default_rng(rng.randrange(1 << 30)).choice(len(self.keys), size=n_groups, p=w)
         out: list[Item] = []
-        for k in picks:
-            group = self.groups[self.keys[int(k)]]
-            out += rng.sample(group, min(per_group, len(group)))
+        for p in picks:
+            key = self.keys[int(p)]
+            n = len(self.groups[key])
+            out += [self.item(key, k) for k in rng.sample(range(n), min(per_group, n))]
         return out
 
 
@@ -421,7 +441,7 @@ def train_questions(model: Any, episodes: list[EpisodeData], bank: QuestionBank,
         opt.step()
         sched.step()
         done = step + 1
-        log_rows.append((stage, step, float(loss), time.perf_counter() - t0))
+        log_rows.append((stage, step, float(loss.detach()), time.perf_counter() - t0))
         if recipe.eval_every and done % recipe.eval_every == 0:
             evals[done] = answer_accuracy(model, episodes, eval_items, pad_id, image_token_id)
             log.info("%s step %d: %s", stage, done, evals[done])
@@ -452,8 +472,9 @@ def write_benchmark(episodes: list[EpisodeData], bank: QuestionBank, out: Path, 
                     shutil.copyfile(ep.frame_paths[f], out / name)
                 names.append(name)
             w, h = ep.truth["width"], ep.truth["height"]
-            sample = make_sample(f"{task}-{n:04d}", names, it.question.question, it.answer, kind=it.kind,
-                                 task=task, sizes=[(w, h)] * len(names), description=task_description(it.kind),
+            sample = make_sample(f"{task}-{n:04d}", names, it.question.question, it.question.answer,
+                                 kind=it.question.kind,
+                                 task=task, sizes=[(w, h)] * len(names), description=task_description(it.question.kind),
                                  meta={"episode": ep.name, "frames": list(it.frames), "motion": ep.truth["motion"],
                                        **it.question.meta})
             lines.append(sample_to_json(sample))
@@ -485,7 +506,7 @@ def _plot(log_rows: list, path: Path) -> None:
 
 def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
     """Generate data, train the three stages, save the model (and ship it if asked); returns a summary."""
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    torch.set_num_threads(recipe.threads)
     start = time.monotonic()
     deadline = start + recipe.minutes * 60 if recipe.minutes > 0 else float("inf")
     out = Path(recipe.output_dir)
@@ -499,20 +520,20 @@ def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
     bench_dirs = sorted(p for p in eps_dir.glob("ep*") if BENCH_FIRST_SEED <= int(p.name[2:8])
                         < BENCH_FIRST_SEED + recipe.bench_scenes and (p / "truth.json").is_file())
     # the tokenizer comes first (the model's vocabulary), so questions are drawn once from truth alone
-    rng = np.random.default_rng(recipe.seed)
-    truths = [json.loads((p / "truth.json").read_text()) for p in train_dirs]
-    corpus_q = [q for tr in truths for t1 in range(recipe.episode.n_frames) for t2 in
-                range(t1 + 1, recipe.episode.n_frames) for q in pair_questions(tr, t1, t2, rng)]
-    tokenizer = make_tokenizer(question_corpus(corpus_q), recipe.vocab_size)
+    bank = QuestionBank([json.loads((p / "truth.json").read_text()) for p in train_dirs], recipe.seed)
+    bench_bank = QuestionBank([json.loads((p / "truth.json").read_text()) for p in bench_dirs], recipe.seed + 1)
+    tokenizer = make_tokenizer(question_corpus(bank.questions()), recipe.vocab_size)
     model = make_model(tokenizer, recipe)
     spec = ImageSpec.from_checkpoint("internvl", model.config, None, max_tiles=1)
     prompts = PromptEncoder(tokenizer, "internvl")
+    bank.bind(prompts, spec.tokens_per_tile)
+    bench_bank.bind(prompts, spec.tokens_per_tile)
     t = time.perf_counter()
     train_eps = [load_episode(p, spec) for p in train_dirs]
     bench_eps = [load_episode(p, spec) for p in bench_dirs]
     load_s = time.perf_counter() - t
-    bank = QuestionBank(train_eps, prompts, spec.tokens_per_tile, recipe.seed)
-    bench_bank = QuestionBank(bench_eps, prompts, spec.tokens_per_tile, recipe.seed + 1)
+    log.info("%d train episodes (%d question groups), %d benchmark episodes", len(train_eps), len(bank.keys),
+             len(bench_eps))
     eval_items = random.Random(0).sample(bench_bank.items(), min(600, len(bench_bank.items())))
     pad_id, img_id = int(tokenizer.pad_token_id), int(model.config.image_token_id)
     rows: list = []
@@ -521,14 +542,15 @@ def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
     s2 = train_questions(model, train_eps, bank, [], recipe, "stage2", recipe.stage2_steps, recipe.lr,
                          False, deadline, rows, pad_id, img_id)
     s2["eval"] = answer_accuracy(model, bench_eps, eval_items, pad_id, img_id)
+    save_model(model, tokenizer, recipe, out / "model-stage2", {"stage1": s1, "stage2": s2})
     s3 = train_questions(model, train_eps, bank, [], recipe, "stage3", recipe.stage3_steps, recipe.stage3_lr,
                          True, deadline, rows, pad_id, img_id)
     final = answer_accuracy(model, bench_eps, eval_items, pad_id, img_id)
     total_s = time.monotonic() - start
     summary = {
         "recipe": asdict(recipe), "parameters": sum(p.numel() for p in model.parameters()),
-        "train_episodes": len(train_eps), "train_questions": len(bank.items()),
-        "bench_episodes": len(bench_eps), "bench_questions": len(bench_bank.items()),
+        "train_episodes": len(train_eps), "train_questions": len(bank.questions()),
+        "bench_episodes": len(bench_eps), "bench_questions": len(bench_bank.questions()),
         "seconds": {"generate": gen_s, "load": load_s, "stage1": s1["seconds"], "stage2": s2["seconds"],
                     "stage3": s3["seconds"], "total": total_s},
         "stage1": s1, "stage2": s2, "stage3": s3,

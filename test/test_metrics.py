@@ -1,0 +1,97 @@
+"""The paper's metrics against hand-computed cases."""
+
+from __future__ import annotations
+
+import pytest
+
+from spatial_mllm_ros.multispa.format import QuestionKind
+from spatial_mllm_ros.multispa.metrics import (
+    TABLE2_ROWS,
+    Scores,
+    is_correct,
+    numeric_correct,
+    pixel_correct,
+    score_all,
+    table2_row,
+)
+
+K = QuestionKind
+
+
+def test_exact_match_for_qualitative_and_choice() -> None:
+    assert is_correct(K.DIRECTION, "left", "left")
+    assert is_correct(K.DIRECTION, "Left", "`left`")
+    assert not is_correct(K.DIRECTION, "right", "left")
+    assert is_correct(K.YES_NO, True, "yes")
+    assert not is_correct(K.YES_NO, "no", "yes")
+    assert is_correct(K.CHOICE, "b", "B")
+    assert not is_correct(K.CHOICE, None, "B")
+
+
+def test_scalar_relative_error_boundary() -> None:
+    # |1200 - 1000| = 200 = 0.2 * 1000: inside; 1201 is not
+    assert numeric_correct(K.DISTANCE, 1200, 1000)
+    assert numeric_correct(K.DISTANCE, 800, 1000)
+    assert not numeric_correct(K.DISTANCE, 1201, 1000)
+    assert not numeric_correct(K.DISTANCE, 799, 1000)
+    assert is_correct(K.ANGLE, 36, 30)  # 6 <= 0.2 * 30
+    assert not is_correct(K.ANGLE, 37, 30)
+
+
+def test_vector_l2_relative_error() -> None:
+    gt = [300, -400, 0]  # |gt| = 500, tolerance 100
+    assert is_correct(K.VECTOR, [360, -480, 0], gt)  # error |(60, -80, 0)| = 100
+    assert not is_correct(K.VECTOR, [361, -480, 0], gt)  # error sqrt(61^2 + 80^2) = 100.6
+    assert not is_correct(K.VECTOR, [300, -400], gt)  # wrong dimension
+    # a per-axis check would pass this one; the L2 rule does not: error |(90, 90, 0)| = 127 > 100
+    assert not is_correct(K.VECTOR, [390, -310, 0], gt)
+
+
+def test_zero_ground_truth_uses_the_absolute_tolerance() -> None:
+    assert is_correct(K.DISTANCE, 0, 0)
+    assert is_correct(K.DISTANCE, 10, 0)  # within the 10 mm "did not move" threshold
+    assert not is_correct(K.DISTANCE, 11, 0)
+    assert is_correct(K.VECTOR, [6, -8, 0], [0, 0, 0])  # |error| = 10 mm
+    assert not is_correct(K.VECTOR, [6, -8, 1], [0, 0, 0])
+    assert is_correct(K.ANGLE, 1, 0) and not is_correct(K.ANGLE, 2, 0)
+
+
+def test_pixels_within_five_percent_of_width() -> None:
+    # 640x480 frame: tolerance 32 px; x differs by 50/1000*640 = 32 px -> correct
+    assert pixel_correct([550, 500], [500, 500], 640, 480)
+    assert not pixel_correct([551, 500], [500, 500], 640, 480)
+    # y scale is the height: 66/1000*480 = 31.7 px -> correct, 67 -> 32.2 px wrong
+    assert pixel_correct([500, 566], [500, 500], 640, 480)
+    assert not pixel_correct([500, 567], [500, 500], 640, 480)
+    # diagonal: (30, 30) px -> 42.4 > 32
+    assert not is_correct(K.COORDINATE, [500 + 30 / 0.64, 500 + 30 / 0.48], [500, 500], 640, 480)
+    assert is_correct(K.COORDINATE, [520, 530], [500, 500])  # unknown size: square, 50 units
+
+
+def test_table2_rows_and_average() -> None:
+    assert table2_row("camera_translation_x", K.DIRECTION) == "Camera translation direction"
+    assert table2_row("camera_yaw_direction", K.DIRECTION) == "Camera orientation direction"
+    assert table2_row("camera_pitch_angle", K.ANGLE) == "Camera orientation degree"
+    assert table2_row("camera_vector", K.VECTOR) == "Camera translation vector"
+    assert table2_row("depth_compare_dot", K.CHOICE) == "Depth comparison"
+    assert table2_row("depth_value_coord", K.DEPTH) == "Depth value"
+    assert table2_row("correspondence_choice", K.CHOICE) == "Correspondence multiple choice"
+    assert table2_row("object_movement_adt_vector_dot", K.VECTOR) == "Object movement vector"
+    assert table2_row("object_size_height", K.DISTANCE) == "Object size"
+    assert table2_row("robot_object_distance", K.DISTANCE) is None
+    assert len(TABLE2_ROWS) == 12
+    scores = score_all([
+        ("camera_translation_x", K.DIRECTION, "left", "left", None),
+        ("camera_translation_y", K.DIRECTION, "up", "down", None),
+        ("camera_translation_z", K.DIRECTION, "forward", "forward", None),  # row: 2 of 3 = 66.7
+        ("depth_compare_dot", K.CHOICE, "A", "B", None),  # row: 0
+        ("robot_gripper_direction", K.DIRECTION, "up", "up", None),  # no row
+    ])
+    table = scores.table2()
+    assert table["Camera translation direction"] == pytest.approx(200 / 3)
+    assert table["Depth comparison"] == 0.0
+    assert scores.table2_average() == pytest.approx(100 / 3)  # unweighted mean of the two rows present
+    assert scores.overall == pytest.approx(60.0)
+    md = scores.to_markdown("t")
+    assert "| Average | 33.33 |" in md and "2 of 12" in md
+    assert Scores().table2_average() is None
