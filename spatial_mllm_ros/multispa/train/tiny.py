@@ -157,7 +157,7 @@ def _generate(recipe: TinyRecipe, episodes_dir: Path) -> None:
     if recipe.workers > 1:
         import multiprocessing as mp
 
-        with mp.get_context("spawn").Pool(recipe.workers) as pool:
+        with mp.get_context("fork").Pool(recipe.workers) as pool:  # no GL context exists yet
             pool.starmap(generate_range, args)
     else:
         for a in args:
