@@ -138,23 +138,14 @@ def quality(n: int, checkpoint: str, device: str) -> None:
     from spatial_mllm_ros.model.config import ModelConfig
     from spatial_mllm_ros.model.factory import default_checkpoint
     from spatial_mllm_ros.reward import evaluate_dir
-    from spatial_mllm_ros.sim import SceneConfig, parse_motion, run_episode
-    from spatial_mllm_ros.sim.recorder import record_episodes
+    from spatial_mllm_ros.reward.evaluate import heldout_sim_bags
 
     checkpoint = checkpoint or str(default_checkpoint())
     if not Path(checkpoint, "config.json").exists():
         print(f"no model at {checkpoint}: the shipped model is not there yet (pass --checkpoint DIR)")
         return
     tmp = Path(tempfile.mkdtemp(prefix="eval_reward_"))
-    motions = ("push:direction=left", "failed_grasp")
-    episodes = [  # seeds far from the training streams' (held out)
-        run_episode(SceneConfig(seed=90_000 + k // 2, n_objects=2, cameras=("front",), shadows=False),
-                    parse_motion(motions[k % 2]), n_frames=16, depth=False, seg=False, n_track_points=0)
-        for k in range(n)
-    ]
-    half = n // 2
-    bags = [record_episodes(episodes[:half], tmp / "mcap_raw"),
-            record_episodes(episodes[half:], tmp / "sqlite_jpeg", "sqlite3", compressed=True)]
+    bags = heldout_sim_bags(tmp, n)
     rubric = load_rubric(ROOT / "config" / "rubric_sim_push_left.yaml")
     config = AnnotateConfig(rubric=rubric, model=ModelConfig(checkpoint=checkpoint, device=device),
                             split=Split("marker"), sampling=Sampling(count=rubric.count or 8))

@@ -228,9 +228,9 @@ def _build(cls: type[T], data: Mapping[str, Any], prefix: str, base: Any) -> T:
             raise ConfigError(path, "missing required key", expected=_type_name(hints[name]))
     try:
         return cls(**kwargs)
+    except ConfigError:
+        raise
     except (TypeError, ValueError) as exc:
-        if isinstance(exc, ConfigError):
-            raise
         raise ConfigError(prefix or cls.__name__, str(exc)) from exc
 
 

@@ -27,8 +27,20 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("robot_object_distance", "distance", "How far did the red cube move?", 0),
         ("correspondence_coord", "coordinate", "Where is the point in Image-2?", (500, 500)),
     ]
-    lines = [sample_to_json(make_sample(f"q{i}", ["f0.png", "f1.png"], q, format_value(kind, v), kind=kind,
-                                        task=task, sizes=[(64, 48)] * 2)) for i, (task, kind, q, v) in enumerate(rows)]
+    lines = [
+        sample_to_json(
+            make_sample(
+                f"q{i}",
+                ["f0.png", "f1.png"],
+                q,
+                format_value(kind, v),
+                kind=kind,
+                task=task,
+                sizes=[(64, 48)] * 2,
+            )
+        )
+        for i, (task, kind, q, v) in enumerate(rows)
+    ]
     (d / "benchmark.jsonl").write_text("\n".join(lines) + "\n")
     return d
 
@@ -45,10 +57,17 @@ def test_answer_file_is_scored_with_the_paper_rules(bench: Path, tmp_path: Path)
     path.write_text("".join(json.dumps(a) + "\n" for a in answers))
     scores = score_answers(load_benchmark(bench), read_answers(path))
     acc = {k: s.accuracy for k, s in scores.subtasks.items()}
-    assert acc == {"camera_translation_x": 100.0, "camera_translation_z": 0.0, "robot_gripper_distance": 100.0,
-                   "robot_object_distance": 100.0, "correspondence_coord": 100.0}
+    assert acc == {
+        "camera_translation_x": 100.0,
+        "camera_translation_z": 0.0,
+        "robot_gripper_distance": 100.0,
+        "robot_object_distance": 100.0,
+        "correspondence_coord": 100.0,
+    }
     assert scores.table2()["Camera translation direction"] == 50.0
-    rc = main(["evaluate", "--answers", str(path), "--benchmark", str(bench), "--output", str(tmp_path / "rep")])
+    rc = main(
+        ["evaluate", "--answers", str(path), "--benchmark", str(bench), "--output", str(tmp_path / "rep")]
+    )
     assert rc == 0
     report = json.loads((tmp_path / "rep" / "scores.json").read_text())
     assert report["total"] == 5 and report["overall"] == 80.0
@@ -70,7 +89,9 @@ def test_missing_answers_count_as_wrong_and_bad_files_are_named(bench: Path, tmp
 
 def test_checkpoint_is_answered_through_the_runtime(bench: Path, tmp_path: Path) -> None:
     ckpt = make_tiny_model(tmp_path / "ckpt", image_size=56, max_tiles=1)
-    rc = main(["evaluate", "--checkpoint", str(ckpt), "--benchmark", str(bench), "--output", str(tmp_path / "r")])
+    rc = main(
+        ["evaluate", "--checkpoint", str(ckpt), "--benchmark", str(bench), "--output", str(tmp_path / "r")]
+    )
     assert rc == 0
     report = json.loads((tmp_path / "r" / "scores.json").read_text())
     assert report["total"] == 5

@@ -80,13 +80,15 @@ def test_table2_rows_and_average() -> None:
     assert table2_row("object_size_height", K.DISTANCE) == "Object size"
     assert table2_row("robot_object_distance", K.DISTANCE) is None
     assert len(TABLE2_ROWS) == 12
-    scores = score_all([
-        ("camera_translation_x", K.DIRECTION, "left", "left", None),
-        ("camera_translation_y", K.DIRECTION, "up", "down", None),
-        ("camera_translation_z", K.DIRECTION, "forward", "forward", None),  # row: 2 of 3 = 66.7
-        ("depth_compare_dot", K.CHOICE, "A", "B", None),  # row: 0
-        ("robot_gripper_direction", K.DIRECTION, "up", "up", None),  # no row
-    ])
+    scores = score_all(
+        [
+            ("camera_translation_x", K.DIRECTION, "left", "left", None),
+            ("camera_translation_y", K.DIRECTION, "up", "down", None),
+            ("camera_translation_z", K.DIRECTION, "forward", "forward", None),  # row: 2 of 3 = 66.7
+            ("depth_compare_dot", K.CHOICE, "A", "B", None),  # row: 0
+            ("robot_gripper_direction", K.DIRECTION, "up", "up", None),  # no row
+        ]
+    )
     table = scores.table2()
     assert table["Camera translation direction"] == pytest.approx(200 / 3)
     assert table["Depth comparison"] == 0.0

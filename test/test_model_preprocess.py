@@ -108,3 +108,16 @@ def test_tiles_on_torch_device_dtype() -> None:
     spec = ImageSpec("tiles", IMAGENET_MEAN, IMAGENET_STD, tile_size=224, max_tiles=4)
     out = tile_image(_image(240, 320), spec, device="cpu", method="torch")
     assert out.pixel_values.dtype == torch.float32 and out.pixel_values.device.type == "cpu"
+
+
+@pytest.mark.parametrize(("h", "w"), [(240, 320), (968, 1296), (100, 800), (448, 448)])
+def test_token_count_known_before_pixels(h: int, w: int) -> None:
+    from spatial_mllm_ros.model.preprocess import image_token_count
+
+    tiles = ImageSpec("tiles", IMAGENET_MEAN, IMAGENET_STD, tile_size=224, tokens_per_tile=64, max_tiles=6)
+    patches = ImageSpec(
+        "patches", CLIP_MEAN, CLIP_STD, patch_size=14, min_pixels=56 * 56, max_pixels=28 * 28 * 256
+    )
+    img = _image(h, w)
+    assert image_token_count(h, w, tiles) == tile_image(img, tiles).n_tokens
+    assert image_token_count(h, w, patches) == patchify_image(img, patches).n_tokens

@@ -184,3 +184,21 @@ def test_each_frame_is_encoded_once(tiny_model: Path, bags: dict[str, Path]) -> 
     with pytest.raises(EmptyEpisodeError, match="episode 0: 1 frame"):
         EpisodeScorer(model, rubric).score(episode, frames[:1], EpisodeResult("b", "b", 0, "k", topic, 0, 0))
     model.close()
+
+
+def test_step_truth_from_sim_poses_matches_the_sim(bags: dict[str, Path], sim_episodes: list) -> None:
+    from spatial_mllm_ros.reward import Bag, find_episodes
+    from spatial_mllm_ros.reward.evaluate import MISSING, PoseTruth
+
+    truth = PoseTruth(str(bags["mcap_raw"]))
+    with Bag(bags["mcap_raw"]) as bag:
+        episodes = find_episodes(bag, bag.image_topic(), Split.parse("marker"))
+    for sim, ep in zip(sim_episodes, episodes):
+        obj = sim.object_names[0]
+        for i, j in ((0, 1), (2, 3), (0, len(ep.times) - 1)):
+            t0, t1 = ep.times[i], ep.times[j]
+            gripper = sim.gripper_motion(i, j, "front").direction
+            assert truth.value("truth.gripper.front.direction", t0, t1) == gripper
+            want = sim.object_motion(obj, i, j, "front").distance_mm
+            assert truth.value(f"truth.objects.{obj}.front.distance_mm", t0, t1) == want
+    assert truth.value("truth.cameras.front.direction", 0, 1) is MISSING  # not a pose path: marker decides

@@ -118,17 +118,29 @@ def test_bad_bags_name_themselves(tmp_path: Path) -> None:
         bag.image_topic("/camera/side")
 
 
-def test_two_image_topics_need_a_choice(tmp_path: Path) -> None:
+def _one_pixel_bag(path: Path, topics: tuple[str, ...], encoding: str = "rgb8") -> Path:
     from rosbags.rosbag2 import Writer
     from test_reward_support import TS
 
-    with Writer(tmp_path / "two", version=9) as w:
-        for topic in ("/a/image", "/b/image"):
+    with Writer(path, version=9) as w:
+        for topic in topics:
             conn = w.add_connection(topic, "sensor_msgs/msg/Image", typestore=TS)
             stamp = TS.types["builtin_interfaces/msg/Time"](sec=1, nanosec=0)
             msg = TS.types["sensor_msgs/msg/Image"](
                 header=TS.types["std_msgs/msg/Header"](stamp=stamp, frame_id=""),
-                height=1, width=1, encoding="rgb8", is_bigendian=0, step=3, data=np.zeros(3, np.uint8))
+                height=1, width=1, encoding=encoding, is_bigendian=0, step=3, data=np.zeros(3, np.uint8))
             w.write(conn, 1, TS.serialize_cdr(msg, "sensor_msgs/msg/Image"))
-    with Bag(tmp_path / "two") as bag, pytest.raises(AmbiguousImageTopicError, match="--image-topic"):
+    return path
+
+
+def test_two_image_topics_need_a_choice(tmp_path: Path) -> None:
+    path = _one_pixel_bag(tmp_path / "two", ("/a/image", "/b/image"))
+    with Bag(path) as bag, pytest.raises(AmbiguousImageTopicError, match="--image-topic"):
         bag.image_topic()
+
+
+def test_unsupported_encoding_names_bag_and_topic(tmp_path: Path) -> None:
+    path = _one_pixel_bag(tmp_path / "odd", ("/cam/image",), encoding="weird42")
+    with Bag(path) as bag, pytest.raises(BagReadError) as err:
+        list(bag.frames("/cam/image", bag.timestamps("/cam/image")))
+    assert str(path) in str(err.value) and "/cam/image" in str(err.value) and "weird42" in str(err.value)

@@ -122,6 +122,7 @@ def test_placeholders_come_from_episode_markers() -> None:
     filled = rubric.for_episode({"object": "red cube", "success": True})
     assert filled.checks[0].question == "Did the red cube move left?"
     assert filled.checks[0].truth == "truth.objects.red cube.front.direction"
-    assert filled.progress is not None and filled.progress.question == "How far did the red cube move?"
+    assert filled.progress is not None
+    assert filled.progress.question == "How far did the red cube move between Image-1 and Image-2?"
     with pytest.raises(RubricError, match="needs episode label 'object'"):
         rubric.for_episode({"motion": "idle"})

@@ -32,25 +32,55 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             name = f"img{i}_{k}.png"
             Image.fromarray(np.full((40, 52, 3), 40 + 160 * bright + 10 * k, np.uint8)).save(d / name)
             names.append(name)
-        sample = make_sample(f"s{i}", names, "Is the second image bright?", format_value("yes_no", bright),
-                             kind="yes_no", task="brightness", sizes=[(52, 40)] * 2)
+        sample = make_sample(
+            f"s{i}",
+            names,
+            "Is the second image bright?",
+            format_value("yes_no", bright),
+            kind="yes_no",
+            task="brightness",
+            sizes=[(52, 40)] * 2,
+        )
         lines.append(sample_to_json(sample))
     bad = [
         "{this is not json",
-        json.dumps({"id": "m", "image": ["missing.png"],
-                    "conversations": [{"from": "human", "value": "<image>\nq"}, {"from": "gpt", "value": "`no`"}]}),
-        json.dumps({"id": "c", "image": [names[0]],  # two <image> marks, one image
-                    "conversations": [{"from": "human", "value": "<image><image>\nq"},
-                                      {"from": "gpt", "value": "`no`"}]}),
+        json.dumps(
+            {
+                "id": "m",
+                "image": ["missing.png"],
+                "conversations": [{"from": "human", "value": "<image>\nq"}, {"from": "gpt", "value": "`no`"}],
+            }
+        ),
+        json.dumps(
+            {
+                "id": "c",
+                "image": [names[0]],  # two <image> marks, one image
+                "conversations": [
+                    {"from": "human", "value": "<image><image>\nq"},
+                    {"from": "gpt", "value": "`no`"},
+                ],
+            }
+        ),
     ]
     (d / "data.jsonl").write_text("\n".join(lines[:12] + bad + lines[12:]) + "\n")
     return d
 
 
 def _config(d: Path, out: str, **kw: object) -> TrainConfig:
-    base = dict(model=str(d / "ckpt"), data=[{"path": str(d / "data.jsonl")}], output_dir=str(d / out),
-                tuning="full", train_projector=True, lr=2e-3, warmup_ratio=0.0, batch_size=4, max_tiles=1,
-                progress=False, gradient_checkpointing=False, seed=3)
+    base = dict(
+        model=str(d / "ckpt"),
+        data=[{"path": str(d / "data.jsonl")}],
+        output_dir=str(d / out),
+        tuning="full",
+        train_projector=True,
+        lr=2e-3,
+        warmup_ratio=0.0,
+        batch_size=4,
+        max_tiles=1,
+        progress=False,
+        gradient_checkpointing=False,
+        seed=3,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -68,18 +98,18 @@ def test_loss_goes_down_and_bad_lines_are_counted(workdir: Path) -> None:
 
 
 def test_resume_reproduces_the_uninterrupted_run(workdir: Path) -> None:
-    full = train(_config(workdir, "full", max_steps=6, save_every=3))
-    part = train(_config(workdir, "part", max_steps=6, save_every=3))
+    full = train(_config(workdir, "full", max_steps=4, save_every=2))
+    part = train(_config(workdir, "part", max_steps=4, save_every=2))
     # interrupt: drop the final checkpoint and resume from step 3
     import shutil
 
-    shutil.rmtree(workdir / "part" / "checkpoint-6")
-    resumed = train(_config(workdir, "part", max_steps=6, save_every=3, resume="auto"))
+    shutil.rmtree(workdir / "part" / "checkpoint-4")
+    resumed = train(_config(workdir, "part", max_steps=4, save_every=2, resume="auto"))
     assert part.losses == full.losses
-    assert resumed.steps == 6 and len(resumed.losses) == 3
-    np.testing.assert_allclose(resumed.losses, full.losses[3:], rtol=1e-5)
+    assert resumed.steps == 4 and len(resumed.losses) == 2
+    np.testing.assert_allclose(resumed.losses, full.losses[2:], rtol=1e-5)
     rows = (workdir / "part" / "loss.csv").read_text().splitlines()
-    assert len(rows) == 7
+    assert len(rows) == 5
 
 
 def test_lora_default_trains_only_adapters(workdir: Path) -> None:
@@ -104,11 +134,45 @@ def test_torchrun_two_processes_on_cpu(workdir: Path, tmp_path: Path) -> None:
     cfg_file.write_text(yaml.safe_dump(cfg.to_dict()))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "spatial_mllm_ros", "train", "--config", str(cfg_file)],
-        capture_output=True, text=True, timeout=150, env=env,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "spatial_mllm_ros",
+            "train",
+            "--config",
+            str(cfg_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = (tmp_path / "ddp" / "loss.csv").read_text().splitlines()
     assert len(rows) == 4
     assert (tmp_path / "ddp" / "final" / "model.safetensors").is_file()
+
+
+def test_too_long_and_unreadable_samples_are_skipped_not_raised(workdir: Path) -> None:
+    from spatial_mllm_ros.multispa.train.data import SkipCounter, SupervisedDataset, mix_sources
+    from spatial_mllm_ros.multispa.train.modeling import load_for_training
+
+    cfg = _config(workdir, "unused", max_tiles=1)
+    tm = load_for_training(cfg)
+    from spatial_mllm_ros.multispa.train.data import ChatSampleEncoder
+
+    skipped = SkipCounter()
+    records = mix_sources(cfg.data, skipped)
+    (workdir / "broken.png").write_bytes(b"not a png")
+    records[0].image_paths[0] = workdir / "broken.png"
+    ds = SupervisedDataset(
+        records, ChatSampleEncoder(tm.image_spec, tm.prompts), max_length=10, skipped=skipped
+    )
+    assert all(ds[i] is None for i in range(3))
+    assert skipped["unreadable image"] == 1 and skipped["too long"] == 2
+    assert "too long: 2" in skipped.summary()

@@ -25,7 +25,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     summary = annotate_to_dir(
         args.bags, config, args.out, jobs=args.jobs, ray_address=args.ray, write_bag=args.write_bag,
-        show_progress=not args.no_progress,
+        show_progress=not args.no_progress, plots=not args.no_plots,
     )
     print(f"{summary.episodes} episodes ({summary.resumed} resumed), {summary.labels} labels "
           f"-> {summary.out}")
@@ -58,5 +58,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--typestore", default="jazzy", choices=("jazzy", "humble"),
                    help="message types for bags without embedded definitions (Humble-era)")
+    p.add_argument("--no-plots", action="store_true", help="skip the per-episode PNGs (faster at scale)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from spatial_mllm_ros.multispa.benchmark import DEFAULT_PER_TASK, SIM_HELD_OUT_FIRST_SEED, build_benchmark
-from spatial_mllm_ros.multispa.engine import GenerateConfig, generate, merge_summaries
+from spatial_mllm_ros.multispa.engine import GenerateConfig, Summary, generate, merge_summaries
 from spatial_mllm_ros.multispa.sources import SOURCES
 from spatial_mllm_ros.multispa.tasks import TASKS
 
@@ -34,13 +34,15 @@ def _print_summary(counts: dict[str, int], extra: dict[str, object]) -> None:
     print(json.dumps(extra))
 
 
-def _generate(args: argparse.Namespace) -> int:
-    first = args.sim_first_seed if args.sim_first_seed is not None else 0
-    summary = generate(_config(args, first))
+def _print_run(summary: Summary, out: str) -> None:
     _print_summary(summary.per_task, {"samples": summary.samples, "scenes_done": summary.scenes_done,
                                       "scenes_skipped": summary.scenes_skipped,
-                                      "skip_reasons": summary.skip_reasons,
-                                      "out": args.out})
+                                      "skip_reasons": summary.skip_reasons, "out": out})
+
+
+def _generate(args: argparse.Namespace) -> int:
+    first = args.sim_first_seed if args.sim_first_seed is not None else 0
+    _print_run(generate(_config(args, first)), args.out)
     return 0
 
 
@@ -58,10 +60,7 @@ def _summary(args: argparse.Namespace) -> int:
         from spatial_mllm_ros.multispa.plots import plot_label_balance
 
         print(f"plot: {plot_label_balance(summary, Path(args.out) / 'summary-all.png')}")
-    _print_summary(summary.per_task, {"samples": summary.samples, "scenes_done": summary.scenes_done,
-                                      "scenes_skipped": summary.scenes_skipped,
-                                      "skip_reasons": summary.skip_reasons,
-                                      "out": str(Path(args.out) / "summary-all.json")})
+    _print_run(summary, str(Path(args.out) / "summary-all.json"))
     return 0
 
 

@@ -34,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     if result.offline is not None:
         ev, summ = result.offline.evaluation, result.offline.summary
         agree = "n/a" if ev.direction_agreement is None else f"{100 * ev.direction_agreement:.0f}%"
-        print(f"annotator (rubric {options.rubric.name}): {summ.episodes} episodes, {summ.labels} labels; "
+        print(f"annotator ({options.rubric.name}): {summ.episodes} episodes, {summ.labels} labels; "
               f"direction agreement with the /episode truth {agree} (n={ev.direction_n}) "
               f"({result.offline_wall_s:.0f} s)")
     print("\noutputs:")

@@ -8,13 +8,18 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `evaluate` subcommand."""
-    p = sub.add_parser("evaluate", help="score a checkpoint or an answer file on a MultiSPA benchmark",
-                       description="Exact match for qualitative answers, relative L2 <= 20%% for scalars and "
-                                   "vectors, 5%% of the image width for pixels; per-sub-task and Table 2 rows.")
+    p = sub.add_parser(
+        "evaluate",
+        help="score a checkpoint or an answer file on a MultiSPA benchmark",
+        description="Exact match for qualitative answers, relative L2 <= 20%% for scalars and "
+        "vectors, 5%% of the image width for pixels; per-sub-task and Table 2 rows.",
+    )
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--checkpoint", help="model directory (our runtime answers every question)")
     what.add_argument("--answers", help='JSONL of {"id": ..., "answer": raw text} from any model')
-    p.add_argument("--benchmark", required=True, help="benchmark directory (benchmark.jsonl + images) or .jsonl")
+    p.add_argument(
+        "--benchmark", required=True, help="benchmark directory (benchmark.jsonl + images) or .jsonl"
+    )
     p.add_argument("--output", help="report directory (default: <benchmark>/eval-<name>)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (with --checkpoint)")
     p.add_argument("--title", default="", help="report title")
@@ -37,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
     scores = score_answers(bench, answers)
     bench_dir = Path(args.benchmark) if Path(args.benchmark).is_dir() else Path(args.benchmark).parent
     out = Path(args.output) if args.output else bench_dir / f"eval-{source.stem or source.name}"
-    write_report(scores, out, args.title or f"{source.name} on {bench_dir.name}",
-                 answers if args.checkpoint else None)
+    write_report(
+        scores, out, args.title or f"{source.name} on {bench_dir.name}", answers if args.checkpoint else None
+    )
     print((out / "scores.md").read_text())
     print(f"report: {out}/scores.json")
     return 0

@@ -31,7 +31,7 @@ from spatial_mllm_ros.sim.episodes import generate_episodes
 from spatial_mllm_ros.sim.recorder import record_episodes
 from spatial_mllm_ros.sim.scene import SceneConfig
 
-EXAMPLE_RUBRIC = Path(__file__).resolve().parents[2] / "config" / "rubric_move_left.yaml"
+EXAMPLE_RUBRIC_NAME = "rubric_move_left.yaml"
 # Episodes of the bag: the rubric asks "did the gripper move left?", so left moves and others.
 BAG_MOTIONS = (
     f"translate:direction=left,distance=0.1,camera={DEMO_CAMERA}",
@@ -58,6 +58,22 @@ class OfflineResult:
         return {"bag": self.bag, "labels": d / "labels.parquet", "labels (jsonl)": d / "labels.jsonl",
                 "episodes": d / "episodes.csv", "plots": d / PLOTS_DIR, "report": d / "report.html",
                 "eval": d / "eval.json"}
+
+
+def example_rubric(name: str = EXAMPLE_RUBRIC_NAME) -> Path:
+    """Find an example rubric: the checkout's config/, else the ament-installed share/ directory."""
+    checkout = Path(__file__).resolve().parents[2] / "config" / name
+    if checkout.is_file():
+        return checkout
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("spatial_mllm_ros")) / "config" / name
+    except Exception:  # not installed through ament either: report the checkout path when loading
+        return checkout
+
+
+EXAMPLE_RUBRIC = example_rubric()
 
 
 def _fresh(path: Path, marker: str) -> None:

@@ -212,7 +212,7 @@ def format_move(index: int, total: int, move: Move) -> str:
 def format_row(row: LiveRow) -> str:
     """One table line (an error replaces the answer; the whole text is in live_answers.jsonl)."""
     if row.error:
-        shown = f"error: {row.error}"
+        shown = f"unparsed: {row.answer}" if row.answer else f"error: {row.error}"
     else:
         conf = f" ({row.confidence:.2f})" if isinstance(row.confidence, (int, float)) else ""
         shown = f"{_word(row.value) if row.value is not None else '?'}{conf}"

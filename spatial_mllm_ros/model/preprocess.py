@@ -215,6 +215,19 @@ def patchify_image(
     return PreparedImage(flat, gh * gw // (m * m), (gh, gw), (1, gh, gw))
 
 
+def image_token_count(height: int, width: int, spec: ImageSpec) -> int:
+    """LLM tokens a height x width frame will take, known before any pixel work (context checks)."""
+    if spec.layout == "tiles":
+        cols, rows = (
+            best_grid(height, width, spec.tile_size, spec.max_tiles) if spec.max_tiles > 1 else (1, 1)
+        )
+        tiles = cols * rows + (1 if spec.use_thumbnail and cols * rows > 1 else 0)
+        return tiles * spec.tokens_per_tile
+    m = spec.merge_size
+    rh, rw = smart_resize(height, width, spec.patch_size * m, spec.min_pixels, spec.max_pixels)
+    return (rh // spec.patch_size) * (rw // spec.patch_size) // (m * m)
+
+
 def prepare_image(
     image: np.ndarray, spec: ImageSpec, device: torch.device | str = "cpu", method: str = "auto"
 ) -> PreparedImage:

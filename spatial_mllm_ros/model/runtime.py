@@ -24,7 +24,7 @@ from spatial_mllm_ros.model.config import ModelConfig
 from spatial_mllm_ros.model.errors import FrameError, ModelError, QuestionError, TooManyFramesError
 from spatial_mllm_ros.model.language import LanguageDecoder, RowRequest, make_decoder
 from spatial_mllm_ros.model.loading import LoadedModel, load
-from spatial_mllm_ros.model.preprocess import ImageSpec, check_frame, prepare_image
+from spatial_mllm_ros.model.preprocess import ImageSpec, check_frame, image_token_count, prepare_image
 from spatial_mllm_ros.model.prompts import PromptEncoder
 from spatial_mllm_ros.model.vision import FrameFeatures, VisionBackend, select_backend
 from spatial_mllm_ros.multispa.format import task_description
@@ -259,11 +259,7 @@ class SpatialModel:
 
     def _answer(self, frames: list[np.ndarray], keys: list[str], qs: list[Question]) -> list[Answer]:
         t0 = time.perf_counter()
-        features, hits = self.encode_frames(frames, keys)
-        if self.loaded.device.type == "cuda":
-            torch.cuda.synchronize(self.loaded.device)
-        t1 = time.perf_counter()
-        image_tokens = [f.embeds.shape[0] for f in features]
+        image_tokens = [image_token_count(f.shape[0], f.shape[1], self.spec) for f in frames]
         rows, kinds = [], []
         shared: list[int] = []
         for q in qs:
@@ -276,8 +272,17 @@ class SpatialModel:
             rows.append(RowRequest(enc.question, option_ids))
             kinds.append(kind)
         longest = len(shared) + max(len(r.question_ids) for r in rows) + self.config.max_new_tokens
-        if longest > self.context_limit:
+        if longest > self.context_limit:  # refused before any encoding work
             raise TooManyFramesError(len(frames), self.context_limit, tokens=longest)
+        tv = time.perf_counter()
+        features, hits = self.encode_frames(frames, keys)
+        if self.loaded.device.type == "cuda":
+            torch.cuda.synchronize(self.loaded.device)
+        t1 = time.perf_counter()
+        if [f.embeds.shape[0] for f in features] != image_tokens:
+            raise ModelError(
+                f"vision backend {self.backend} returned token counts that do not match the prompt"
+            )
         results = self.decoder.run(shared, features, rows, self.config.max_new_tokens)
         t2 = time.perf_counter()
         answers = []
@@ -292,8 +297,9 @@ class SpatialModel:
             else:
                 ans = parse_answer(res.text, kind, frame_size)
             answers.append(ans)
+        vision_s = t1 - tv  # prompt building counts as language time
         self.last_timing = Timing(
-            (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t2 - t0) * 1e3, len(frames), hits, len(qs)
+            vision_s * 1e3, (t2 - t0 - vision_s) * 1e3, (t2 - t0) * 1e3, len(frames), hits, len(qs)
         )
         return answers
 

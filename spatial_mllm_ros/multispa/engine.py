@@ -304,9 +304,9 @@ def generate(config: GenerateConfig) -> Summary:
                 os.fsync(out.fileno())
             manifest.append(result.record(out.tell()))
             written += len(result.lines)
-            bar.update(1)
-            bar.set_postfix(samples=written, skipped=skipped_now + (result.status == "skipped"))
             skipped_now += result.status == "skipped"
+            bar.update(1)
+            bar.set_postfix(samples=written, skipped=skipped_now)
     bar.close()
     summary = summarize(manifest.records, time.perf_counter() - start, {
         "samples": samples_path.name, "manifest": manifest.path.name, "images": "images/"})

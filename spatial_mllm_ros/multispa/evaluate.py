@@ -1,5 +1,6 @@
-"""Score answers on a MultiSPA-format benchmark: from a checkpoint (our runtime answers) or from any
-model's answer file, with the paper's metrics (multispa.metrics), as JSON and Markdown.
+"""Score answers on a MultiSPA-format benchmark with the paper's metrics, as JSON and Markdown.
+
+Answers come from a checkpoint (our runtime answers every question) or from any model's answer file.
 
 Answer file (`--answers`): JSONL, one {"id": <sample id>, "answer": <raw model text>} per line; the text
 is parsed the way our runtime's answers are (answers.parse_answer), so external models compare fairly.
@@ -36,12 +37,16 @@ class Benchmark:
 
 
 def load_benchmark(path: str | Path) -> Benchmark:
-    """Read DIR/benchmark.jsonl (or every *.jsonl in DIR, or one .jsonl file)."""
+    """Read DIR/benchmark.jsonl, else the data engine's DIR/samples*.jsonl, or one .jsonl file."""
     p = Path(path)
-    files = [p] if p.is_file() else ([p / BENCHMARK_FILE] if (p / BENCHMARK_FILE).is_file()
-                                     else sorted(p.glob("*.jsonl")) if p.is_dir() else [])
+    if p.is_file():
+        files = [p]
+    elif (p / BENCHMARK_FILE).is_file():
+        files = [p / BENCHMARK_FILE]
+    else:
+        files = sorted(p.glob("samples*.jsonl")) if p.is_dir() else []
     if not files:
-        raise BenchmarkError(f"no benchmark found at {p} (expected {BENCHMARK_FILE} or *.jsonl)")
+        raise BenchmarkError(f"no benchmark found at {p} (expected {BENCHMARK_FILE} or samples*.jsonl)")
     samples = []
     for f in files:
         for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
@@ -54,7 +59,7 @@ def load_benchmark(path: str | Path) -> Benchmark:
 
 
 def question_text(sample: Sample) -> str:
-    """The question line of a prompt (its last line: image lines and task description come first)."""
+    """Return the question line of a prompt (its last line: image lines and description come first)."""
     return sample.prompt.strip().splitlines()[-1]
 
 
@@ -88,7 +93,7 @@ def read_answers(path: str | Path) -> dict[str, str]:
             d = json.loads(line)
             out[str(d["id"])] = str(d["answer"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise BenchmarkError(f"{p}:{n}: expected {{\"id\": ..., \"answer\": ...}} ({exc})") from exc
+            raise BenchmarkError(f'{p}:{n}: expected {{"id": ..., "answer": ...}} ({exc})') from exc
     return out
 
 
@@ -100,8 +105,9 @@ def checkpoint_tiles(checkpoint: Path) -> int:
     return 6
 
 
-def answer_with_model(bench: Benchmark, checkpoint: str | Path, device: str = "auto",
-                      progress: bool = True) -> dict[str, str]:
+def answer_with_model(
+    bench: Benchmark, checkpoint: str | Path, device: str = "auto", progress: bool = True
+) -> dict[str, str]:
     """Ask our runtime every question (questions over the same frames go as one batch); {id: raw text}."""
     from tqdm import tqdm
 
@@ -111,8 +117,11 @@ def answer_with_model(bench: Benchmark, checkpoint: str | Path, device: str = "a
     from spatial_mllm_ros.multispa.train.data import load_rgb
 
     ckpt = Path(checkpoint)
-    model = SpatialModel.load(ModelConfig(checkpoint=str(ckpt), device=device, max_tiles=checkpoint_tiles(ckpt),
-                                          vision_backends=("torch",)))
+    model = SpatialModel.load(
+        ModelConfig(
+            checkpoint=str(ckpt), device=device, max_tiles=checkpoint_tiles(ckpt), vision_backends=("torch",)
+        )
+    )
     groups: dict[tuple[str, ...], list[Sample]] = defaultdict(list)
     for s in bench.samples:
         groups[tuple(s.image)].append(s)
@@ -120,7 +129,9 @@ def answer_with_model(bench: Benchmark, checkpoint: str | Path, device: str = "a
     try:
         for images, samples in tqdm(groups.items(), desc="answering", unit="frames", disable=not progress):
             frames = [load_rgb(bench.root / p) for p in images]
-            answers = model.ask_many(frames, [Question(question_text(s), kind=s.kind, id=s.id) for s in samples])
+            answers = model.ask_many(
+                frames, [Question(question_text(s), kind=s.kind, id=s.id) for s in samples]
+            )
             for s, a in zip(samples, answers):
                 out[s.id] = a.raw if a.probabilities is None else f"`{a.value}`"
     finally:
@@ -128,7 +139,9 @@ def answer_with_model(bench: Benchmark, checkpoint: str | Path, device: str = "a
     return out
 
 
-def write_report(scores: Scores, out_dir: Path, title: str, answers: dict[str, str] | None = None) -> dict[str, Any]:
+def write_report(
+    scores: Scores, out_dir: Path, title: str, answers: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Write scores.json, scores.md (and answers.jsonl when given) under out_dir; returns the JSON."""
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"title": title, **scores.to_json()}
@@ -136,5 +149,6 @@ def write_report(scores: Scores, out_dir: Path, title: str, answers: dict[str, s
     (out_dir / "scores.md").write_text(scores.to_markdown(title))
     if answers is not None:
         (out_dir / "answers.jsonl").write_text(
-            "".join(json.dumps({"id": k, "answer": v}) + "\n" for k, v in answers.items()))
+            "".join(json.dumps({"id": k, "answer": v}) + "\n" for k, v in answers.items())
+        )
     return report

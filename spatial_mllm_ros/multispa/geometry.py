@@ -267,7 +267,6 @@ def average_linkage(distances: np.ndarray, threshold: float) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     np.fill_diagonal(d, np.inf)
     sizes = np.ones(n, dtype=np.float64)
-    active = np.ones(n, dtype=bool)
     label = np.arange(n)
     for _ in range(n - 1):
         flat = int(np.argmin(d))
@@ -282,7 +281,6 @@ def average_linkage(distances: np.ndarray, threshold: float) -> np.ndarray:
         d[b, :] = np.inf
         d[:, b] = np.inf
         sizes[a] += sizes[b]
-        active[b] = False
         label[label == b] = a
     _, compact = np.unique(label, return_inverse=True)
     return compact
@@ -315,11 +313,9 @@ def rigid_groups(
     cost = np.where(both & (change > change_ignore_m), change, 0.0).sum(axis=0)
     cost[~seen] = np.inf
     labels = average_linkage(cost, threshold)
-    out = np.full(n_points, -1, dtype=np.int64)
-    ids, counts = np.unique(labels, return_counts=True)
-    for new_id, gid in enumerate(ids[counts > min_points]):
-        out[labels == gid] = new_id
-    return out
+    _, group, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    big = counts > min_points
+    return np.where(big, np.cumsum(big) - 1, -1).astype(np.int64)[group]
 
 
 def box_dimensions(extent: np.ndarray) -> np.ndarray:

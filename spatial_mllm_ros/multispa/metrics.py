@@ -80,7 +80,7 @@ def numeric_correct(kind: QuestionKind | str, pred: object, gt: object) -> bool:
 
 
 def pixel_correct(pred: object, gt: object, width: int | None = None, height: int | None = None) -> bool:
-    """Normalised [x, y] (0..1000) within 5% of the image width, measured in pixels (square if size unknown)."""
+    """Check normalised [x, y] (0..1000) is within 5% of the image width in pixels (square if no size)."""
     p, g = _as_vector(pred), _as_vector(gt)
     if p is None or g is None or len(p) != 2 or len(g) != 2:
         return False
@@ -114,12 +114,18 @@ def table2_row(task: str, kind: QuestionKind | str) -> str | None:
     if "size" in name or any(w in name for w in ("object_height", "object_length", "object_width")):
         return "Object size"
     if "correspond" in name:
-        return "Correspondence coordinate" if kind is QuestionKind.COORDINATE else "Correspondence multiple choice"
+        return (
+            "Correspondence coordinate"
+            if kind is QuestionKind.COORDINATE
+            else "Correspondence multiple choice"
+        )
     if "depth" in name and "camera" not in name:
         return "Depth value" if kind is QuestionKind.DEPTH else "Depth comparison"
     if "camera" in name:
         if any(w in name for w in ("yaw", "pitch", "orientation", "rotat")):
-            return "Camera orientation degree" if kind is QuestionKind.ANGLE else "Camera orientation direction"
+            return (
+                "Camera orientation degree" if kind is QuestionKind.ANGLE else "Camera orientation direction"
+            )
         return {
             QuestionKind.DIRECTION: "Camera translation direction",
             QuestionKind.DISTANCE: "Camera translation distance",
@@ -173,7 +179,7 @@ class Scores:
         return 100.0 * sum(s.correct for s in self.subtasks.values()) / self.total if self.total else 0.0
 
     def table2(self) -> dict[str, float | None]:
-        """Grouped rows (sample-weighted within a row, as the paper pools its sub-tasks); None if absent."""
+        """Return the grouped rows (sample-weighted within a row, as the paper pools); None if absent."""
         sums: dict[str, list[int]] = {}
         for s in self.subtasks.values():
             row = table2_row(s.task, s.kind)
@@ -181,7 +187,9 @@ class Scores:
                 acc = sums.setdefault(row, [0, 0])
                 acc[0] += s.correct
                 acc[1] += s.total
-        return {r: (100.0 * sums[r][0] / sums[r][1] if r in sums and sums[r][1] else None) for r in TABLE2_ROWS}
+        return {
+            r: (100.0 * sums[r][0] / sums[r][1] if r in sums and sums[r][1] else None) for r in TABLE2_ROWS
+        }
 
     def table2_average(self) -> float | None:
         """Unweighted mean of the Table 2 rows present (all 12 on the full benchmark)."""
@@ -194,8 +202,13 @@ class Scores:
             "total": self.total,
             "overall": self.overall,
             "subtasks": {
-                k: {"kind": s.kind, "accuracy": s.accuracy, "correct": s.correct, "total": s.total,
-                    "unparsed": s.unparsed}
+                k: {
+                    "kind": s.kind,
+                    "accuracy": s.accuracy,
+                    "correct": s.correct,
+                    "total": s.total,
+                    "unparsed": s.unparsed,
+                }
                 for k, s in sorted(self.subtasks.items())
             },
             "table2": self.table2(),
@@ -205,7 +218,12 @@ class Scores:
 
     def to_markdown(self, title: str = "Evaluation") -> str:
         """Per-sub-task table and the grouped Table 2 rows as Markdown."""
-        lines = [f"### {title}", "", "| sub-task | kind | accuracy % | n | unparsed |", "|---|---|---|---|---|"]
+        lines = [
+            f"### {title}",
+            "",
+            "| sub-task | kind | accuracy % | n | unparsed |",
+            "|---|---|---|---|---|",
+        ]
         lines += [
             f"| {s.task} | {s.kind} | {s.accuracy:.2f} | {s.total} | {s.unparsed} |"
             for _, s in sorted(self.subtasks.items())
@@ -215,13 +233,23 @@ class Scores:
         present = [r for r in TABLE2_ROWS if table[r] is not None]
         if present:
             avg = self.table2_average()
-            lines += ["", f"Table 2 rows ({len(present)} of {len(TABLE2_ROWS)} present)", "",
-                      "| row | accuracy % |", "|---|---|", f"| Average | {avg:.2f} |"]
-            lines += [f"| {r} | {table[r]:.2f} |" if table[r] is not None else f"| {r} | - |" for r in TABLE2_ROWS]
+            lines += [
+                "",
+                f"Table 2 rows ({len(present)} of {len(TABLE2_ROWS)} present)",
+                "",
+                "| row | accuracy % |",
+                "|---|---|",
+                f"| Average | {avg:.2f} |",
+            ]
+            lines += [
+                f"| {r} | {table[r]:.2f} |" if table[r] is not None else f"| {r} | - |" for r in TABLE2_ROWS
+            ]
         return "\n".join(lines) + "\n"
 
 
-def score_all(items: Iterable[tuple[str, QuestionKind | str, object, object, Sequence[int] | None]]) -> Scores:
+def score_all(
+    items: Iterable[tuple[str, QuestionKind | str, object, object, Sequence[int] | None]],
+) -> Scores:
     """Score (task, kind, pred_value, gt_value, (width, height) or None) tuples into a Scores table."""
     scores = Scores()
     for task, kind, pred, gt, size in items:

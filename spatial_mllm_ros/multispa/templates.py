@@ -444,13 +444,17 @@ def template_groups() -> tuple[str, ...]:
     return tuple(sorted(_TEMPLATES))
 
 
+def upper_first(text: str) -> str:
+    """Upper-case the first letter only (str.capitalize would also lower "Image-1" and "A")."""
+    return text[:1].upper() + text[1:]
+
+
 def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
     return options[int(rng.integers(len(options)))]
 
 
 def _fill(text: str, fields: dict[str, str]) -> str:
-    out = text.format(**fields)
-    return out[:1].upper() + out[1:]
+    return upper_first(text.format(**fields))
 
 
 def render(group: str, rng: np.random.Generator, value: str, answer: str | None = None,
@@ -462,7 +466,7 @@ def render(group: str, rng: np.random.Generator, value: str, answer: str | None 
     tpl = template_set(group)
     fields = dict(fields)
     if "subject" in fields:
-        fields.setdefault("Subject", fields["subject"][:1].upper() + fields["subject"][1:])
+        fields.setdefault("Subject", upper_first(fields["subject"]))
     fields["value"] = value
     desc = _fill(_pick(rng, tpl.descriptions), fields)
     question = _fill(_pick(rng, tpl.questions), fields)

@@ -359,7 +359,7 @@ class AnnotateSummary:
 def annotate_to_dir(
     bags: Sequence[str | Path], config: AnnotateConfig, out: str | Path, jobs: int = 1,
     ray_address: str | None = None, write_bag: bool = False, show_progress: bool = True,
-    model: SpatialModel | None = None,
+    model: SpatialModel | None = None, plots: bool = True,
 ) -> AnnotateSummary:
     """Annotate bags into `out`, resuming from its manifest; writes tables, plots, report, reward bags."""
     from tqdm import tqdm
@@ -383,7 +383,7 @@ def annotate_to_dir(
 
     def on_episode(ep: EpisodeResult) -> None:
         manifest.record(ep)
-        if not ep.error:
+        if plots and not ep.error:
             plot_episode(out, ep)
         bar.set_postfix(episodes=len(manifest.done), failed=len(failed))
 
@@ -392,8 +392,8 @@ def annotate_to_dir(
         if res.error:
             failed.append(res)
         elif write_bag:
-            mine = [r for r in manifest.results() if r.bag_path == res.bag_path]
-            reward_bags.append(write_reward_bag(out, res.bag_path, mine, config.typestore))
+            episodes = manifest.results(res.bag_path)  # this run's and earlier runs' episodes of the bag
+            reward_bags.append(write_reward_bag(out, res.bag_path, episodes, config.typestore))
 
     try:
         run_batch(bags, config, manifest.done, on_episode, on_bag, jobs=jobs, ray_address=ray_address,

@@ -34,7 +34,7 @@ class Manifest:
         self.path = self.out / MANIFEST_NAME
         self.parts = self.out / PARTS_DIR
         self.parts.mkdir(parents=True, exist_ok=True)
-        self.entries: dict[str, str] = {}
+        self.entries: dict[str, tuple[str, str]] = {}  # episode key -> (part file, bag path)
         if self.path.exists():
             self._load(fingerprint)
         else:
@@ -65,17 +65,17 @@ class Manifest:
         if result.key in self.entries:
             return
         with open(self.path, "a") as fh:
-            fh.write(json.dumps({"key": result.key, "part": part}) + "\n")
+            fh.write(json.dumps({"key": result.key, "part": part, "bag_path": result.bag_path}) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-        self.entries[result.key] = part
+        self.entries[result.key] = (part, result.bag_path)
 
-    def results(self) -> list[EpisodeResult]:
-        """All finished episodes, ordered by bag path and episode index (stable across re-runs)."""
-        return _results(self.parts, self.entries)
+    def results(self, bag_path: str | None = None) -> list[EpisodeResult]:
+        """Finished episodes (of one bag, if given), ordered by bag path and episode index."""
+        return _results(self.parts, self.entries, bag_path)
 
 
-def _read(out: Path) -> tuple[dict[str, Any], dict[str, str]]:
+def _read(out: Path) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
     """Fingerprint and {episode key: part file} of an output directory's manifest."""
     path = out / MANIFEST_NAME
     lines = path.read_text().splitlines()
@@ -90,12 +90,18 @@ def _read(out: Path) -> tuple[dict[str, Any], dict[str, str]]:
         except ValueError:  # a line torn by a kill: that episode is simply redone
             continue
         if (out / PARTS_DIR / entry["part"]).exists():
-            entries[entry["key"]] = entry["part"]
+            entries[entry["key"]] = (entry["part"], entry.get("bag_path", ""))
     return head, entries
 
 
-def _results(parts: Path, entries: dict[str, str]) -> list[EpisodeResult]:
-    out = [EpisodeResult.from_json(json.loads((parts / p).read_text())) for p in entries.values()]
+def _results(
+    parts: Path, entries: dict[str, tuple[str, str]], bag_path: str | None = None,
+) -> list[EpisodeResult]:
+    out = [
+        EpisodeResult.from_json(json.loads((parts / part).read_text()))
+        for part, path in entries.values()
+        if bag_path is None or path == bag_path
+    ]
     return sorted(out, key=lambda r: (r.bag_path, r.episode))
 
 

@@ -5,9 +5,11 @@ Rewards, per label:
 - metric: r = max(0, 1 - |value - target_mm| / target_mm) in [0, 1]; unparseable -> 0.
 - static ("did not move"): answer says no motion (static text, `no`, or < STATIC_THRESHOLD_M) -> +1,
   motion -> -1, unparseable -> 0.
+- progress (GVL): frame 0 is fixed at 0 %, every other frame is rated against it (in shuffled order,
+  so no ordering cue reaches the model); progress = answer / scale, clipped to 0..1. Each frame's
+  label reward is its progress gain over the previous frame in time order; the episode's VOC is the
+  Spearman correlation of progress with time (-1..1, constant predictions 0).
 Questions, `expect` and `truth` may hold {placeholders} filled from each episode's marker labels.
-- progress (GVL): VOC of the predicted progress of the episode's frames (-1..1); each frame's label
-  reward is its progress gain over the previous frame in time order.
 Aggregation: a step's reward is the weight-averaged reward of the step-span checks asked on that
 consecutive frame pair. The episode reward aggregates each check over its labels (`episode_aggregate`:
 mean, min or last), then weight-averages the checks (progress counts with its weight, as its VOC).

@@ -16,7 +16,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
@@ -32,7 +31,7 @@ from spatial_mllm_ros.ros.convert import ns_to_stamp, numpy_to_image
 from spatial_mllm_ros.ros.params import declare_config
 from spatial_mllm_ros.sim.errors import SimError
 from spatial_mllm_ros.sim.geometry import make_pose, quat_to_mat
-from spatial_mllm_ros.sim.motions import ScriptedEpisode, parse_motion, random_motion
+from spatial_mllm_ros.sim.motions import ScriptedEpisode, motion_from_spec
 from spatial_mllm_ros.sim.node_config import SimNodeConfig
 from spatial_mllm_ros.sim.topics import (
     CLOCK_TOPIC,
@@ -48,12 +47,14 @@ from spatial_mllm_ros.sim.topics import (
     camera_info_values,
     camera_pose_topic,
     depth_topic,
+    encode_compressed,
     episode_marker,
     image_topic,
     joint_positions,
     object_topic,
     optical_frame,
     pose7_of,
+    pose_values,
     scene_summary,
     to_json,
 )
@@ -61,6 +62,7 @@ from spatial_mllm_ros.sim.world import RenderedFrame, SimWorld
 
 NODE_NAME = "spatial_mllm_sim"
 QUEUE = 5
+JPEG_QUALITY = 95  # OpenCV's and compressed_image_transport's default
 # Episode markers are few and matter: late joiners (a recorder, the annotator) still get the recent ones.
 MARKER_QOS = QoSProfile(
     depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
@@ -68,15 +70,9 @@ MARKER_QOS = QoSProfile(
 
 
 def _pose_msg(pose7: np.ndarray, stamp: Time) -> PoseStamped:
-    return PoseStamped(
-        header=Header(stamp=stamp, frame_id=WORLD_FRAME),
-        pose=Pose(
-            position=Point(x=float(pose7[0]), y=float(pose7[1]), z=float(pose7[2])),
-            orientation=Quaternion(
-                w=float(pose7[3]), x=float(pose7[4]), y=float(pose7[5]), z=float(pose7[6])
-            ),
-        ),
-    )
+    v = pose_values(pose7)
+    pose = Pose(position=Point(**v["position"]), orientation=Quaternion(**v["orientation"]))
+    return PoseStamped(header=Header(stamp=stamp, frame_id=WORLD_FRAME), pose=pose)
 
 
 class SimNode(Node):
@@ -170,12 +166,7 @@ class SimNode(Node):
         if self._episode_index and c.script_loop:
             self.world.close()
             self.world = SimWorld(c.scene_config(seed_offset=self._episode_index))
-        spec = c.script
-        if spec.startswith("random"):
-            kinds = [k for k in spec.partition(":")[2].split(",") if k] or None
-            motion = random_motion(self.world, self._rng, kinds)
-        else:
-            motion = parse_motion(spec)
+        motion = motion_from_spec(c.script, self.world, self._rng)
         self._script = ScriptedEpisode(
             self.world, motion, c.script_frames, c.rate_hz, depth=c.depth, seg=False, start_ns=self._sim_ns
         )
@@ -193,8 +184,7 @@ class SimNode(Node):
         if c.script:
             if self._script is None:
                 self._start_script()
-            frames = self._script.step()
-            return frames
+            return self._script.step()
         if self._sim_ns - self._last_cmd_ns > c.cmd_timeout_s * 1e9:
             self.world.set_gripper_velocity((0.0, 0.0, 0.0))
         self.world.step(max(1, round(self._period_ns * 1e-9 / self.world.dt)))
@@ -238,9 +228,9 @@ class SimNode(Node):
                 msg.header = header
                 self._pub(Image, image_topic(cam)).publish(msg)
             if c.image_transport in ("compressed", "both"):
-                data = cv2.imencode(".jpg", cv2.cvtColor(out.rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+                fmt, data = encode_compressed(out.rgb, "jpeg", JPEG_QUALITY)
                 self._pub(CompressedImage, image_topic(cam, True)).publish(
-                    CompressedImage(header=header, format="rgb8; jpeg compressed bgr8", data=data)
+                    CompressedImage(header=header, format=fmt, data=data.tobytes())
                 )
             if out.depth is not None:
                 msg = numpy_to_image(out.depth, 0, frame_id, encoding="32FC1")

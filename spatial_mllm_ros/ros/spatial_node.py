@@ -280,15 +280,20 @@ def _quietly(node: Node, step: Callable[[], Any] | None) -> None:
 
 
 def _spin_quietly(executor: Executor) -> None:
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if executor.context.ok():
-            raise
-        # SIGINT/SIGTERM shut the context down while the executor was building its wait set: rclpy
-        # raises RCLError "context is not valid" then; that is a normal shutdown.
+    """Spin until shutdown; a callback that raises is logged and the node keeps serving.
+
+    rclpy lets callback exceptions (e.g. an invalid lifecycle transition requested by a client) escape
+    spin() and end the process; a robot node must survive its clients.
+    """
+    while executor.context.ok():
+        try:
+            executor.spin_once(timeout_sec=0.5)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            return
+        except Exception as exc:
+            if not executor.context.ok():  # SIGINT/SIGTERM shut the context down mid-wait: normal
+                return
+            rclpy.logging.get_logger(NODE_NAME).error(f"a callback raised {type(exc).__name__}: {exc}")
 
 
 def spin(groups: list[tuple[Executor, list[Node]]]) -> None:
@@ -309,7 +314,9 @@ def spin(groups: list[tuple[Executor, list[Node]]]) -> None:
     try:
         _spin_quietly(groups[0][0])
     finally:
-        rclpy.try_shutdown()  # wakes the other executors
+        main_node = groups[0][1][0]
+        # wakes the other executors; races with rclpy's own signal-handler shutdown, hence quietly
+        _quietly(main_node, main_node.context.try_shutdown)
         for thread in threads:
             thread.join(timeout=10)
         for executor, nodes in groups:

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from spatial_mllm_ros.sim.errors import SceneConfigError
-from spatial_mllm_ros.sim.motions import parse_motion, random_motion, run_episode
+from spatial_mllm_ros.sim.motions import motion_from_spec, run_episode
 from spatial_mllm_ros.sim.scene import SceneConfig
 from spatial_mllm_ros.sim.truth import Episode
 from spatial_mllm_ros.sim.world import SimWorld
@@ -34,9 +34,5 @@ def generate_episodes(
     for k in range(n):
         spec = motions[k % len(motions)]
         with SimWorld(dataclasses.replace(config, seed=config.seed + k)) as world:
-            if spec.startswith("random"):
-                kinds = [s for s in spec.partition(":")[2].split(",") if s] or None
-                motion = random_motion(world, rng, kinds)
-            else:
-                motion = parse_motion(spec)
+            motion = motion_from_spec(spec, world, rng)
             yield run_episode(world, motion, n_frames, fps, depth=depth, seg=seg)

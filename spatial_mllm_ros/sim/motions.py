@@ -25,6 +25,7 @@ from spatial_mllm_ros.sim.world import RenderedFrame, SimWorld
 
 LIFT_M = 0.10  # clearance above an object's top when carrying or approaching it
 SUCCESS_TOLERANCE_M = 0.03
+CameraPath = Callable[[float], np.ndarray]  # s in [0, 1] -> T_world_cam
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Plan:
     keyframes: list[Keyframe]
     labels: dict[str, Any]
     camera: str | None = None
-    camera_path: Callable[[float], np.ndarray] | None = None  # s in [0, 1] -> T_world_cam
+    camera_path: CameraPath | None = None
 
     def gripper_at(self, t: float) -> tuple[np.ndarray, float, float]:
         """Interpolated (position, yaw, opening) at fraction t, eased in and out between keyframes."""
@@ -90,7 +91,7 @@ class _Builder:
         self,
         labels: dict[str, Any],
         camera: str | None = None,
-        path: Callable[[float], np.ndarray] | None = None,
+        path: CameraPath | None = None,
     ) -> Plan:
         if self.last.t < 1.0:
             self.to(1.0)
@@ -111,13 +112,9 @@ class Motion:
         return {"success": True}
 
 
-def _camera_frame(world: SimWorld, camera: str) -> np.ndarray:
-    return world.extrinsics(camera)
-
-
 def _horizontal(world: SimWorld, camera: str, direction: str) -> np.ndarray:
     """Return the unit world xy vector of a direction word in a camera, flattened onto the table."""
-    v = _camera_frame(world, camera)[:3, :3] @ direction_vector(direction)
+    v = world.extrinsics(camera)[:3, :3] @ direction_vector(direction)
     xy = v[:2]
     if np.linalg.norm(xy) < 0.3:
         raise MotionError(
@@ -155,7 +152,7 @@ class Translate(Motion):
 
     def plan(self, world: SimWorld) -> Plan:
         v_cam = np.asarray(self.vector_cam, float)
-        target = world.gripper_pose().position + _camera_frame(world, self.camera)[:3, :3] @ v_cam
+        target = world.gripper_pose().position + world.extrinsics(self.camera)[:3, :3] @ v_cam
         labels = {
             "motion": self.name,
             "camera": self.camera,
@@ -347,69 +344,73 @@ class Idle(Motion):
 
 
 def _world_camera(world: SimWorld, camera: str) -> np.ndarray:
-    world.extrinsics(camera)  # raises UnknownCameraError
+    """Pose of a fixed camera (UnknownCameraError for an unknown one, MotionError for a wrist camera)."""
+    t0 = world.extrinsics(camera)
     if world.scene.cameras[camera].mount != "world":
         raise MotionError(f"camera {camera!r} rides on the gripper: only fixed cameras pan, dolly or orbit")
-    return world.extrinsics(camera)
+    return t0
 
 
 @dataclass(frozen=True)
-class CameraPan(Motion):
-    """Turn a fixed camera about the vertical by `angle_deg` (positive: pans right)."""
+class _CameraMotion(Motion):
+    """A fixed camera moving along a path while the gripper and the objects stay still."""
 
     camera: str = "front"
+
+    def plan(self, world: SimWorld) -> Plan:
+        """Keyframes (none: the gripper holds still), the camera path and its labels."""
+        path, labels = self._path(_world_camera(world, self.camera))
+        return _Builder(world).plan({"motion": self.name, "camera": self.camera, **labels}, self.camera, path)
+
+    def _path(self, t0: np.ndarray) -> tuple[CameraPath, dict[str, Any]]:
+        """Return the camera pose along s in [0, 1] from its start pose t0, and the motion's own labels."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class CameraPan(_CameraMotion):
+    """Turn a fixed camera about the vertical by `angle_deg` (positive: pans right)."""
+
     angle_deg: float = 15.0
     name: ClassVar[str] = "camera_pan"
 
-    def plan(self, world: SimWorld) -> Plan:
-        t0 = _world_camera(world, self.camera)
+    def _path(self, t0: np.ndarray) -> tuple[CameraPath, dict[str, Any]]:
         angle = np.radians(self.angle_deg)
 
         def path(s: float) -> np.ndarray:
             return make_pose(rot_z(-angle * s) @ t0[:3, :3], t0[:3, 3])
 
-        labels = {
-            "motion": self.name,
-            "camera": self.camera,
+        return path, {
             "angle_deg": float(self.angle_deg),
             "direction": "right" if self.angle_deg > 0 else "left",
         }
-        return _Builder(world).plan(labels, self.camera, path)
 
 
 @dataclass(frozen=True)
-class CameraDolly(Motion):
+class CameraDolly(_CameraMotion):
     """Move a fixed camera along its viewing axis by `distance_m` (positive: forward)."""
 
-    camera: str = "front"
     distance_m: float = 0.15
     name: ClassVar[str] = "camera_dolly"
 
-    def plan(self, world: SimWorld) -> Plan:
-        t0 = _world_camera(world, self.camera)
-
+    def _path(self, t0: np.ndarray) -> tuple[CameraPath, dict[str, Any]]:
         def path(s: float) -> np.ndarray:
             return make_pose(t0[:3, :3], t0[:3, 3] + t0[:3, 2] * self.distance_m * s)
 
-        labels = {
-            "motion": self.name,
-            "camera": self.camera,
+        return path, {
             "distance_mm": round(abs(self.distance_m) * 1000),
             "direction": "forward" if self.distance_m > 0 else "backward",
         }
-        return _Builder(world).plan(labels, self.camera, path)
 
 
 @dataclass(frozen=True)
-class CameraOrbit(Motion):
+class CameraOrbit(_CameraMotion):
     """Swing a fixed camera around the table point it looks at by `angle_deg` (positive: counterclockwise)."""
 
-    camera: str = "front"
     angle_deg: float = 20.0
     name: ClassVar[str] = "camera_orbit"
 
-    def plan(self, world: SimWorld) -> Plan:
-        t0 = _world_camera(world, self.camera)
+    def _path(self, t0: np.ndarray) -> tuple[CameraPath, dict[str, Any]]:
         eye, axis = t0[:3, 3], t0[:3, 2]
         pivot = eye - axis * (eye[2] / axis[2]) if axis[2] < -0.05 else np.zeros(3)
         angle = np.radians(self.angle_deg)
@@ -418,14 +419,11 @@ class CameraOrbit(Motion):
             r = rot_z(angle * s)
             return make_pose(r @ t0[:3, :3], pivot + r @ (eye - pivot))
 
-        labels = {
-            "motion": self.name,
-            "camera": self.camera,
+        return path, {
             "angle_deg": float(self.angle_deg),
             "direction": "counterclockwise" if self.angle_deg > 0 else "clockwise",
             "pivot": [round(float(v), 4) for v in pivot],
         }
-        return _Builder(world).plan(labels, self.camera, path)
 
 
 MOTIONS: dict[str, type[Motion]] = {
@@ -507,6 +505,14 @@ def random_motion(world: SimWorld, rng: np.random.Generator, kinds: Sequence[str
             continue
         return motion
     raise MotionError(f"no feasible motion among {list(kinds)} in this scene after 50 tries")
+
+
+def motion_from_spec(spec: str, world: SimWorld, rng: np.random.Generator) -> Motion:
+    """Build a motion from a parse_motion string, or draw one for "random" / "random:push,idle" (kinds)."""
+    if spec.startswith("random"):
+        kinds = [k for k in spec.partition(":")[2].split(",") if k] or None
+        return random_motion(world, rng, kinds)
+    return parse_motion(spec)
 
 
 class ScriptedEpisode:
@@ -597,7 +603,7 @@ class ScriptedEpisode:
         for name, poses in self._objects.items():
             pose = world.object_pose(name)
             poses[i] = pose.as_array()
-            self._tracks[name][i] = self._tracks_body[name] @ quat_to_mat(pose.quaternion).T + pose.position
+            self._tracks[name][i] = pose.apply(self._tracks_body[name])
         rendered = {}
         for c, track in self.cameras.items():
             out = rendered[c] = world.render(c, depth=self.depth, seg=self.seg)

@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
@@ -23,12 +22,14 @@ from spatial_mllm_ros.sim.topics import (
     camera_info_values,
     camera_pose_topic,
     depth_topic,
+    encode_compressed,
     episode_marker,
     image_topic,
     joint_positions,
     object_topic,
     optical_frame,
     pose7_of,
+    pose_values,
     to_json,
 )
 from spatial_mllm_ros.sim.truth import Episode
@@ -37,18 +38,6 @@ STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": Sto
 COMPRESSED_FORMATS = ("jpeg", "png")
 FIRST_STAMP_NS = 1_000_000_000  # bags start at 1 s: some tools treat a zero stamp as "unset"
 EPISODE_GAP_NS = 1_000_000_000  # quiet time between episodes in one bag
-
-
-def encode_compressed(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> tuple[str, np.ndarray]:
-    """sensor_msgs/CompressedImage `format` and data for an RGB image (as image_transport writes them)."""
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    if fmt == "jpeg":
-        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    else:
-        ok, buf = cv2.imencode(".png", bgr)
-    if not ok:
-        raise RecordError(f"OpenCV could not encode a {rgb.shape} image as {fmt}")
-    return f"rgb8; {fmt} compressed bgr8", buf.reshape(-1)
 
 
 class EpisodeRecorder:
@@ -115,14 +104,9 @@ class EpisodeRecorder:
         self.n_messages += 1
 
     def _pose(self, pose7: np.ndarray, stamp_ns: int) -> Any:
-        p = self._msg("geometry_msgs/msg/Point", x=float(pose7[0]), y=float(pose7[1]), z=float(pose7[2]))
-        q = self._msg(
-            "geometry_msgs/msg/Quaternion",
-            w=float(pose7[3]),
-            x=float(pose7[4]),
-            y=float(pose7[5]),
-            z=float(pose7[6]),
-        )
+        v = pose_values(pose7)
+        p = self._msg("geometry_msgs/msg/Point", **v["position"])
+        q = self._msg("geometry_msgs/msg/Quaternion", **v["orientation"])
         return self._msg(
             "geometry_msgs/msg/PoseStamped",
             header=self._header(stamp_ns, WORLD_FRAME),

@@ -6,8 +6,10 @@ import json
 import re
 from typing import Any
 
+import cv2
 import numpy as np
 
+from spatial_mllm_ros.sim.errors import RecordError
 from spatial_mllm_ros.sim.geometry import mat_to_quat
 from spatial_mllm_ros.sim.scene import Scene
 from spatial_mllm_ros.sim.truth import Episode
@@ -71,6 +73,24 @@ def camera_info_values(k: np.ndarray, width: int, height: int) -> dict[str, Any]
 def pose7_of(t_world: np.ndarray) -> np.ndarray:
     """[x, y, z, qw, qx, qy, qz] of a 4x4 pose."""
     return np.concatenate([t_world[:3, 3], mat_to_quat(t_world[:3, :3])])
+
+
+def pose_values(pose7: np.ndarray) -> dict[str, dict[str, float]]:
+    """geometry_msgs/Pose fields of [x, y, z, qw, qx, qy, qz]: {"position": {...}, "orientation": {...}}."""
+    x, y, z, qw, qx, qy, qz = (float(v) for v in pose7[:7])
+    return {"position": {"x": x, "y": y, "z": z}, "orientation": {"x": qx, "y": qy, "z": qz, "w": qw}}
+
+
+def encode_compressed(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> tuple[str, np.ndarray]:
+    """sensor_msgs/CompressedImage `format` and data for an RGB image (as image_transport writes them)."""
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if fmt == "jpeg":
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    else:
+        ok, buf = cv2.imencode(".png", bgr)
+    if not ok:
+        raise RecordError(f"OpenCV could not encode a {rgb.shape} image as {fmt}")
+    return f"rgb8; {fmt} compressed bgr8", buf.reshape(-1)
 
 
 def joint_positions(gripper7: np.ndarray, opening_m: float) -> list[float]:

@@ -88,6 +88,10 @@ class Pose:
         """[x, y, z, qw, qx, qy, qz]."""
         return np.concatenate([self.position, self.quaternion])
 
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """Body-frame points (N, 3) -> world frame."""
+        return points @ quat_to_mat(self.quaternion).T + self.position
+
 
 class SimWorld:
     """A tabletop scene running in MuJoCo; the gripper is kinematic, objects are simulated."""
@@ -104,14 +108,10 @@ class SimWorld:
         self._cam_home = (self.model.cam_pos.copy(), self.model.cam_quat.copy())
         self._gripper_body = mj.mj_name2id(self.model, mj.mjtObj.mjOBJ_BODY, "gripper")
         self._mocap = int(self.model.body_mocapid[self._gripper_body])
-        self._fingers = [
-            int(self.model.jnt_qposadr[mj.mj_name2id(self.model, mj.mjtObj.mjOBJ_JOINT, f)])
-            for f in ("finger_left", "finger_right")
-        ]
-        self._finger_dofs = [
-            int(self.model.jnt_dofadr[mj.mj_name2id(self.model, mj.mjtObj.mjOBJ_JOINT, f)])
-            for f in ("finger_left", "finger_right")
-        ]
+        joint = mj.mjtObj.mjOBJ_JOINT
+        fingers = [mj.mj_name2id(self.model, joint, f) for f in ("finger_left", "finger_right")]
+        self._fingers = [int(self.model.jnt_qposadr[j]) for j in fingers]
+        self._finger_dofs = [int(self.model.jnt_dofadr[j]) for j in fingers]
         self._bodies = {
             o.name: mj.mj_name2id(self.model, mj.mjtObj.mjOBJ_BODY, o.body) for o in self.scene.objects
         }

@@ -89,6 +89,10 @@ class Scene:
     dropped: dict[str, int] = field(default_factory=dict)  # frames dropped at load, by reason
     info: dict[str, Any] = field(default_factory=dict)  # source facts worth auditing (the sim's script)
 
+    def drop(self, reason: str, n: int = 1) -> None:
+        """Count n frames dropped at load for `reason` (reported in the run summary)."""
+        self.dropped[reason] = self.dropped.get(reason, 0) + n
+
     @property
     def has_geometry(self) -> bool:
         """Whether views and static vertices exist (depth, correspondence, camera, size tasks)."""
@@ -129,6 +133,12 @@ def jpeg_size(data: bytes, scene_id: str = "") -> tuple[int, int]:
         raise CorruptFileError(scene_id, f"bad JPEG bytes: {exc}") from exc
 
 
+def require_root(root: Path) -> None:
+    """Fail with a MissingFileError naming the data root when it is not a directory."""
+    if not root.is_dir():
+        raise MissingFileError(str(root), "data root does not exist")
+
+
 def visibility_matrix(
     scene: Scene, tolerance_m: float | None = None
 ) -> tuple[np.ndarray, list[int]]:
@@ -144,7 +154,7 @@ def visibility_matrix(
         try:
             depth = view.depth()
         except (CorruptFileError, MissingFileError) as exc:
-            scene.dropped[exc.reason] = scene.dropped.get(exc.reason, 0) + 1
+            scene.drop(exc.reason)
             continue
         proj = project(scene.points, view.c2w, view.intrinsics)
         rows.append(visible_mask(proj, (view.width, view.height), depth, tolerance_m))

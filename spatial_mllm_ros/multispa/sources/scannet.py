@@ -38,7 +38,7 @@ from spatial_mllm_ros.multispa.errors import (
     MissingFileError,
 )
 from spatial_mllm_ros.multispa.geometry import align_poses, pose_is_valid, transform_points
-from spatial_mllm_ros.multispa.sources.base import Scene, View, image_size
+from spatial_mllm_ros.multispa.sources.base import Scene, View, image_size, require_root
 from spatial_mllm_ros.multispa.sources.scannet_raw import raw_mesh_files, read_raw_mesh
 
 FRAME_STEP = 5
@@ -89,8 +89,7 @@ class ScanNetSource:
 
     def list_scenes(self) -> list[str]:
         """Folders under root that have a color/ folder, sorted."""
-        if not self.root.is_dir():
-            raise MissingFileError(str(self.root), "data root does not exist")
+        require_root(self.root)
         return sorted(p.name for p in self.root.iterdir() if (p / "color").is_dir())
 
     def load(self, scene_id: str) -> Scene:
@@ -121,7 +120,7 @@ class ScanNetSource:
             depth = folder / "depth" / f"{jpg.stem}.png"
             pose_path = folder / "pose" / f"{jpg.stem}.txt"
             if not depth.is_file() or not pose_path.is_file():
-                scene.dropped["missing file"] = scene.dropped.get("missing file", 0) + 1
+                scene.drop(MissingFileError.reason)
                 continue
             try:
                 pose = read_matrix(pose_path, scene_id)
@@ -131,7 +130,7 @@ class ScanNetSource:
                 n_bad_pose += 1
                 continue
             if self._size(jpg, scene_id) != size:  # a header check: cheap, unlike decoding
-                scene.dropped["corrupt file"] = scene.dropped.get("corrupt file", 0) + 1
+                scene.drop(CorruptFileError.reason)
                 continue
             scene.views.append(
                 View(jpg.stem, k, align_poses(align, pose), size[0], size[1], jpg, depth, 1000.0,

@@ -93,7 +93,7 @@ def read_raw_mesh(folder: Path, scene_id: str) -> tuple[np.ndarray, np.ndarray, 
         raise CorruptFileError(scene_id, f"{len(seg)} segment ids for {len(points)} vertices")
     inst = np.zeros(len(points), dtype=np.int64)
     labels: dict[int, str] = {}
-    lookup = {}
+    lookup: dict[int, int] = {}  # segment id -> instance id
     for group in groups:
         iid = int(group["objectId"]) + 1
         labels[iid] = str(group["label"])

@@ -53,7 +53,6 @@ class SimSource:
 
     def _simulate(self, scene_id: str, seed: int) -> Scene:
         from spatial_mllm_ros.sim import SceneConfig, SimWorld, random_motion, run_episode
-        from spatial_mllm_ros.sim.geometry import quat_to_mat
 
         rng = np.random.default_rng(seed)
         config = SceneConfig(seed=seed, n_objects=int(rng.integers(2, 5)), width=self.width,
@@ -71,9 +70,8 @@ class SimSource:
             labels: dict[int, str] = {}
             obj_pts, obj_ids = [], []
             for obj in world.scene.objects:
-                pose = world.object_pose(obj.name)
                 body = obj.surface_points(OBJECT_POINTS, np.random.default_rng(seed * 31 + obj.seg_id))
-                obj_pts.append(body @ quat_to_mat(pose.quaternion).T + pose.position)
+                obj_pts.append(world.object_pose(obj.name).apply(body))
                 obj_ids.append(np.full(OBJECT_POINTS, obj.seg_id))
                 labels[obj.seg_id] = obj.name
             scene.points = np.concatenate([points, *obj_pts])

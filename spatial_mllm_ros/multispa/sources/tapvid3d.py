@@ -29,7 +29,7 @@ from spatial_mllm_ros.multispa.errors import (
     MissingFileError,
 )
 from spatial_mllm_ros.multispa.geometry import invert_pose, pose_is_valid, track_world_points
-from spatial_mllm_ros.multispa.sources.base import Scene, Video, View, image_size, jpeg_size
+from spatial_mllm_ros.multispa.sources.base import Scene, Video, View, image_size, jpeg_size, require_root
 
 REQUIRED_KEYS: tuple[str, ...] = ("tracks_XYZ", "visibility", "fx_fy_cx_cy")
 
@@ -44,8 +44,7 @@ class TapVid3DSource:
 
     def list_scenes(self) -> list[str]:
         """Clip ids "<subset>/<clip>" of every npz under root, sorted."""
-        if not self.root.is_dir():
-            raise MissingFileError(str(self.root), "data root does not exist")
+        require_root(self.root)
         return sorted(p.relative_to(self.root).with_suffix("").as_posix() for p in self.root.rglob("*.npz"))
 
     def load(self, scene_id: str) -> Scene:
@@ -66,9 +65,7 @@ class TapVid3DSource:
                 intr = np.asarray(data["fx_fy_cx_cy"], dtype=np.float64).reshape(-1)
                 w2c = np.asarray(data["extrinsics_w2c"], dtype=np.float64)
                 frames = self._frames(path, data, scene_id, tracks.shape[0])
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise CorruptFileError(scene_id, f"{path.name}: {exc}") from exc
-        except ValueError as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
             raise CorruptFileError(scene_id, f"{path.name}: {exc}") from exc
         n_frames = tracks.shape[0]
         if tracks.ndim != 3 or tracks.shape[2] != 3 or visible.shape != tracks.shape[:2]:
@@ -97,7 +94,9 @@ class TapVid3DSource:
             scene.dropped["invalid pose"] = int((~good).sum())
         return scene
 
-    def _frames(self, path: Path, data: np.lib.npyio.NpzFile, scene_id: str, n_frames: int) -> list:
+    def _frames(
+        self, path: Path, data: np.lib.npyio.NpzFile, scene_id: str, n_frames: int
+    ) -> list[Path] | list[bytes]:
         folder = path.with_suffix("")
         if folder.is_dir():
             files = [folder / f"{t:05d}.jpg" for t in range(n_frames)]

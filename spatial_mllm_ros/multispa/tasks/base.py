@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from spatial_mllm_ros.multispa.format import QuestionKind, Sample, format_value, make_sample
-from spatial_mllm_ros.multispa.geometry import overlap_matrix, project
+from spatial_mllm_ros.multispa.geometry import overlap_matrix, project, sample_overlap_pairs
 from spatial_mllm_ros.multispa.sources.base import Scene, View, visibility_matrix
 from spatial_mllm_ros.multispa.templates import Rendered
 
@@ -89,6 +89,12 @@ class ImageStore:
         os.replace(tmp, dst)
         return rel.as_posix()
 
+    def marked(self, view: View, marker: str, dots: list[tuple[float, float, str]], name: str) -> str:
+        """Relative path of the view with `dots` drawn (marker "dot"), else of its unmarked frame."""
+        if marker == "dot":
+            return self.drawn(draw_dots(view.rgb(), dots), name)
+        return self.frame(view)
+
     @staticmethod
     def _encode(rgb: np.ndarray, path: Path) -> None:
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
@@ -123,6 +129,14 @@ class TaskContext:
         if self._overlap is None:
             self._overlap = overlap_matrix(self.visibility()[0])
         return self._overlap
+
+    def view_pairs(self, n: int) -> Iterator[tuple[int, int, View, View]]:
+        """Up to n overlap-balanced pairs of usable views: (k1, k2, view 1, view 2); none below two views."""
+        _, idx = self.visibility()
+        if len(idx) < 2:
+            return
+        for k1, k2 in sample_overlap_pairs(self.overlap(), n, self.rng):
+            yield k1, k2, self.scene.views[idx[k1]], self.scene.views[idx[k2]]
 
     def seen_points(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Vertices visible in usable view k away from the border: (vertex ids, uv (M, 2), z (M,))."""

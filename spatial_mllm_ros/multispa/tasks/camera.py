@@ -6,7 +6,7 @@ Translation direction per axis, yaw/pitch direction, distance, angles and the tr
 from __future__ import annotations
 
 from spatial_mllm_ros.multispa.format import QuestionKind, Sample, format_value
-from spatial_mllm_ros.multispa.geometry import CameraMotion, camera_motion, sample_overlap_pairs
+from spatial_mllm_ros.multispa.geometry import CameraMotion, camera_motion
 from spatial_mllm_ros.multispa.tasks.base import TaskContext, TaskSpec
 from spatial_mllm_ros.multispa.templates import render
 
@@ -29,12 +29,8 @@ _GROUP = {"x": "camera_dir_x", "y": "camera_dir_y", "z": "camera_dir_z", "yaw": 
 def camera_movement(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
     """One camera quantity for each overlap-balanced pair (image order already randomised)."""
     quantity = spec.params["quantity"]
-    _, idx = ctx.visibility()
-    if len(idx) < 2:
-        return []
     out: list[Sample] = []
-    for k1, k2 in sample_overlap_pairs(ctx.overlap(), n, ctx.rng):
-        v1, v2 = ctx.scene.views[idx[k1]], ctx.scene.views[idx[k2]]
+    for k1, k2, v1, v2 in ctx.view_pairs(n):
         motion = camera_motion(v1.c2w, v2.c2w)
         value = _label(motion, quantity)
         sid = ctx.next_id(spec.name)

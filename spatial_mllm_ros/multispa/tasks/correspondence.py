@@ -11,7 +11,6 @@ from spatial_mllm_ros.multispa.format import (
     format_value,
     to_norm_coords,
 )
-from spatial_mllm_ros.multispa.geometry import sample_overlap_pairs
 from spatial_mllm_ros.multispa.tasks.base import TaskContext, TaskSpec, coord_text, draw_dots, marker_radius
 from spatial_mllm_ros.multispa.templates import point_ref, render
 
@@ -43,16 +42,12 @@ def distractors(rng: np.random.Generator, true_uv: np.ndarray, width: int, heigh
 def correspondence(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
     """Coordinate variant ([x1, y1] -> [x2, y2]) or multiple choice (dot -> one of A-D)."""
     variant = spec.params["variant"]
-    _, idx = ctx.visibility()
-    if len(idx) < 2:
-        return []
     out: list[Sample] = []
-    for k1, k2 in sample_overlap_pairs(ctx.overlap(), n, ctx.rng):
+    for k1, k2, v1, v2 in ctx.view_pairs(n):
         common, uv1, uv2 = _shared_points(ctx, k1, k2)
         if common.size == 0:
             continue
         p = int(ctx.rng.integers(common.size))
-        v1, v2 = ctx.scene.views[idx[k1]], ctx.scene.views[idx[k2]]
         xy1 = to_norm_coords(uv1[p, 0], uv1[p, 1], v1.width, v1.height)
         xy2 = to_norm_coords(uv2[p, 0], uv2[p, 1], v2.width, v2.height)
         sid = ctx.next_id(spec.name)

@@ -2,36 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import numpy as np
+
 from spatial_mllm_ros.multispa.format import QuestionKind, Sample, format_value, to_norm_coords
-from spatial_mllm_ros.multispa.tasks.base import TaskContext, TaskSpec, coord_text, draw_dots
+from spatial_mllm_ros.multispa.sources.base import View
+from spatial_mllm_ros.multispa.tasks.base import TaskContext, TaskSpec, coord_text
 from spatial_mllm_ros.multispa.templates import point_ref, render
 
 
-def _usable_views(ctx: TaskContext, min_points: int) -> list[int]:
+def _views_with_points(
+    ctx: TaskContext, n: int, min_points: int
+) -> Iterator[tuple[View, np.ndarray, np.ndarray, np.ndarray]]:
+    """Up to n random usable views with at least min_points seen vertices: (view, ids, uv, z) each."""
     vis, idx = ctx.visibility()
-    return [k for k in range(len(idx)) if vis[k].sum() >= min_points]
+    views = [k for k in range(len(idx)) if vis[k].sum() >= min_points]
+    for _ in range(n if views else 0):
+        k = views[int(ctx.rng.integers(len(views)))]
+        ids, uv, z = ctx.seen_points(k)
+        if ids.size >= min_points:
+            yield ctx.scene.views[idx[k]], ids, uv, z
 
 
 def depth_value(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
     """Depth = round(1000 * z_cam) mm of a visible vertex, marked by a dot or given as coordinates."""
     marker = spec.params["marker"]
-    _, idx = ctx.visibility()
-    views = _usable_views(ctx, 1)
     out: list[Sample] = []
-    for _ in range(n if views else 0):
-        k = views[int(ctx.rng.integers(len(views)))]
-        ids, uv, z = ctx.seen_points(k)
-        if ids.size == 0:
-            continue
+    for view, ids, uv, z in _views_with_points(ctx, n, 1):
         p = int(ctx.rng.integers(ids.size))
-        view = ctx.scene.views[idx[k]]
         depth_mm = int(round(1000.0 * z[p]))
         xy = to_norm_coords(uv[p, 0], uv[p, 1], view.width, view.height)
         sid = ctx.next_id(spec.name)
-        if marker == "dot":
-            image = ctx.images.drawn(draw_dots(view.rgb(), [(uv[p, 0], uv[p, 1], "")]), sid)
-        else:
-            image = ctx.images.frame(view)
+        image = ctx.images.marked(view, marker, [(uv[p, 0], uv[p, 1], "")], sid)
         text = render("depth_value", ctx.rng, format_value(QuestionKind.DEPTH, depth_mm),
                       ref=point_ref(ctx.rng, marker, coord_text(xy)))
         meta = {"vertex": int(ids[p]), "point_world": ctx.scene.points[ids[p]].tolist(),
@@ -44,29 +47,18 @@ def depth_value(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
 def depth_compare(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
     """Which of two visible vertices (A, B) is closer or farther; the pair never shares a mm depth."""
     marker = spec.params["marker"]
-    _, idx = ctx.visibility()
-    views = _usable_views(ctx, 2)
     out: list[Sample] = []
-    for _ in range(n if views else 0):
-        k = views[int(ctx.rng.integers(len(views)))]
-        ids, uv, z = ctx.seen_points(k)
-        if ids.size < 2:
-            continue
+    for view, ids, uv, z in _views_with_points(ctx, n, 2):
         a, b = ctx.rng.choice(ids.size, size=2, replace=False)
         mm_a, mm_b = int(round(1000.0 * z[a])), int(round(1000.0 * z[b]))
         if mm_a == mm_b:
             continue
-        view = ctx.scene.views[idx[k]]
         ask = "closer" if ctx.rng.random() < 0.5 else "farther"
         answer = "A" if (mm_a < mm_b) == (ask == "closer") else "B"
         xy_a = to_norm_coords(uv[a, 0], uv[a, 1], view.width, view.height)
         xy_b = to_norm_coords(uv[b, 0], uv[b, 1], view.width, view.height)
         sid = ctx.next_id(spec.name)
-        if marker == "dot":
-            dots = [(uv[a, 0], uv[a, 1], "A"), (uv[b, 0], uv[b, 1], "B")]
-            image = ctx.images.drawn(draw_dots(view.rgb(), dots), sid)
-        else:
-            image = ctx.images.frame(view)
+        image = ctx.images.marked(view, marker, [(uv[a, 0], uv[a, 1], "A"), (uv[b, 0], uv[b, 1], "B")], sid)
         which = "closer to" if ask == "closer" else "farther from"
         text = render("depth_compare", ctx.rng, format_value(QuestionKind.CHOICE, answer), which=which,
                       ref_a=point_ref(ctx.rng, marker, coord_text(xy_a), "A"),

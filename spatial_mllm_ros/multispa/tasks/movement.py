@@ -16,7 +16,7 @@ from spatial_mllm_ros.multispa.format import (
     to_norm_coords,
 )
 from spatial_mllm_ros.multispa.geometry import invert_pose, project, quota_sample, rigid_groups
-from spatial_mllm_ros.multispa.tasks.base import TaskContext, TaskSpec, coord_text, draw_dots, marker_radius
+from spatial_mllm_ros.multispa.tasks.base import TaskContext, TaskSpec, coord_text, marker_radius
 from spatial_mllm_ros.multispa.templates import point_ref, render, static_answer
 
 DISTANCE_BINS = 10
@@ -103,8 +103,7 @@ def object_movement(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
         answer = static_answer(ctx.rng, DID_NOT_MOVE) if static else None
         ref = point_ref(ctx.rng, marker, coord_text(xy))
         text = render(group_name, ctx.rng, value_text, answer=answer, ref=ref)
-        img1 = (ctx.images.drawn(draw_dots(v1.rgb(), [(u, v, "")]), f"{sid}-1") if marker == "dot"
-                else ctx.images.frame(v1))
+        img1 = ctx.images.marked(v1, marker, [(u, v, "")], f"{sid}-1")
         meta = {"track": track, "group": group, "t1": t1, "t2": t2, "point_world_1": p1.tolist(),
                 "point_world_2": p2.tolist(), "displacement_world_m": dp.tolist(),
                 "displacement_cam1_m": vec_m.tolist(), "distance_m": dist_m, "pixel_1": [float(u), float(v)],

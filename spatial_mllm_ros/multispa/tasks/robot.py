@@ -20,7 +20,7 @@ from spatial_mllm_ros.multispa.format import (
 )
 from spatial_mllm_ros.multispa.geometry import invert_pose, quota_sample
 from spatial_mllm_ros.multispa.tasks.base import TaskContext, TaskSpec
-from spatial_mllm_ros.multispa.templates import render, static_answer
+from spatial_mllm_ros.multispa.templates import render, static_answer, upper_first
 from spatial_mllm_ros.sim.truth import DIRECTION_VECTORS, direction_of
 
 GRIPPER = "gripper"
@@ -90,6 +90,12 @@ def _names(ctx: TaskContext, spec: TaskSpec) -> list[str]:
     return [m for m in names if (m == GRIPPER) == (spec.params["subject"] == GRIPPER)]
 
 
+def _pool(ctx: TaskContext, spec: TaskSpec, n: int) -> list[EntityMotion]:
+    """Random motions of the spec's subject, CANDIDATES_PER_SAMPLE per wanted sample (none without one)."""
+    names = _names(ctx, spec)
+    return _motions(ctx, names, n * CANDIDATES_PER_SAMPLE) if names else []
+
+
 def _sample(ctx: TaskContext, spec: TaskSpec, motion: EntityMotion, text_group: str, value: str,
             extra: dict[str, object], answer: str | None = None, **fields: str) -> Sample:
     video = ctx.scene.video
@@ -104,10 +110,7 @@ def _sample(ctx: TaskContext, spec: TaskSpec, motion: EntityMotion, text_group: 
 
 def robot_direction(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
     """Dominant direction of a named thing's motion in camera-1 axes (moved, unambiguous cases only)."""
-    names = _names(ctx, spec)
-    if not names:
-        return []
-    pool = [m for m in _motions(ctx, names, n * CANDIDATES_PER_SAMPLE) if m.clear]
+    pool = [m for m in _pool(ctx, spec, n) if m.clear]
     by_dir: dict[str, list[EntityMotion]] = {}
     for m in pool:
         by_dir.setdefault(str(m.direction), []).append(m)
@@ -125,10 +128,7 @@ def robot_direction(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
 
 def robot_yes_no(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
     """"Did the gripper move left?" with yes and no drawn equally; static things always answer no."""
-    names = _names(ctx, spec)
-    if not names:
-        return []
-    pool = _motions(ctx, names, n * CANDIDATES_PER_SAMPLE)
+    pool = _pool(ctx, spec, n)
     yes: list[EntityMotion] = []
     no: list[EntityMotion] = []
     for i in ctx.rng.permutation(len(pool)):
@@ -159,18 +159,16 @@ def robot_yes_no(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
 
 def robot_distance(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
     """How far a named thing moved (mm), distance-balanced; under 1 cm it "did not move"."""
-    names = _names(ctx, spec)
-    if not names:
+    pool = _pool(ctx, spec, n)
+    if not pool:
         return []
-    pool = _motions(ctx, names, n * CANDIDATES_PER_SAMPLE)
     dist = np.array([m.distance_m for m in pool])
     edges = np.linspace(0.0, max(float(dist.max()), 1e-6), DISTANCE_BINS + 1)
     out: list[Sample] = []
     for i in quota_sample(dist, edges, n, ctx.rng):
         m = pool[int(i)]
         value = int(round(1000.0 * m.distance_m)) if m.moved else 0
-        subject = subject_text(m.name)
-        static = f"{subject[:1].upper()}{subject[1:]} did not move."
+        static = f"{upper_first(subject_text(m.name))} did not move."
         answer = None if m.moved else static_answer(ctx.rng, static)
         out.append(_sample(ctx, spec, m, "robot_distance", format_value(QuestionKind.DISTANCE, value),
                            {"label": value, "static": not m.moved}, answer=answer))

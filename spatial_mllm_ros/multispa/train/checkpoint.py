@@ -21,7 +21,7 @@ STATE_FILES = ("trainable.safetensors", "optimizer.safetensors", "state.json")
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The parameters being trained, by name (what a resume must restore)."""
+    """Return the parameters being trained, by name (what a resume must restore)."""
     return {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
 
 
@@ -71,21 +71,32 @@ def set_rng_state(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> No
     np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, progress: dict[str, Any]) -> Path:
+def save_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    progress: dict[str, Any],
+) -> Path:
     """Write a resumable checkpoint directory (rank 0 only)."""
     path.mkdir(parents=True, exist_ok=True)
     save_file(trainable_state(model), str(path / "trainable.safetensors"))
     opt_tensors, opt_plain = _split_optimizer(optimizer.state_dict())
     rng_tensors, rng_plain = rng_state()
     save_file({**opt_tensors, **rng_tensors}, str(path / "optimizer.safetensors"))
-    state = {"progress": progress, "optimizer": opt_plain, "scheduler": scheduler.state_dict(), "rng": rng_plain}
+    state = {
+        "progress": progress,
+        "optimizer": opt_plain,
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_plain,
+    }
     (path / "state.json").write_text(json.dumps(state))
     return path
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any) -> dict[str, Any]:
+def load_checkpoint(
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> dict[str, Any]:
     """Restore weights, optimizer, scheduler and RNG from `path`; returns the saved progress dict."""
     missing = [f for f in STATE_FILES if not (path / f).is_file()]
     if missing:
@@ -109,7 +120,10 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The newest `checkpoint-<step>` directory under output_dir, if any."""
-    found = [p for p in output_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
-             and (p / "state.json").is_file()]
+    """Return the newest `checkpoint-<step>` directory under output_dir, if any."""
+    found = [
+        p
+        for p in output_dir.glob("checkpoint-*")
+        if p.name.split("-")[-1].isdigit() and (p / "state.json").is_file()
+    ]
     return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None

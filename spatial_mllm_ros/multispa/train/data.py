@@ -62,8 +62,10 @@ class SampleEncoder(Protocol):
 
 
 class ChatSampleEncoder:
-    """The runtime's own preprocessing and prompt layout (model.preprocess, model.prompts), so training and
-    inference see identical inputs for every family."""
+    """The runtime's own preprocessing and prompt layout (model.preprocess, model.prompts).
+
+    Training and inference thus see identical inputs for every family.
+    """
 
     def __init__(self, image_spec: ImageSpec, prompts: PromptEncoder) -> None:
         self.image_spec = image_spec
@@ -72,7 +74,9 @@ class ChatSampleEncoder:
     def encode(self, sample: Sample, images: Sequence[np.ndarray]) -> Encoded:
         """Tiles/patches per image, then prompt + answer ids with answer-only labels."""
         prepared = [prepare_image(img, self.image_spec) for img in images]
-        ids, labels = self.prompts.encode_training([p.n_tokens for p in prepared], sample.prompt, sample.answer)
+        ids, labels = self.prompts.encode_training(
+            [p.n_tokens for p in prepared], sample.prompt, sample.answer
+        )
         extra = {}
         if prepared and prepared[0].grid_thw is not None:
             extra["image_grid_thw"] = torch.tensor([p.grid_thw for p in prepared], dtype=torch.long)
@@ -129,8 +133,13 @@ def load_rgb(path: Path) -> np.ndarray:
 class SupervisedDataset(torch.utils.data.Dataset):
     """Map-style dataset of encoded samples; a bad sample yields None and is counted, never raised."""
 
-    def __init__(self, records: Sequence[Record], encoder: SampleEncoder, max_length: int,
-                 skipped: SkipCounter | None = None) -> None:
+    def __init__(
+        self,
+        records: Sequence[Record],
+        encoder: SampleEncoder,
+        max_length: int,
+        skipped: SkipCounter | None = None,
+    ) -> None:
         self.records = list(records)
         self.encoder = encoder
         self.max_length = max_length
@@ -176,12 +185,12 @@ class LengthGroupedSampler(torch.utils.data.Sampler[int]):
         order = torch.randperm(len(self.lengths), generator=g).tolist()
         mega = self.batch_size * 50
         for start in range(0, len(order), mega):
-            chunk = sorted(order[start:start + mega], key=lambda i: -self.lengths[i])
+            chunk = sorted(order[start : start + mega], key=lambda i: -self.lengths[i])
             yield from chunk
 
 
 def index_order(n: int, seed: int, epoch: int, lengths: Sequence[int] | None, batch_size: int) -> list[int]:
-    """The sample order of one epoch: a seeded permutation, length-grouped when lengths are given."""
+    """Return one epoch's sample order: a seeded permutation, length-grouped when lengths are given."""
     if lengths is not None:
         return list(LengthGroupedSampler(lengths, batch_size, seed, epoch))
     g = torch.Generator().manual_seed(seed + epoch)
@@ -194,10 +203,10 @@ def shard(order: Sequence[int], rank: int, world: int, batch_size: int) -> list[
     steps = len(order) // per_step if len(order) >= per_step else (1 if order else 0)
     batches = []
     for s in range(steps):
-        block = list(order[s * per_step:(s + 1) * per_step])
+        block = list(order[s * per_step : (s + 1) * per_step])
         if len(block) < per_step:  # fewer samples than one global batch: wrap around
             block = (block * math.ceil(per_step / len(block)))[:per_step]
-        batches.append(block[rank * batch_size:(rank + 1) * batch_size])
+        batches.append(block[rank * batch_size : (rank + 1) * batch_size])
     return batches
 
 
@@ -212,15 +221,19 @@ def pad_batch(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
         ids[k, :n] = torch.tensor(e.input_ids)
         labels[k, :n] = torch.tensor(e.labels)
         mask[k, :n] = 1
-    batch: dict[str, Any] = {"input_ids": ids, "labels": labels, "attention_mask": mask,
-                             "pixel_values": torch.cat([e.pixel_values for e in items])}
+    batch: dict[str, Any] = {
+        "input_ids": ids,
+        "labels": labels,
+        "attention_mask": mask,
+        "pixel_values": torch.cat([e.pixel_values for e in items]),
+    }
     for key in items[0].extra:
         batch[key] = torch.cat([e.extra[key] for e in items])
     return batch
 
 
 def records_summary(records: Sequence[Record]) -> dict[str, int]:
-    """Samples per sub-task (for the run log and the model card)."""
+    """Count samples per sub-task (for the run log and the model card)."""
     return dict(Counter(r.sample.task or "unknown" for r in records))
 
 

@@ -68,7 +68,7 @@ class TrainResult:
 
 @dataclass
 class Dist:
-    """This process's place in a distributed run (world 1 when launched plainly)."""
+    """Where this process sits in a distributed run (world 1 when launched plainly)."""
 
     rank: int = 0
     world: int = 1
@@ -92,7 +92,15 @@ def init_distributed(device: torch.device) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def pick_device(name: str, dist_info: Dist | None = None) -> torch.device:
+def sharding_engine() -> str | None:
+    """Name the sharding engine (deepspeed / fsdp) `accelerate launch` was configured with, if any."""
+    for engine, var in (("deepspeed", "ACCELERATE_USE_DEEPSPEED"), ("fsdp", "ACCELERATE_USE_FSDP")):
+        if os.environ.get(var, "").lower() == "true":
+            return engine
+    return None
+
+
+def pick_device(name: str) -> torch.device:
     """auto: this rank's GPU when CUDA is there, else CPU."""
     if name == "auto":
         if torch.cuda.is_available():
@@ -131,8 +139,10 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 or "norm" in name or "position" in name else decay).append(p)
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.adam_betas)
 
 
@@ -153,8 +163,10 @@ class LossLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as exc:
-                raise ImportError("tensorboard: true needs the tensorboard package (pip install tensorboard); "
-                                  "the CSV + PNG loss curve needs nothing") from exc
+                raise ImportError(
+                    "tensorboard: true needs the tensorboard package (pip install tensorboard); "
+                    "the CSV + PNG loss curve needs nothing"
+                ) from exc
             self.writer = SummaryWriter(str(out / "tensorboard"))
 
     def add(self, step: int, loss: float, lr: float, samples: int, tokens: int, seconds: float) -> None:
@@ -181,7 +193,7 @@ class LossLog:
         smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
         fig, ax = plt.subplots(figsize=(6, 3.5))
         ax.plot(steps, loss, alpha=0.35, label="loss")
-        ax.plot(steps[k - 1:], smooth, label=f"mean of {k}")
+        ax.plot(steps[k - 1 :], smooth, label=f"mean of {k}")
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("answer-token loss")
         ax.set_yscale("log")
@@ -196,8 +208,23 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, trainable: TrainableModel | None = None) -> None:
         self.config = config
-        self.device = pick_device(config.device)
-        self.dist = init_distributed(self.device)
+        self.engine = sharding_engine()
+        self.accelerator: Any = None
+        if self.engine:  # DeepSpeed ZeRO / FSDP: accelerate owns the process group and the wrapping
+            from accelerate import Accelerator
+
+            if config.resume:
+                raise ResumeError(
+                    f"resume under {self.engine} is not supported (its checkpoints are pickles); "
+                    "resume with torchrun/DDP instead"
+                )
+            self.accelerator = Accelerator()
+            self.device = self.accelerator.device
+            st = self.accelerator.state
+            self.dist = Dist(st.process_index, st.num_processes, st.local_process_index)
+        else:
+            self.device = pick_device(config.device)
+            self.dist = init_distributed(self.device)
         seed_everything(config.seed)
         self.tm = trainable or load_for_training(config)
         self.out = Path(config.output_dir)
@@ -210,7 +237,7 @@ class Trainer:
         self.dataset = SupervisedDataset(records, encoder, config.max_length, self.skipped)
         self.model = self.tm.model.to(self.device)
         self.ddp: Any = self.model
-        if self.dist.world > 1:
+        if self.dist.world > 1 and not self.engine:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -220,6 +247,10 @@ class Trainer:
         self.total_steps = config.max_steps or max(1, int(round(config.epochs * self.steps_per_epoch)))
         self.optimizer = make_optimizer(self.model, config)
         self.scheduler = make_scheduler(self.optimizer, config, self.total_steps)
+        if self.accelerator is not None:
+            self.ddp, self.optimizer, self.scheduler = self.accelerator.prepare(
+                self.model, self.optimizer, self.scheduler
+            )
 
     def _batches(self, epoch: int) -> list[list[int]]:
         lengths = [r.est_length for r in self.records] if self.config.group_by_length else None
@@ -253,10 +284,15 @@ class Trainer:
 
     def save(self, progress: dict[str, Any]) -> Path | None:
         """Checkpoint (rank 0) and refresh the loss plot."""
+        if self.accelerator is not None:  # sharded states: every rank writes its shard
+            path = self.out / f"checkpoint-{progress['step']}"
+            self.accelerator.save_state(str(path), safe_serialization=True)
+            return path
         if not self.dist.main:
             return None
-        path = save_checkpoint(self.out / f"checkpoint-{progress['step']}", self.model, self.optimizer,
-                               self.scheduler, progress)
+        path = save_checkpoint(
+            self.out / f"checkpoint-{progress['step']}", self.model, self.optimizer, self.scheduler, progress
+        )
         return path
 
     def train(self) -> TrainResult:
@@ -267,7 +303,9 @@ class Trainer:
         curve = LossLog(self.out, cfg.tensorboard, progress["step"]) if self.dist.main else None
         if self.dist.main:
             (self.out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-            (self.out / "data_summary.json").write_text(json.dumps(records_summary(self.records), indent=2) + "\n")
+            (self.out / "data_summary.json").write_text(
+                json.dumps(records_summary(self.records), indent=2) + "\n"
+            )
         bar = None
         if self.dist.main and cfg.progress:
             from tqdm import tqdm
@@ -290,25 +328,41 @@ class Trainer:
                 if batch is None:
                     continue
                 loss = self.ddp(**batch).loss / cfg.grad_accum
-                loss.backward()
+                if self.accelerator is not None:
+                    self.accelerator.backward(loss)
+                else:
+                    loss.backward()
                 step_loss += float(loss.detach())
                 step_tokens += int(batch["attention_mask"].sum())
                 step_samples += int(batch["input_ids"].shape[0])
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
-                                               cfg.max_grad_norm)
+            if cfg.max_grad_norm > 0 and self.accelerator is not None:
+                self.accelerator.clip_grad_norm_(self.ddp.parameters(), cfg.max_grad_norm)
+            elif cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(
+                    [p for p in self.model.parameters() if p.requires_grad], cfg.max_grad_norm
+                )
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             step += 1
             losses.append(step_loss)
-            progress.update(step=step, epoch=epoch, batch=batch_pos,
-                            samples=progress["samples"] + step_samples * self.dist.world,
-                            tokens=progress["tokens"] + step_tokens * self.dist.world,
-                            seconds=time.perf_counter() - start)
+            progress.update(
+                step=step,
+                epoch=epoch,
+                batch=batch_pos,
+                samples=progress["samples"] + step_samples * self.dist.world,
+                tokens=progress["tokens"] + step_tokens * self.dist.world,
+                seconds=time.perf_counter() - start,
+            )
             if curve is not None:
-                curve.add(step, step_loss, self.scheduler.get_last_lr()[0], progress["samples"],
-                          progress["tokens"], progress["seconds"])
+                curve.add(
+                    step,
+                    step_loss,
+                    self.scheduler.get_last_lr()[0],
+                    progress["samples"],
+                    progress["tokens"],
+                    progress["seconds"],
+                )
             if bar is not None:
                 bar.update(1)
                 if step % max(1, cfg.log_every) == 0:
@@ -320,7 +374,10 @@ class Trainer:
         if bar is not None:
             bar.close()
         final = self.out / "final"
-        if self.dist.main:
+        if self.accelerator is not None:
+            self.save(progress)
+            self.save_model(final)
+        elif self.dist.main:
             self.save(progress)
             self.save_model(final)
             dump_skips(self.skipped, self.out / "skipped.json")
@@ -328,17 +385,33 @@ class Trainer:
                 curve.plot()
         if self.skipped:
             log.warning("skipped samples: %s", self.skipped.summary())
-        if self.dist.world > 1:
+        if self.dist.world > 1 and self.accelerator is None:
             import torch.distributed as dist
 
             dist.barrier()
             dist.destroy_process_group()
-        return TrainResult(step, losses[-1] if losses else float("nan"), losses, int(progress["samples"]),
-                           int(progress["tokens"]), float(progress["seconds"]), dict(self.skipped), str(final))
+        return TrainResult(
+            step,
+            losses[-1] if losses else float("nan"),
+            losses,
+            int(progress["samples"]),
+            int(progress["tokens"]),
+            float(progress["seconds"]),
+            dict(self.skipped),
+            str(final),
+        )
 
     def save_model(self, path: Path) -> Path:
         """Save the trained model for the runtime: a LoRA adapter dir, or a full checkpoint + tokenizer."""
         path.mkdir(parents=True, exist_ok=True)
+        if self.accelerator is not None:  # gather the shards; only the main process writes
+            state = self.accelerator.get_state_dict(self.ddp)
+            if self.accelerator.is_main_process:
+                self.accelerator.unwrap_model(self.ddp).save_pretrained(
+                    path, state_dict=state, safe_serialization=True
+                )
+                self.tm.tokenizer.save_pretrained(path)
+            return path
         self.model.save_pretrained(path, safe_serialization=True)
         self.tm.tokenizer.save_pretrained(path)
         pre = self.tm.checkpoint / "preprocessor_config.json"

@@ -19,7 +19,10 @@ from spatial_mllm_ros.multispa.train.errors import FamilyMismatchError, TrainCon
 log = logging.getLogger(__name__)
 
 MODEL_TYPES: dict[str, str] = {"internvl": "internvl", "qwen2_5_vl": "qwen2_5_vl", "qwen3_vl": "qwen3_vl"}
-VISION_PREFIXES = ("vision_tower", "visual.")  # InternVL's tower; Qwen's `visual` (its merger is the projector)
+VISION_PREFIXES = (
+    "vision_tower",
+    "visual.",
+)  # InternVL's tower; Qwen's `visual` (its merger is the projector)
 PROJECTOR_PREFIXES = ("multi_modal_projector", "visual.merger", "visual.deepstack_merger")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -37,14 +40,16 @@ class TrainableModel:
 
 
 def detect_family(checkpoint: Path) -> str:
-    """The family named by config.json's model_type."""
+    """Return the family named by config.json's model_type."""
     cfg = checkpoint / "config.json"
     if not cfg.is_file():
         raise TrainConfigError(f"model checkpoint {checkpoint} has no config.json")
     model_type = json.loads(cfg.read_text()).get("model_type", "")
     if model_type not in MODEL_TYPES:
-        raise TrainConfigError(f"checkpoint {checkpoint}: unsupported model_type {model_type!r}; "
-                               f"supported: {sorted(MODEL_TYPES)}")
+        raise TrainConfigError(
+            f"checkpoint {checkpoint}: unsupported model_type {model_type!r}; "
+            f"supported: {sorted(MODEL_TYPES)}"
+        )
     return MODEL_TYPES[model_type]
 
 
@@ -69,8 +74,11 @@ def _part(name: str) -> str:
 
 def set_trainable(model: Any, config: TrainConfig) -> dict[str, int]:
     """Freeze/unfreeze by part (LoRA adapters stay trainable); returns trainable parameter counts."""
-    wanted = {"vision": config.train_vision, "projector": config.train_projector,
-              "llm": config.tuning == "full"}
+    wanted = {
+        "vision": config.train_vision,
+        "projector": config.train_projector,
+        "llm": config.tuning == "full",
+    }
     counts = {"vision": 0, "projector": 0, "llm": 0, "lora": 0}
     for name, p in model.named_parameters():
         if "lora_" in name:
@@ -107,11 +115,17 @@ def load_for_training(config: TrainConfig) -> TrainableModel:
         from peft import LoraConfig, get_peft_model
 
         targets = "|".join(config.lora_targets)
-        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                          target_modules=rf".*language_model.*\.({targets})", bias="none")
+        lora = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=rf".*language_model.*\.({targets})",
+            bias="none",
+        )
         model = get_peft_model(model, lora)
     counts = set_trainable(model, config)
     log.info("trainable parameters: %s", counts)
-    spec = ImageSpec.from_checkpoint(family, model.config, checkpoint, max_tiles=config.max_tiles,
-                                     use_thumbnail=config.max_tiles > 1)
+    spec = ImageSpec.from_checkpoint(
+        family, model.config, checkpoint, max_tiles=config.max_tiles, use_thumbnail=config.max_tiles > 1
+    )
     return TrainableModel(model, tokenizer, family, spec, PromptEncoder(tokenizer, family), checkpoint)

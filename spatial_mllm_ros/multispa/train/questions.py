@@ -59,7 +59,7 @@ class Question:
 
 
 def camera_xyz(truth: dict, t: int, point: list[float]) -> np.ndarray:
-    """A world point in frame t's camera optical axes (metres)."""
+    """Express a world point in frame t's camera optical axes (metres)."""
     c2w = np.asarray(truth["T_world_cam"][t])
     return c2w[:3, :3].T @ (np.asarray(point) - c2w[:3, 3])
 
@@ -84,7 +84,9 @@ def _entity_questions(truth: dict, entity: str, t1: int, t2: int, rng: np.random
     meta = {"entity": entity, "vector_cam_m": v.round(4).tolist(), "moved": moved}
     out: list[Question] = []
 
-    def add(task: str, kind: QuestionKind, group_or_texts: str | tuple[str, ...], value: str, **fields: str) -> None:
+    def add(
+        task: str, kind: QuestionKind, group_or_texts: str | tuple[str, ...], value: str, **fields: str
+    ) -> None:
         if isinstance(group_or_texts, str):
             r = render(group_or_texts, rng, value, subject=subject, **fields)
             desc, q = r.description, r.question
@@ -95,20 +97,48 @@ def _entity_questions(truth: dict, entity: str, t1: int, t2: int, rng: np.random
 
     if _clear(v):
         direction = direction_of(v)
-        add(f"robot_{who}_direction", QuestionKind.DIRECTION, "robot_direction",
-            format_value(QuestionKind.DIRECTION, direction))
-        asked = direction if rng.random() < 0.5 else (
-            OPPOSITE_DIRECTION[direction] if rng.random() < 0.5 else str(rng.choice(
-                [d for d in DIRECTIONS if d not in (direction, OPPOSITE_DIRECTION[direction])])))
-        add(f"robot_{who}_yes_no", QuestionKind.YES_NO, "robot_yes_no",
-            format_value(QuestionKind.YES_NO, asked == direction), direction=asked)
+        add(
+            f"robot_{who}_direction",
+            QuestionKind.DIRECTION,
+            "robot_direction",
+            format_value(QuestionKind.DIRECTION, direction),
+        )
+        asked = (
+            direction
+            if rng.random() < 0.5
+            else (
+                OPPOSITE_DIRECTION[direction]
+                if rng.random() < 0.5
+                else str(
+                    rng.choice([d for d in DIRECTIONS if d not in (direction, OPPOSITE_DIRECTION[direction])])
+                )
+            )
+        )
+        add(
+            f"robot_{who}_yes_no",
+            QuestionKind.YES_NO,
+            "robot_yes_no",
+            format_value(QuestionKind.YES_NO, asked == direction),
+            direction=asked,
+        )
     elif not moved:
-        add(f"robot_{who}_yes_no", QuestionKind.YES_NO, "robot_yes_no", format_value(QuestionKind.YES_NO, False),
-            direction=str(rng.choice(DIRECTIONS)))
+        add(
+            f"robot_{who}_yes_no",
+            QuestionKind.YES_NO,
+            "robot_yes_no",
+            format_value(QuestionKind.YES_NO, False),
+            direction=str(rng.choice(DIRECTIONS)),
+        )
     if moved or rng.random() < 0.5:
-        add(f"robot_{who}_distance", QuestionKind.DISTANCE, "robot_distance",
-            format_value(QuestionKind.DISTANCE, round(1000 * dist) if moved else 0))
-        add(f"robot_{who}_moved", QuestionKind.YES_NO, _MOVED_AT_ALL, format_value(QuestionKind.YES_NO, moved))
+        add(
+            f"robot_{who}_distance",
+            QuestionKind.DISTANCE,
+            "robot_distance",
+            format_value(QuestionKind.DISTANCE, round(1000 * dist) if moved else 0),
+        )
+        add(
+            f"robot_{who}_moved", QuestionKind.YES_NO, _MOVED_AT_ALL, format_value(QuestionKind.YES_NO, moved)
+        )
     return out
 
 
@@ -121,8 +151,18 @@ def _camera_questions(truth: dict, t1: int, t2: int, rng: np.random.Generator) -
     name = CAMERA_AXES[axis]
     value = format_value(QuestionKind.DIRECTION, direction_of(d))
     r = render(f"camera_dir_{name}", rng, value)
-    return [Question(f"camera_translation_{name}", QuestionKind.DIRECTION, r.description, r.question, value, t1, t2,
-                     {"vector_cam_m": d.round(4).tolist()})]
+    return [
+        Question(
+            f"camera_translation_{name}",
+            QuestionKind.DIRECTION,
+            r.description,
+            r.question,
+            value,
+            t1,
+            t2,
+            {"vector_cam_m": d.round(4).tolist()},
+        )
+    ]
 
 
 def _depth_questions(truth: dict, t: int, rng: np.random.Generator) -> list[Question]:
@@ -135,9 +175,18 @@ def _depth_questions(truth: dict, t: int, rng: np.random.Generator) -> list[Ques
     if abs(za - zb) < 0.02 or min(za, zb) <= 0:  # too close to call from pixels
         return []
     q = str(rng.choice(_CLOSER)).format(a=f"the {a}", b=f"the {b}")
-    return [Question("robot_depth_compare", QuestionKind.YES_NO, str(rng.choice(_DEPTH_DESCRIPTIONS)), q,
-                     format_value(QuestionKind.YES_NO, bool(za < zb)), t, -1,
-                     {"a": a, "b": b, "depth_a_m": round(float(za), 4), "depth_b_m": round(float(zb), 4)})]
+    return [
+        Question(
+            "robot_depth_compare",
+            QuestionKind.YES_NO,
+            str(rng.choice(_DEPTH_DESCRIPTIONS)),
+            q,
+            format_value(QuestionKind.YES_NO, bool(za < zb)),
+            t,
+            -1,
+            {"a": a, "b": b, "depth_a_m": round(float(za), 4), "depth_b_m": round(float(zb), 4)},
+        )
+    ]
 
 
 def pair_questions(truth: dict, t1: int, t2: int, rng: np.random.Generator) -> list[Question]:

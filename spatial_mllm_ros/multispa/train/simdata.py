@@ -40,14 +40,15 @@ class EpisodeSpec:
     episodes_per_scene: int = 8
 
 
-def patch_targets(seg: np.ndarray, depth: np.ndarray, seg_class: np.ndarray, grid: int) -> tuple[np.ndarray,
-                                                                                                   np.ndarray]:
+def patch_targets(
+    seg: np.ndarray, depth: np.ndarray, seg_class: np.ndarray, grid: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Class fractions (grid*grid, n_classes) and mean depth (grid*grid,) per patch of the resized frame."""
     h, w = seg.shape
     cls = seg_class[seg]
     n_cls = len(colour_classes())
-    ys = (np.arange(h) * grid // h)
-    xs = (np.arange(w) * grid // w)
+    ys = np.arange(h) * grid // h
+    xs = np.arange(w) * grid // w
     cell = (ys[:, None] * grid + xs[None, :]).reshape(-1)
     frac = np.bincount(cell * n_cls + cls.reshape(-1), minlength=grid * grid * n_cls).astype(np.float32)
     frac = frac.reshape(grid * grid, n_cls)
@@ -88,7 +89,9 @@ def _episode(world, rng: np.random.Generator, spec: EpisodeSpec, seg_class: np.n
             frames.append((f.rgb, f.depth, f.seg))
             cams.append(world.extrinsics(camera))
         gripper = [world.gripper_pose().position.copy()] * spec.n_frames
-        objects = {o: [world.object_pose(o).position.copy()] * spec.n_frames for o in world.scene.object_names}
+        objects = {
+            o: [world.object_pose(o).position.copy()] * spec.n_frames for o in world.scene.object_names
+        }
         motion = "camera_translate"
     else:
         m = random_motion(world, rng, OBJECT_MOTIONS)
@@ -108,7 +111,10 @@ def _episode(world, rng: np.random.Generator, spec: EpisodeSpec, seg_class: np.n
         depths.append(dep)
     np.savez_compressed(ep_dir / "targets.npz", seg=np.stack(fracs), depth=np.stack(depths))
     truth = {
-        "camera": camera, "motion": motion, "width": spec.width, "height": spec.height,
+        "camera": camera,
+        "motion": motion,
+        "width": spec.width,
+        "height": spec.height,
         "T_world_cam": [np.asarray(c).tolist() for c in cams],
         "gripper": [np.asarray(g).tolist() for g in gripper],
         "objects": {o: [np.asarray(p).tolist() for p in ps] for o, ps in objects.items()},
@@ -118,14 +124,22 @@ def _episode(world, rng: np.random.Generator, spec: EpisodeSpec, seg_class: np.n
 
 
 def generate_scene(seed: int, out_dir: Path, spec: EpisodeSpec) -> int:
-    """Simulate `spec.episodes_per_scene` episodes in one scene (one GL context: rendering setup is the
-    expensive part); the gripper starts each episode at a random reachable point. Returns episodes made."""
+    """Simulate `spec.episodes_per_scene` episodes in one scene; returns how many were made.
+
+    One GL context serves them all (creating it is the expensive part); the gripper starts each episode
+    at a random reachable point.
+    """
     from spatial_mllm_ros.sim import SceneConfig, SimWorld
     from spatial_mllm_ros.sim.scene import parse_object_name
 
     rng = np.random.default_rng(seed)
-    config = SceneConfig(seed=seed, n_objects=int(rng.integers(1, 5)), width=spec.width, height=spec.height,
-                         cameras=FIXED_CAMERAS)
+    config = SceneConfig(
+        seed=seed,
+        n_objects=int(rng.integers(1, 5)),
+        width=spec.width,
+        height=spec.height,
+        cameras=FIXED_CAMERAS,
+    )
     classes = colour_classes()
     made = 0
     with SimWorld(config) as world:
@@ -151,5 +165,5 @@ def generate_scene(seed: int, out_dir: Path, spec: EpisodeSpec) -> int:
 
 
 def generate_range(first: int, count: int, out_dir: Path, spec: EpisodeSpec, step: int = 1) -> int:
-    """Generate scenes with seeds first, first+step, ... (count of them); episodes already on disk are kept."""
+    """Generate scenes with seeds first, first+step, ... (count of them); episodes on disk are kept."""
     return sum(generate_scene(first + k * step, out_dir, spec) for k in range(count))

@@ -1,5 +1,6 @@
-"""`spatial-mllm train --recipe tiny`: SpatialMLLM-tiny, an InternVL-architecture model trained from
-scratch on simulated robot episodes on a CPU.
+"""`spatial-mllm train --recipe tiny`: SpatialMLLM-tiny trained from scratch on simulated episodes on a CPU.
+
+SpatialMLLM-tiny is an InternVL-architecture model (native transformers class).
 
 Answer-token loss alone gives a from-scratch vision tower almost no gradient, so the recipe gives the
 tower what a real MLLM's has, geometry, before the language model learns to talk about it:
@@ -67,28 +68,45 @@ class TinyRecipe:
     workers: int = 2
     image_size: int = 112
     vocab_size: int = 1024
-    shape: TinyShape = field(default_factory=lambda: TinyShape(
-        hidden=256, layers=4, heads=4, kv_heads=4, intermediate=1024,
-        vision_hidden=192, vision_layers=4, vision_heads=4))
+    shape: TinyShape = field(
+        default_factory=lambda: TinyShape(
+            hidden=256,
+            layers=4,
+            heads=4,
+            kv_heads=4,
+            intermediate=1024,
+            vision_hidden=192,
+            vision_layers=4,
+            vision_heads=4,
+        )
+    )
     seed: int = 0
-    stage1_steps: int = 1500
+    stage1_steps: int = 1200
     stage1_batch: int = 32
     stage1_lr: float = 1e-3
-    stage2_steps: int = 2500
-    stage3_steps: int = 1000
+    stage2_steps: int = 1100
+    stage3_steps: int = 300
     pairs_per_batch: int = 8
     questions_per_pair: int = 4
     lr: float = 1e-3
     stage3_lr: float = 3e-4
-    minutes: float = 0.0  # > 0: stop stages 2-3 early when the wall clock runs out
-    eval_every: int = 500
+    minutes: float = 52.0  # > 0: stop stages 2-3 early when the wall clock runs out (0: never)
+    eval_every: int = 0  # > 0: teacher-forced benchmark accuracy every this many steps (costs time)
     threads: int = 1  # on a shared, oversubscribed CPU one thread per process beats two by 3-6x
 
     @classmethod
     def quick(cls) -> TinyRecipe:
-        """A few-minute smoke run (same code path, tiny budgets)."""
-        return cls(output_dir="runs/tiny-quick", train_scenes=4, bench_scenes=1, stage1_steps=20,
-                   stage2_steps=20, stage3_steps=10, eval_every=10, workers=1)
+        """Return a few-minute smoke run (same code path, tiny budgets)."""
+        return cls(
+            output_dir="runs/tiny-quick",
+            train_scenes=4,
+            bench_scenes=1,
+            stage1_steps=20,
+            stage2_steps=20,
+            stage3_steps=10,
+            eval_every=10,
+            workers=1,
+        )
 
 
 # ------------------------------------------------------------------ data
@@ -143,9 +161,16 @@ def load_episode(ep_dir: Path, spec: ImageSpec) -> EpisodeData:
     g = [_globals(truth, t) for t in range(len(paths))]
     seg = torch.from_numpy(targets["seg"])
     seg = F.pad(seg, (0, len(colour_classes()) - seg.shape[-1]))
-    return EpisodeData(ep_dir.name, pixels, seg, torch.from_numpy(targets["depth"]),
-                       torch.from_numpy(np.stack([x[0] for x in g])), torch.from_numpy(np.stack([x[1] for x in g])),
-                       truth, paths)
+    return EpisodeData(
+        ep_dir.name,
+        pixels,
+        seg,
+        torch.from_numpy(targets["depth"]),
+        torch.from_numpy(np.stack([x[0] for x in g])),
+        torch.from_numpy(np.stack([x[1] for x in g])),
+        truth,
+        paths,
+    )
 
 
 def _generate(recipe: TinyRecipe, episodes_dir: Path) -> None:
@@ -168,7 +193,7 @@ def _generate(recipe: TinyRecipe, episodes_dir: Path) -> None:
 
 
 def question_corpus(questions: list[Question]) -> list[str]:
-    """Texts the tokenizer learns from: prompts and answers as the runtime writes them, plus the vocabulary."""
+    """Return the tokenizer's training texts: prompts and answers as the runtime writes them, vocabulary."""
     lines = [build_prompt(2, task_description(q.kind), q.question) + "\n" + q.answer for q in questions]
     lines += [build_prompt(1, task_description(k), "") for k in QuestionKind]
     for word in (*DIRECTIONS, "yes", "no"):
@@ -183,23 +208,35 @@ def make_tokenizer(corpus: list[str], vocab_size: int) -> Any:
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(corpus, trainer=trainer)
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None, unk_token=None,
-        extra_special_tokens={"start_image_token": "<img>", "end_image_token": "</img>",
-                              "context_image_token": "<IMG_CONTEXT>"},
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        bos_token=None,
+        unk_token=None,
+        extra_special_tokens={
+            "start_image_token": "<img>",
+            "end_image_token": "</img>",
+            "context_image_token": "<IMG_CONTEXT>",
+        },
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast
 
 
 def make_model(tokenizer: Any, recipe: TinyRecipe) -> Any:
-    """A from-scratch InternVL (native class): layer scale 1.0 and sin-cos patch position embeddings."""
+    """Build a from-scratch InternVL (native class): layer scale 1.0, sin-cos patch positions."""
     from transformers import InternVLForConditionalGeneration
 
     config = _internvl_config(tokenizer, recipe.image_size, recipe.shape)
@@ -214,19 +251,20 @@ def make_model(tokenizer: Any, recipe: TinyRecipe) -> Any:
         ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
         freq = 1.0 / (100.0 ** (torch.arange(d) / d))
         x, y = xs.reshape(-1, 1) * freq, ys.reshape(-1, 1) * freq
-        pos[0, 1:, :4 * d] = torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1)
+        pos[0, 1:, : 4 * d] = torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model
 
 
 def save_model(model: Any, tokenizer: Any, recipe: TinyRecipe, out: Path, card: dict[str, Any]) -> Path:
-    """Write an offline-loadable checkpoint: safetensors, tokenizer, one-tile preprocessing, training record."""
+    """Write an offline-loadable checkpoint: safetensors, tokenizer, one-tile preprocessing, record."""
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     (out / "preprocessor_config.json").write_text(
-        json.dumps(_preprocessor_config("internvl", recipe.image_size, 1), indent=2) + "\n")
+        json.dumps(_preprocessor_config("internvl", recipe.image_size, 1), indent=2) + "\n"
+    )
     (out / "training.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
     return out
 
@@ -245,7 +283,7 @@ class DenseHeads(torch.nn.Module):
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.proj(h)
         c = self.n_classes
-        return out[..., :c], out[..., c], out[..., c + 1:].unflatten(-1, (self.n_entities, 5))
+        return out[..., :c], out[..., c], out[..., c + 1 :].unflatten(-1, (self.n_entities, 5))
 
 
 def pretrain_vision(model: Any, episodes: list[EpisodeData], recipe: TinyRecipe, log_rows: list) -> dict:
@@ -272,8 +310,9 @@ def pretrain_vision(model: Any, episodes: list[EpisodeData], recipe: TinyRecipe,
         l_seg = -(seg[idx] * F.log_softmax(c, -1)).sum(-1).mean()
         l_depth = F.smooth_l1_loss(d, depth[idx], beta=0.1)
         mask = present[idx][:, None, :, None]
-        l_glob = (F.smooth_l1_loss(g, glob[idx][:, None].expand_as(g), reduction="none", beta=0.05) * mask).sum() \
-            / (mask.sum() * 5 * g.shape[1]).clamp(min=1)
+        l_glob = (
+            F.smooth_l1_loss(g, glob[idx][:, None].expand_as(g), reduction="none", beta=0.05) * mask
+        ).sum() / (mask.sum() * 5 * g.shape[1]).clamp(min=1)
         loss = l_seg + l_depth + 10.0 * l_glob
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -282,8 +321,13 @@ def pretrain_vision(model: Any, episodes: list[EpisodeData], recipe: TinyRecipe,
         sched.step()
         log_rows.append(("stage1", step, float(loss.detach()), time.perf_counter() - t0))
     tower.eval()
-    return {"steps": recipe.stage1_steps, "seconds": time.perf_counter() - t0, "loss_seg": float(l_seg),
-            "loss_depth": float(l_depth), "loss_position": float(l_glob)}
+    return {
+        "steps": recipe.stage1_steps,
+        "seconds": time.perf_counter() - t0,
+        "loss_seg": float(l_seg),
+        "loss_depth": float(l_depth),
+        "loss_position": float(l_glob),
+    }
 
 
 def _cosine(opt: torch.optim.Optimizer, steps: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -315,8 +359,10 @@ class Item:
 
 
 class QuestionBank:
-    """Questions of every frame pair and single frame, grouped by frames so a batch encodes them once;
-    token ids are made when a question is first drawn."""
+    """Questions of every frame pair and single frame, grouped by frames so a batch encodes them once.
+
+    Token ids are made when a question is first drawn.
+    """
 
     def __init__(self, truths: list[dict], seed: int) -> None:
         rng = np.random.default_rng(seed)
@@ -339,13 +385,15 @@ class QuestionBank:
         return [q for g in self.groups.values() for q in g]
 
     def item(self, key: tuple[int, tuple[int, ...]], k: int) -> Item:
-        """The k-th question of a frame group, tokenized (cached)."""
+        """Return the k-th question of a frame group, tokenized (cached)."""
         ck = (key[0], key[1], k)
         if ck not in self._cache:
             assert self.prompts is not None, "call bind() first"
             q = self.groups[key][k]
             prompt = build_prompt(len(key[1]), task_description(q.kind), q.question)
-            ids, labels = self.prompts.encode_training([self.tokens_per_image] * len(key[1]), prompt, q.answer)
+            ids, labels = self.prompts.encode_training(
+                [self.tokens_per_image] * len(key[1]), prompt, q.answer
+            )
             self._cache[ck] = Item(key[0], key[1], ids, labels, q)
         return self._cache[ck]
 
@@ -358,7 +406,7 @@ class QuestionBank:
         return [self.item(key, k) for key in self.keys for k in range(len(self.groups[key]))]
 
     def sample(self, rng: random.Random, n_groups: int, per_group: int, large_first: float) -> list[Item]:
-        """n_groups frame groups (weighted towards far pairs by large_first in [0, 1]) x per_group questions."""
+        """Draw n_groups frame groups (far pairs favoured by large_first in [0, 1]) x per_group questions."""
         w = np.where(self.gaps > 0, (1.0 + self.gaps) ** (3.0 * large_first), 1.0)
         w = w / w.sum()
         picks = np.random.default_rng(rng.randrange(1 << 30)).choice(len(self.keys), size=n_groups, p=w)
@@ -370,22 +418,24 @@ class QuestionBank:
         return out
 
 
-def forward_items(model: Any, episodes: list[EpisodeData], items: list[Item], pad_id: int,
-                  image_token_id: int) -> Any:
+def forward_items(
+    model: Any, episodes: list[EpisodeData], items: list[Item], pad_id: int, image_token_id: int
+) -> Any:
     """Encode each distinct frame once, scatter its features into every question that shows it, run the LM."""
     frames = sorted({(i.episode, f) for i in items for f in i.frames})
     where = {k: n for n, k in enumerate(frames)}
     pixels = torch.stack([episodes[e].pixels[f] for e, f in frames]).float()
-    feats = model.model.get_image_features(pixel_values=pixels, vision_feature_layer=-1,
-                                           vision_feature_select_strategy="default").pooler_output
+    feats = model.model.get_image_features(
+        pixel_values=pixels, vision_feature_layer=-1, vision_feature_select_strategy="default"
+    ).pooler_output
     width = max(len(i.ids) for i in items)
     ids = torch.full((len(items), width), pad_id, dtype=torch.long)
     labels = torch.full((len(items), width), -100, dtype=torch.long)
     mask = torch.zeros((len(items), width), dtype=torch.long)
     for r, it in enumerate(items):
-        ids[r, :len(it.ids)] = torch.tensor(it.ids)
-        labels[r, :len(it.labels)] = torch.tensor(it.labels)
-        mask[r, :len(it.ids)] = 1
+        ids[r, : len(it.ids)] = torch.tensor(it.ids)
+        labels[r, : len(it.labels)] = torch.tensor(it.labels)
+        mask[r, : len(it.ids)] = 1
     embeds = model.get_input_embeddings()(ids)
     img = torch.cat([feats[[where[(it.episode, f)] for f in it.frames]].flatten(0, 1) for it in items])
     embeds = embeds.masked_scatter((ids == image_token_id)[..., None].expand_as(embeds), img.to(embeds.dtype))
@@ -393,26 +443,44 @@ def forward_items(model: Any, episodes: list[EpisodeData], items: list[Item], pa
 
 
 @torch.no_grad()
-def answer_accuracy(model: Any, episodes: list[EpisodeData], items: list[Item], pad_id: int,
-                    image_token_id: int, batch: int = 64) -> dict[str, float]:
-    """Teacher-forced exact answers per sub-task (all answer tokens argmax-correct = greedy decode correct)."""
+def answer_accuracy(
+    model: Any,
+    episodes: list[EpisodeData],
+    items: list[Item],
+    pad_id: int,
+    image_token_id: int,
+    batch: int = 64,
+) -> dict[str, float]:
+    """Score teacher-forced exact answers per sub-task (all answer tokens argmax-right = greedy right)."""
     model.eval()
     hits: dict[str, list[bool]] = defaultdict(list)
     for k in range(0, len(items), batch):
-        chunk = items[k:k + batch]
+        chunk = items[k : k + batch]
         out = forward_items(model, episodes, chunk, pad_id, image_token_id)
         pred = out.logits[:, :-1].argmax(-1)
         for r, it in enumerate(chunk):
             lab = torch.tensor(it.labels[1:])
             sel = lab != -100
-            hits[it.task].append(bool((pred[r, :len(lab)][sel] == lab[sel]).all()))
+            hits[it.task].append(bool((pred[r, : len(lab)][sel] == lab[sel]).all()))
     model.train()
     return {t: round(100.0 * sum(v) / len(v), 1) for t, v in sorted(hits.items())}
 
 
-def train_questions(model: Any, episodes: list[EpisodeData], bank: QuestionBank, eval_items: list[Item],
-                    recipe: TinyRecipe, stage: str, steps: int, lr: float, train_vision: bool,
-                    deadline: float, log_rows: list, pad_id: int, image_token_id: int) -> dict:
+def train_questions(
+    model: Any,
+    episodes: list[EpisodeData],
+    bank: QuestionBank,
+    eval_items: list[Item],
+    recipe: TinyRecipe,
+    stage: str,
+    steps: int,
+    lr: float,
+    train_vision: bool,
+    deadline: float,
+    log_rows: list,
+    pad_id: int,
+    image_token_id: int,
+) -> dict:
     """Stages 2 and 3: next-token loss on the answers."""
     from tqdm import tqdm
 
@@ -451,8 +519,9 @@ def train_questions(model: Any, episodes: list[EpisodeData], bank: QuestionBank,
 # ------------------------------------------------------------------ benchmark and the whole recipe
 
 
-def write_benchmark(episodes: list[EpisodeData], bank: QuestionBank, out: Path, per_task: int,
-                    seed: int) -> Path:
+def write_benchmark(
+    episodes: list[EpisodeData], bank: QuestionBank, out: Path, per_task: int, seed: int
+) -> Path:
     """Held-out benchmark in MultiSPA JSONL (images copied next to it), at most per_task per sub-task."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "images").mkdir(exist_ok=True)
@@ -472,11 +541,22 @@ def write_benchmark(episodes: list[EpisodeData], bank: QuestionBank, out: Path, 
                     shutil.copyfile(ep.frame_paths[f], out / name)
                 names.append(name)
             w, h = ep.truth["width"], ep.truth["height"]
-            sample = make_sample(f"{task}-{n:04d}", names, it.question.question, it.question.answer,
-                                 kind=it.question.kind,
-                                 task=task, sizes=[(w, h)] * len(names), description=task_description(it.question.kind),
-                                 meta={"episode": ep.name, "frames": list(it.frames), "motion": ep.truth["motion"],
-                                       **it.question.meta})
+            sample = make_sample(
+                f"{task}-{n:04d}",
+                names,
+                it.question.question,
+                it.question.answer,
+                kind=it.question.kind,
+                task=task,
+                sizes=[(w, h)] * len(names),
+                description=task_description(it.question.kind),
+                meta={
+                    "episode": ep.name,
+                    "frames": list(it.frames),
+                    "motion": ep.truth["motion"],
+                    **it.question.meta,
+                },
+            )
             lines.append(sample_to_json(sample))
     path = out / "benchmark.jsonl"
     path.write_text("\n".join(lines) + "\n")
@@ -515,13 +595,24 @@ def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
     t = time.perf_counter()
     _generate(recipe, eps_dir)
     gen_s = time.perf_counter() - t
-    train_dirs = sorted(p for p in eps_dir.glob("ep*") if int(p.name[2:8]) < BENCH_FIRST_SEED
-                        and int(p.name[2:8]) < recipe.train_scenes and (p / "truth.json").is_file())
-    bench_dirs = sorted(p for p in eps_dir.glob("ep*") if BENCH_FIRST_SEED <= int(p.name[2:8])
-                        < BENCH_FIRST_SEED + recipe.bench_scenes and (p / "truth.json").is_file())
+    train_dirs = sorted(
+        p
+        for p in eps_dir.glob("ep*")
+        if int(p.name[2:8]) < BENCH_FIRST_SEED
+        and int(p.name[2:8]) < recipe.train_scenes
+        and (p / "truth.json").is_file()
+    )
+    bench_dirs = sorted(
+        p
+        for p in eps_dir.glob("ep*")
+        if BENCH_FIRST_SEED <= int(p.name[2:8]) < BENCH_FIRST_SEED + recipe.bench_scenes
+        and (p / "truth.json").is_file()
+    )
     # the tokenizer comes first (the model's vocabulary), so questions are drawn once from truth alone
     bank = QuestionBank([json.loads((p / "truth.json").read_text()) for p in train_dirs], recipe.seed)
-    bench_bank = QuestionBank([json.loads((p / "truth.json").read_text()) for p in bench_dirs], recipe.seed + 1)
+    bench_bank = QuestionBank(
+        [json.loads((p / "truth.json").read_text()) for p in bench_dirs], recipe.seed + 1
+    )
     tokenizer = make_tokenizer(question_corpus(bank.questions()), recipe.vocab_size)
     model = make_model(tokenizer, recipe)
     spec = ImageSpec.from_checkpoint("internvl", model.config, None, max_tiles=1)
@@ -532,28 +623,69 @@ def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
     train_eps = [load_episode(p, spec) for p in train_dirs]
     bench_eps = [load_episode(p, spec) for p in bench_dirs]
     load_s = time.perf_counter() - t
-    log.info("%d train episodes (%d question groups), %d benchmark episodes", len(train_eps), len(bank.keys),
-             len(bench_eps))
+    log.info(
+        "%d train episodes (%d question groups), %d benchmark episodes",
+        len(train_eps),
+        len(bank.keys),
+        len(bench_eps),
+    )
     eval_items = random.Random(0).sample(bench_bank.items(), min(600, len(bench_bank.items())))
     pad_id, img_id = int(tokenizer.pad_token_id), int(model.config.image_token_id)
     rows: list = []
     untrained = answer_accuracy(model, bench_eps, eval_items, pad_id, img_id)
     s1 = pretrain_vision(model, train_eps, recipe, rows)
-    s2 = train_questions(model, train_eps, bank, [], recipe, "stage2", recipe.stage2_steps, recipe.lr,
-                         False, deadline, rows, pad_id, img_id)
+    s2 = train_questions(
+        model,
+        train_eps,
+        bank,
+        [],
+        recipe,
+        "stage2",
+        recipe.stage2_steps,
+        recipe.lr,
+        False,
+        deadline,
+        rows,
+        pad_id,
+        img_id,
+    )
     s2["eval"] = answer_accuracy(model, bench_eps, eval_items, pad_id, img_id)
     save_model(model, tokenizer, recipe, out / "model-stage2", {"stage1": s1, "stage2": s2})
-    s3 = train_questions(model, train_eps, bank, [], recipe, "stage3", recipe.stage3_steps, recipe.stage3_lr,
-                         True, deadline, rows, pad_id, img_id)
+    s3 = train_questions(
+        model,
+        train_eps,
+        bank,
+        [],
+        recipe,
+        "stage3",
+        recipe.stage3_steps,
+        recipe.stage3_lr,
+        True,
+        deadline,
+        rows,
+        pad_id,
+        img_id,
+    )
     final = answer_accuracy(model, bench_eps, eval_items, pad_id, img_id)
     total_s = time.monotonic() - start
     summary = {
-        "recipe": asdict(recipe), "parameters": sum(p.numel() for p in model.parameters()),
-        "train_episodes": len(train_eps), "train_questions": len(bank.questions()),
-        "bench_episodes": len(bench_eps), "bench_questions": len(bench_bank.questions()),
-        "seconds": {"generate": gen_s, "load": load_s, "stage1": s1["seconds"], "stage2": s2["seconds"],
-                    "stage3": s3["seconds"], "total": total_s},
-        "stage1": s1, "stage2": s2, "stage3": s3,
+        "recipe": asdict(recipe),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_episodes": len(train_eps),
+        "train_questions": len(bank.questions()),
+        "bench_episodes": len(bench_eps),
+        "bench_questions": len(bench_bank.questions()),
+        "seconds": {
+            "generate": gen_s,
+            "load": load_s,
+            "stage1": s1["seconds"],
+            "stage2": s2["seconds"],
+            "stage3": s3["seconds"],
+            "total": total_s,
+        },
+        "stage1": s1,
+        "stage2": s2,
+        "stage3": s3,
         "teacher_forced_accuracy": {"untrained": untrained, "final": final},
         "hardware": f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}",
     }
@@ -573,4 +705,3 @@ def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
             shutil.copyfile(f, ship / f.name)
     summary["model"] = str(model_dir)
     return summary
-
