@@ -183,8 +183,12 @@ def main() -> int:
              str(args.rate), "--size", args.size, "--wait-for-subscribers", "--depth", str(args.queue_depth)],
             stdout=subprocess.PIPE, stderr=logs["camera"], text=True)
         client.wait(lambda: int(client.diag.get("/image: received", 0) or 0) > 10, 60, "frames at the node")
-        for k in range(2):  # warm-up: first-call allocations and lazily mapped weights are not growth
-            client.ask(f"warmup{k}", QUESTIONS[k])
+        warm, k = 0, 0
+        while warm < 2:  # warm-up: first-call allocations and lazily mapped weights are not growth
+            answer = client.ask(f"warmup{k}", QUESTIONS[k % len(QUESTIONS)])
+            warm += answer["latency"]["vision_ms"] is not None  # the model ran (not "no frames yet")
+            k += 1
+            time.sleep(0.2)
         time.sleep(args.idle)
         idle = dict(client.diag)
         proc = psutil.Process(node.pid)

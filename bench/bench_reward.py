@@ -118,6 +118,8 @@ def main() -> None:
             ("pipeline (overlapped)", lambda: run_batch(bags, config, model=model)),
             ("end to end + outputs", lambda r=rep: annotate_to_dir(bags, config, tmp / f"out{r}", model=model,
                                                                    show_progress=False)),
+            ("end to end, no plots", lambda r=rep: annotate_to_dir(bags, config, tmp / f"np{r}", model=model,
+                                                                   show_progress=False, plots=False)),
         ):
             w, c = timed(fn)
             wall[name], cpu[name] = min(wall.get(name, w), w), min(cpu.get(name, c), c)

@@ -140,11 +140,11 @@ def test_recorded_bag_is_labelled_at_every_step(offline) -> None:  # noqa: ANN00
     """Every sampled step of every episode gets a label per rubric check, readable by pyarrow."""
     import pyarrow.parquet as pq
 
-    from spatial_mllm_ros.demo.offline import EXAMPLE_RUBRIC
+    from spatial_mllm_ros.demo.offline import DEMO_COUNT, EXAMPLE_RUBRIC
     from spatial_mllm_ros.reward import load_rubric
 
     rubric = load_rubric(EXAMPLE_RUBRIC)
-    steps = rubric.count - 1
+    steps = DEMO_COUNT - 1
     assert offline.summary.episodes == len(BAG_MOTIONS) and not offline.summary.failed
     rows = pq.read_table(offline.outputs["labels"]).to_pylist()
     assert len(rows) == len(BAG_MOTIONS) * steps * len(rubric.checks) == offline.summary.labels

@@ -86,7 +86,7 @@ def test_unconfigured_node_answers_with_reason(context: None) -> None:
     try:
         answer = node.service.submit("Did it move left?").result(timeout=1)
         assert answer["error"] == "node not active" and published == [answer]
-        assert node._state_machine.current_state[1] == "unconfigured"
+        assert node.lifecycle_state == "unconfigured"
     finally:
         node.destroy_node()
 

@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", help="report directory (default: <benchmark>/eval-<name>)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (with --checkpoint)")
     p.add_argument("--title", default="", help="report title")
+    p.add_argument(
+        "--max-tiles", type=int, help="tiles per frame (default: what the checkpoint was trained with)"
+    )
     p.set_defaults(func=run)
 
 
@@ -38,7 +41,11 @@ def run(args: argparse.Namespace) -> int:
 
     bench = load_benchmark(args.benchmark)
     source = Path(args.checkpoint or args.answers)
-    answers = answer_with_model(bench, source, args.device) if args.checkpoint else read_answers(source)
+    answers = (
+        answer_with_model(bench, source, args.device, max_tiles=args.max_tiles)
+        if args.checkpoint
+        else read_answers(source)
+    )
     scores = score_answers(bench, answers)
     bench_dir = Path(args.benchmark) if Path(args.benchmark).is_dir() else Path(args.benchmark).parent
     out = Path(args.output) if args.output else bench_dir / f"eval-{source.stem or source.name}"

@@ -32,14 +32,15 @@ from spatial_mllm_ros.sim.recorder import record_episodes
 from spatial_mllm_ros.sim.scene import SceneConfig
 
 EXAMPLE_RUBRIC_NAME = "rubric_move_left.yaml"
-# Episodes of the bag: the rubric asks "did the gripper move left?", so left moves and others.
-BAG_MOTIONS = (
-    f"translate:direction=left,distance=0.1,camera={DEMO_CAMERA}",
-    f"translate:direction=right,distance=0.1,camera={DEMO_CAMERA}",
-    f"translate:direction=left,distance=0.08,camera={DEMO_CAMERA}",
-    f"translate:direction=up,distance=0.08,camera={DEMO_CAMERA}",
-)
+# Episodes of the bag: the rubric asks "did the gripper move left?" and "left or right?": successes (left)
+# and failures (right), so the labels' rewards should separate them.
+BAG_MOTIONS = tuple(f"translate:direction={d},distance={m:g},camera={DEMO_CAMERA}"
+                    for d, m in (("left", 0.1), ("right", 0.1), ("left", 0.08), ("right", 0.08)))
 BAG_DIR, LABELS_DIR = "bag", "labels"
+# Frames per episode the annotator samples (as `annotate --count 3`): each step then spans 4-6 cm of a
+# 10 cm move. The rubric's 6 would make the first and last steps of an eased move < 10 mm ("did not
+# move" by the answer conventions) while reward-eval grades every step against the episode's direction.
+DEMO_COUNT = 3
 
 
 @dataclass
@@ -97,8 +98,11 @@ def record_bag(path: Path, seed: int, n_frames: int, fps: float,
 
 def run_offline(out: Path, checkpoint: Path, rubric_path: Path = EXAMPLE_RUBRIC, seed: int = 0,
                 n_frames: int = 16, fps: float = 10.0, device: str = "auto", show_progress: bool = True,
-                motions: Sequence[str] = BAG_MOTIONS) -> OfflineResult:
-    """Record the bag, annotate it with the rubric into out/labels, grade it (eval.json beside the labels)."""
+                motions: Sequence[str] = BAG_MOTIONS, count: int | None = DEMO_COUNT) -> OfflineResult:
+    """Record the bag, annotate it with the rubric into out/labels, grade it (eval.json beside the labels).
+
+    `count` frames per episode (None: the rubric's sampling).
+    """
     bag = record_bag(out / BAG_DIR, seed, n_frames, fps, motions)
     labels_dir = out / LABELS_DIR
     _fresh(labels_dir, MANIFEST_NAME)  # a new bag at the same path must not resume the old labels
@@ -107,7 +111,8 @@ def run_offline(out: Path, checkpoint: Path, rubric_path: Path = EXAMPLE_RUBRIC,
         rubric=rubric,
         model=ModelConfig(checkpoint=str(checkpoint), device=device),
         split=Split.parse(rubric.split or "whole"),
-        sampling=Sampling(every=rubric.every or 1, count=rubric.count, step_s=rubric.step_s),
+        sampling=(Sampling(count=count) if count is not None else
+                  Sampling(every=rubric.every or 1, count=rubric.count, step_s=rubric.step_s)),
     )
     summary = annotate_to_dir([bag], config, labels_dir, show_progress=show_progress)
     if summary.failed:

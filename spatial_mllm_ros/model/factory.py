@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spatial_mllm_ros.model.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 from spatial_mllm_ros.multispa.format import (
     CHOICE_LETTERS,
     DID_NOT_MOVE,
@@ -28,10 +29,6 @@ from spatial_mllm_ros.multispa.format import (
 
 FAMILIES: tuple[str, ...] = ("internvl", "qwen2_5_vl", "qwen3_vl")
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 # Special tokens: chat turns, InternVL's image wrappers and context token, Qwen's vision tokens.
 CHAT_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")

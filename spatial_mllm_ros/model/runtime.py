@@ -128,7 +128,6 @@ class SpatialModel:
         self.vision, self.skipped_backends = select_backend(
             config.vision_backends, self.model, loaded.family, loaded.checkpoint, max_tiles
         )
-        self.backend = self.vision.name
         self.cache = EmbeddingCache(config.cache_bytes)
         self.last_timing = Timing()
         limit = config.context_tokens or getattr(
@@ -149,6 +148,11 @@ class SpatialModel:
         """Load from a ModelConfig; raises ModelLoadError (and subclasses) naming what is wrong."""
         config = config or ModelConfig()
         return cls(load(config), config)
+
+    @property
+    def backend(self) -> str:
+        """Name of the vision backend in use (it can drop to "torch" if a compiled graph fails)."""
+        return self.vision.name
 
     @property
     def cache_stats(self) -> CacheStats:

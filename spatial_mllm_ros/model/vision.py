@@ -96,10 +96,24 @@ class TorchBackend(VisionBackend):
         self.model, self.family = model, family
         self.name = "torch-compile" if compile else "torch"
         self.tower = VisionTower(model) if family == "internvl" else None
+        self.eager = self.tower
         if compile:
             if family != "internvl":
                 raise BackendUnavailableError(self.name, "torch.compile is wired for the InternVL tower only")
-            self.tower = torch.compile(self.tower, dynamic=True)
+            # static shapes: one graph per tile count (few); dynamic tracing trips on the pixel shuffle
+            self.tower = torch.compile(self.tower, dynamic=False)
+
+    def _run_tower(self, pixels: torch.Tensor) -> torch.Tensor:
+        try:
+            return self.tower(pixels)
+        except Exception as exc:  # a compiler failure must not take the robot's answers down
+            if self.tower is self.eager:
+                raise
+            log.warning(
+                "torch.compile failed (%s: %s); vision runs eagerly from now on", type(exc).__name__, exc
+            )
+            self.tower, self.name = self.eager, "torch"
+            return self.tower(pixels)
 
     @torch.inference_mode()
     def encode(self, images: Sequence[PreparedImage]) -> list[FrameFeatures]:
@@ -109,7 +123,7 @@ class TorchBackend(VisionBackend):
         dtype = self.model.dtype
         if self.tower is not None:
             pixels = torch.cat([i.pixel_values for i in images]).to(self.model.device, dtype)
-            return _split_tiles(self.tower(pixels), images)
+            return _split_tiles(self._run_tower(pixels), images)
         inner = self.model.model
         pixels = torch.cat([i.pixel_values for i in images]).to(self.model.device, dtype)
         grid = torch.tensor([i.grid_thw for i in images], device=self.model.device)

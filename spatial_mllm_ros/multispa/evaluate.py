@@ -106,7 +106,11 @@ def checkpoint_tiles(checkpoint: Path) -> int:
 
 
 def answer_with_model(
-    bench: Benchmark, checkpoint: str | Path, device: str = "auto", progress: bool = True
+    bench: Benchmark,
+    checkpoint: str | Path,
+    device: str = "auto",
+    progress: bool = True,
+    max_tiles: int | None = None,
 ) -> dict[str, str]:
     """Ask our runtime every question (questions over the same frames go as one batch); {id: raw text}."""
     from tqdm import tqdm
@@ -119,7 +123,10 @@ def answer_with_model(
     ckpt = Path(checkpoint)
     model = SpatialModel.load(
         ModelConfig(
-            checkpoint=str(ckpt), device=device, max_tiles=checkpoint_tiles(ckpt), vision_backends=("torch",)
+            checkpoint=str(ckpt),
+            device=device,
+            max_tiles=max_tiles or checkpoint_tiles(ckpt),
+            vision_backends=("torch",),
         )
     )
     groups: dict[tuple[str, ...], list[Sample]] = defaultdict(list)

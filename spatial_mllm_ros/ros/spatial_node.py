@@ -84,6 +84,11 @@ class SpatialNode(LifecycleNode):
         self._diag_timer = self.create_timer(self.config.diagnostics_period_s, self._publish_diagnostics)
 
     # ---- lifecycle -------------------------------------------------------------------------------
+    @property
+    def lifecycle_state(self) -> str:
+        """Label of the current lifecycle state: unconfigured, inactive, active, ... (rclpy has no getter)."""
+        return self._state_machine.current_state[1]
+
     def _make_service(self) -> QuestionService:
         cfg = self.config
         return QuestionService(cfg, FrameBuffer.from_config(cfg.buffer), self._publish_answer, self._now_ns)
@@ -238,7 +243,7 @@ class SpatialNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         stats = self.service.stats()
         level, message = health_level(stats, self.config.stale_after_s)
-        state = self._state_machine.current_state[1]
+        state = self.lifecycle_state
         status = DiagnosticStatus(
             level=bytes([level]), name=f"{self.get_fully_qualified_name()}: spatial questions",
             message=f"[{state}] {message}", hardware_id=stats.model or "none",
