@@ -3,8 +3,9 @@
 Usage: nice .venv/bin/python bench/bench_node.py [--quick|--full] [--duration S] [--model internvl3-1b|tiny]
 Three processes over DDS on loopback, as on a robot: the pattern camera, the node (`spatial-mllm bringup`)
 and this client. Phase 1 (baseline, same run): camera only. Phase 2: questions back to back.
-Reports: fraction of frames ingested, image-callback latency p50/p99 (node side: decode + buffer push)
-and its ratio to the idle baseline, node RSS growth, answer latency breakdown (wait, vision, language).
+Reports: fraction of frames ingested (over the baseline and question phases; also from start-up on),
+image-callback latency p50/p99 (node side: decode + buffer push) and its ratio to the idle baseline,
+node RSS growth, answer latency breakdown (wait, vision, language).
 Targets (issue 7): ingest >= 99 %, callback p99 <= 5 ms, RSS flat.
 """
 
@@ -78,6 +79,7 @@ class Client:
         self.pub = self.node.create_publisher(String, f"{NODE}/question", qos)
         self.answers: list[dict] = []
         self.diag: dict[str, Any] = {}
+        self.diag_count = 0
         self.cond = threading.Condition()
         self.node.create_subscription(String, f"{NODE}/answer", self._on_answer, qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
@@ -95,7 +97,17 @@ class Client:
             for status in msg.status:
                 if status.name.startswith(NODE):
                     self.diag = {kv.key: kv.value for kv in status.values}
+                    self.diag_count += 1
             self.cond.notify_all()
+
+    def counts(self, camera: subprocess.Popen) -> tuple[int, int]:
+        """(received by the node, published by the camera) at the same moment: a fresh diagnostics
+        message, then at once the camera's count (SIGUSR1)."""
+        seen = self.diag_count
+        self.wait(lambda: self.diag_count > seen, 10, "a diagnostics message")
+        received = int(self.diag.get("/image: received", 0))
+        camera.send_signal(signal.SIGUSR1)
+        return received, json.loads(camera.stdout.readline())["published"]
 
     def wait(self, predicate: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -189,6 +201,7 @@ def main() -> int:
             warm += answer["latency"]["vision_ms"] is not None  # the model ran (not "no frames yet")
             k += 1
             time.sleep(0.2)
+        window0 = client.counts(camera)
         time.sleep(args.idle)
         idle = dict(client.diag)
         proc = psutil.Process(node.pid)
@@ -212,9 +225,9 @@ def main() -> int:
         done.set()
         sampler.join()
         rss.append((elapsed, proc.memory_info().rss / 2**20))
-        time.sleep(2.5)  # a fresh diagnostics message
+        window1 = client.counts(camera)
         busy = dict(client.diag)
-        received1 = int(busy.get("/image: received", 0))
+        received1 = window1[0]
         camera.send_signal(signal.SIGINT)
         published = json.loads(camera.communicate(timeout=20)[0].strip().splitlines()[-1])["published"]
         received = -1
@@ -245,7 +258,8 @@ def main() -> int:
         "questions": len(answers), "errors": len(errors), "duration_s": round(elapsed, 1),
         "error_kinds": sorted({str(a["error"])[:80] for a in errors}),
         "frames_published": published, "frames_received": received, "malformed": malformed,
-        "ingested_fraction": received / published if published else float("nan"),
+        "ingested_fraction": (window1[0] - window0[0]) / max(1, window1[1] - window0[1]),
+        "ingested_fraction_incl_startup": received / published if published else float("nan"),
         "rate_during_questions_hz": (received1 - received0) / elapsed,
         "callback_ms_idle": {"p50": cb_idle[0], "p99": cb_idle[1]},
         "callback_ms_busy": {"p50": cb_busy[0], "p99": cb_busy[1]},
@@ -253,6 +267,8 @@ def main() -> int:
         "rss_mb_first_last": [round(rss[0][1], 1), round(rss[-1][1], 1)],
         "rss_mb_series": [round(m) for _, m in rss],
         "rss_slope_mb_per_min": round(float(slope), 2),
+        "embedding_cache_mb_start_end": [diag_float(idle, "embedding_cache_mb"),
+                                         diag_float(busy, "embedding_cache_mb")],
         "answer_latency_ms": {"total": total, **lat},
     }
     print(json.dumps(figures, indent=2))

@@ -234,6 +234,8 @@ class ServiceStats:
     model_state: str  # "loaded", "not loaded: <reason>"
     last_error: str | None
     gpu_memory_mb: float | None
+    cache_mb: float | None = None  # the model's vision-embedding cache (bounded by model.cache_bytes)
+    cache_hit_rate: float | None = None
 
 
 class _CameraCounter:
@@ -547,7 +549,16 @@ class QuestionService:
                 model_state="loaded" if model is not None else f"not loaded: {self._model_reason}",
                 last_error=self._last_error,
                 gpu_memory_mb=gpu_memory_mb(),
+                **_cache_figures(model),
             )
+
+
+def _cache_figures(model: Any) -> dict[str, float]:
+    cache = getattr(model, "cache_stats", None)
+    if cache is None:
+        return {}
+    lookups = cache.hits + cache.misses
+    return {"cache_mb": cache.bytes / 2**20, "cache_hit_rate": cache.hits / lookups if lookups else 0.0}
 
 
 def health_level(stats: ServiceStats, stale_after_s: float) -> tuple[int, str]:
@@ -582,6 +593,8 @@ def stats_key_values(stats: ServiceStats) -> list[tuple[str, str]]:
         ("image_callback_p99_ms", fmt(stats.callback_p99_ms)),
         ("image_delay_p50_ms", fmt(stats.delay_p50_ms)), ("image_delay_p99_ms", fmt(stats.delay_p99_ms)),
         ("gpu_memory_mb", fmt(stats.gpu_memory_mb) or "n/a"), ("last_error", stats.last_error or ""),
+        ("embedding_cache_mb", fmt(stats.cache_mb)),
+        ("embedding_cache_hit_rate", "" if stats.cache_hit_rate is None else f"{stats.cache_hit_rate:.2f}"),
     ]
     for cam in stats.cameras:
         pairs += [

@@ -36,3 +36,4 @@ def test_torch_compile_backend_matches_eager(tmp_path: Path) -> None:
     compiled = m.vision.encode([img])[0].embeds
     eager = TorchBackend(m.model, "internvl").encode([img])[0].embeds
     assert (compiled - eager).abs().max().item() < 1e-4
+    assert m.backend == "torch-compile"  # the compiled graph ran (no eager fallback)

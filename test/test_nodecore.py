@@ -132,6 +132,8 @@ def test_answer_fields_and_frames_by_time(model: SpatialModel) -> None:
     assert set(answer["latency"]) == {"wait_ms", "vision_ms", "language_ms"}
     assert answer["latency"]["vision_ms"] is not None
     json.dumps(answer)  # publishable as is
+    stats = service.stats()
+    assert stats.cache_mb > 0 and stats.cache_hit_rate is not None  # the frames' embeddings are cached
 
 
 def test_no_frames_and_no_model_are_answered_with_errors(model: SpatialModel) -> None:

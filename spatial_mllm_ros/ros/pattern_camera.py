@@ -1,7 +1,8 @@
 """A synthetic camera node (a square sliding over a gradient) for tests, benchmarks and dry runs.
 
 `python -m spatial_mllm_ros.ros.pattern_camera --topic image --rate 30 --size 1280x720 [--compressed-topic T]`
-publishes stamped frames until SIGINT/SIGTERM, then prints one JSON line with how many it published.
+publishes stamped frames until SIGINT/SIGTERM, then prints one JSON line with how many it published
+(also on SIGUSR1, without stopping).
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.append(True))
+    # SIGUSR1: print the count so far (benchmarks compare it with what a subscriber received)
+    signal.signal(signal.SIGUSR1, lambda *_: print(json.dumps({"published": node.published}), flush=True))
     while not stop:
         rclpy.spin_once(node, timeout_sec=0.05)
     print(json.dumps({"published": node.published}), flush=True)
