@@ -1,7 +1,7 @@
 """Regenerate README.md's generated tables (parameters, CLI) from the code, or check they are current.
 
-    .venv/bin/python scripts/readme_tables.py          # rewrite the marked sections
-    .venv/bin/python scripts/readme_tables.py --check  # exit 1 if README.md is stale (the suite runs this)
+Run `.venv/bin/python scripts/readme_tables.py` to rewrite the marked sections; with `--check` it exits 1
+when README.md is stale (the test suite runs that).
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def render(text: str) -> str:
         pattern = re.compile(rf"(<!-- gen:{name} -->\n).*?(\n<!-- /gen:{name} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no <!-- gen:{name} --> block")
-        text = pattern.sub(lambda m, body=make(): m.group(1) + body + m.group(2), text)
+        body = make()
+        text = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(2), text)
     return text
 
 
@@ -60,7 +61,7 @@ def main() -> int:
     new = render(old)
     if args.check:
         if new != old:
-            print("README.md tables are stale: run .venv/bin/python scripts/readme_tables.py", file=sys.stderr)
+            print("README.md tables are stale: run scripts/readme_tables.py", file=sys.stderr)
             return 1
         return 0
     README.write_text(new)

@@ -196,9 +196,10 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     node = spawn(["-m", "spatial_mllm_ros", "bringup", "--params-file", str(params)], tmp / "node.log")
     broken_node = spawn(["-m", "spatial_mllm_ros", "bringup", "--params-file", str(broken), "--namespace",
                          "broken"], tmp / "broken.log")
-    rclpy.init()
-    client = Client()
+    client = None
     try:
+        rclpy.init()
+        client = Client()
         client.wait_for(lambda: client.diag().get("lifecycle_state") == "active"
                         and int(client.diag().get("/image: kept", 0)) > 25
                         and int(client.diag().get("/wrist/image: kept", 0)) > 25,
@@ -206,7 +207,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         client.wait_for(lambda: client.pubs[NODE].get_subscription_count() > 0, 10, "question subscriber")
         yield {"client": client, "node": node, "broken": broken_node, "tmp": tmp}
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         rclpy.try_shutdown()
         for proc in (node, broken_node, camera):
             stop(proc)

@@ -31,11 +31,11 @@ def test_bringup_sim_answers_in_sim_time(tmp_path: Path) -> None:
     params.write_text("/**:\n  ros__parameters:\n    width: 160\n    height: 120\n    n_objects: 1\n"
                       f"    model:\n      checkpoint: {checkpoint}\n      device: cpu\n")
     log = tmp_path / "bringup.log"
+    rclpy.init()
+    node = rclpy.create_node("sim_client")
     proc = subprocess.Popen(
         [sys.executable, "-m", "spatial_mllm_ros", "bringup", "--params-file", str(params), "--sim"],
         stdout=log.open("w"), stderr=subprocess.STDOUT, env=os.environ.copy())
-    rclpy.init()
-    node = rclpy.create_node("sim_client")
     answers: list[dict] = []
     node.create_subscription(String, "/spatial_mllm_node/answer",
                              lambda m: answers.append(json.loads(m.data)), QOS)
