@@ -149,8 +149,9 @@ def quality(n: int, checkpoint: str, device: str) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="eval_reward_"))
     bags = heldout_sim_bags(tmp, n)
     rubric = load_rubric(ROOT / "config" / "rubric_sim_push_left.yaml")
-    config = AnnotateConfig(rubric=rubric, model=ModelConfig(checkpoint=checkpoint, device=device),
-                            split=Split("marker"), sampling=Sampling(count=rubric.count or 8))
+    model = ModelConfig(checkpoint=checkpoint, device=device, max_tiles=1)  # the shipped model: one tile
+    config = AnnotateConfig(rubric=rubric, model=model, split=Split("marker"),
+                            sampling=Sampling(count=rubric.count or 8))
     summary = annotate_to_dir(bags, config, tmp / "out")
     ev = evaluate_dir(tmp / "out", rubric)
     print(f"{n} held-out sim episodes ({ev.n_success} pushes left, {ev.n_failure} failed grasps), "

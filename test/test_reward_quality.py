@@ -27,7 +27,7 @@ def test_shipped_model_rewards_separate_success_from_failure(tmp_path: Path) -> 
     if not (default_checkpoint() / "config.json").exists():
         pytest.skip(f"the shipped model is not at {default_checkpoint()} yet")
     rubric = load_rubric(CONFIG / "rubric_sim_push_left.yaml")
-    config = AnnotateConfig(rubric=rubric, model=ModelConfig(), split=Split("marker"),
+    config = AnnotateConfig(rubric=rubric, model=ModelConfig(max_tiles=1), split=Split("marker"),
                             sampling=Sampling(count=8))
     annotate_to_dir(heldout_sim_bags(tmp_path, 16), config, tmp_path / "out", show_progress=False)
     ev = evaluate_dir(tmp_path / "out", rubric)

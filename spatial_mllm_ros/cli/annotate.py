@@ -12,12 +12,13 @@ def _run(args: argparse.Namespace) -> int:
     from spatial_mllm_ros.model.config import ModelConfig
 
     rubric = load_rubric(args.rubric)
+    tiles = {"max_tiles": args.max_tiles} if args.max_tiles else {}
     every = args.every or rubric.every or 1
     count = args.count if args.count is not None else (None if args.every or args.step else rubric.count)
     step = args.step if args.step is not None else (None if args.every or args.count else rubric.step_s)
     config = AnnotateConfig(
         rubric=rubric,
-        model=ModelConfig(checkpoint=args.checkpoint, adapter=args.adapter, device=args.device),
+        model=ModelConfig(checkpoint=args.checkpoint, adapter=args.adapter, device=args.device, **tiles),
         image_topic=args.image_topic,
         split=Split.parse(args.split or rubric.split or "whole"),
         sampling=Sampling(every=every, count=count, step_s=step),
@@ -56,6 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", default="", help="model directory (default: the shipped tiny model)")
     p.add_argument("--adapter", default="", help="LoRA adapter directory")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--max-tiles", type=int, default=None,
+                   help="InternVL tiles per frame (default: ModelConfig's; the shipped tiny model: 1)")
     p.add_argument("--typestore", default="jazzy", choices=("jazzy", "humble"),
                    help="message types for bags without embedded definitions (Humble-era)")
     p.add_argument("--no-plots", action="store_true", help="skip the per-episode PNGs (faster at scale)")
