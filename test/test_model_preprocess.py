@@ -121,3 +121,21 @@ def test_token_count_known_before_pixels(h: int, w: int) -> None:
     img = _image(h, w)
     assert image_token_count(h, w, tiles) == tile_image(img, tiles).n_tokens
     assert image_token_count(h, w, patches) == patchify_image(img, patches).n_tokens
+
+
+def test_checkpoint_max_patches_caps_configured_tiles(tmp_path) -> None:
+    import json
+
+    from transformers import AutoConfig
+
+    from spatial_mllm_ros.model.factory import make_tiny_model
+
+    def read_hf_config(path):
+        return AutoConfig.from_pretrained(path, local_files_only=True)
+
+    ckpt = make_tiny_model(tmp_path / "one_tile", max_tiles=1)
+    assert json.loads((ckpt / "preprocessor_config.json").read_text())["max_patches"] == 1
+    spec = ImageSpec.from_checkpoint("internvl", read_hf_config(ckpt), ckpt, max_tiles=6)
+    assert spec.max_tiles == 1
+    ckpt6 = make_tiny_model(tmp_path / "six_tiles", max_tiles=6)
+    assert ImageSpec.from_checkpoint("internvl", read_hf_config(ckpt6), ckpt6, max_tiles=4).max_tiles == 4

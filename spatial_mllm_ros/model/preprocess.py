@@ -62,7 +62,8 @@ class ImageSpec:
                 tuple(pre.get("image_std", IMAGENET_STD)),
                 tile_size=int(size),
                 tokens_per_tile=per_tile,
-                max_tiles=max_tiles,
+                # A checkpoint trained on fewer tiles (SpatialMLLM-tiny: one) caps what the config asks for.
+                max_tiles=min(max_tiles, int(pre.get("max_patches", max_tiles))),
                 use_thumbnail=use_thumbnail,
             )
         size = pre.get("size", {})
