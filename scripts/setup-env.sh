@@ -56,7 +56,7 @@ CONSTRAINTS=(-c requirements/constraints.txt)
 TORCH_ARGS=("torch==$TORCH_VERSION")
 [ -n "${TORCH_INDEX_URL:-}" ] && TORCH_ARGS+=(--index-url "$TORCH_INDEX_URL")
 log "torch $TORCH_VERSION ($([ $HAS_CUDA = 1 ] && echo 'CUDA machine' || echo 'no CUDA'))"
-"${PIP[@]}" install "${TORCH_ARGS[@]}"
+"${PIP[@]}" install "${TORCH_ARGS[@]}" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
 REQS=(-r requirements/base.txt)
 [ $SYSTEM_ROS = 0 ] && REQS+=(-r requirements/ros.txt)
