@@ -85,10 +85,16 @@ def _trained_bpe_json(vocab_size: int) -> str:
 def make_tokenizer(vocab_size: int = 600) -> Any:
     """Build a small byte-level BPE tokenizer trained in-process (no download) with our special tokens."""
     from tokenizers import Tokenizer
+
+    return wrap_tokenizer(Tokenizer.from_str(_trained_bpe_json(vocab_size)))
+
+
+def wrap_tokenizer(tokenizer_object: Any) -> Any:
+    """Give a trained `tokenizers` BPE the special tokens and chat template the runtime's prompts use."""
     from transformers import PreTrainedTokenizerFast
 
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(_trained_bpe_json(vocab_size)),
+        tokenizer_object=tokenizer_object,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         bos_token=None,

@@ -31,11 +31,11 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from spatial_mllm_ros.model.factory import (
-    CHAT_TEMPLATE,
     SPECIAL_TOKENS,
     TinyShape,
     _internvl_config,
     _preprocessor_config,
+    wrap_tokenizer,
 )
 from spatial_mllm_ros.model.preprocess import ImageSpec, prepare_image
 from spatial_mllm_ros.model.prompts import PromptEncoder
@@ -205,7 +205,6 @@ def question_corpus(questions: list[Question]) -> list[str]:
 def make_tokenizer(corpus: list[str], vocab_size: int) -> Any:
     """Byte-level BPE with single-digit numbers, our special tokens and the shared chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
@@ -219,20 +218,7 @@ def make_tokenizer(corpus: list[str], vocab_size: int) -> Any:
         show_progress=False,
     )
     tok.train_from_iterator(corpus, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        bos_token=None,
-        unk_token=None,
-        extra_special_tokens={
-            "start_image_token": "<img>",
-            "end_image_token": "</img>",
-            "context_image_token": "<IMG_CONTEXT>",
-        },
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
+    return wrap_tokenizer(tok)
 
 
 def make_model(tokenizer: Any, recipe: TinyRecipe) -> Any:
