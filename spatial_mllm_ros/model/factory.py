@@ -289,17 +289,20 @@ def make_tiny_model(
     return out
 
 
+# InternViT-300M-448px: the vision tower of both real shapes below.
+INTERNVIT_300M: dict[str, Any] = {
+    "hidden_size": 1024,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "intermediate_size": 4096,
+    "image_size": [448, 448],
+    "patch_size": [14, 14],
+}
+
 # Real shapes (public configs of the checkpoints the paper and our node target), random weights.
 REAL_SHAPES: dict[str, dict[str, Any]] = {
     "internvl3-1b": {
-        "vision": {
-            "hidden_size": 1024,
-            "num_hidden_layers": 24,
-            "num_attention_heads": 16,
-            "intermediate_size": 4096,
-            "image_size": [448, 448],
-            "patch_size": [14, 14],
-        },
+        "vision": INTERNVIT_300M,
         "text": {
             "model_type": "qwen2",
             "hidden_size": 896,
@@ -314,14 +317,7 @@ REAL_SHAPES: dict[str, dict[str, Any]] = {
         },
     },
     "internvl2-8b": {  # InternViT-300M + InternLM2.5-7B (a Llama-shaped decoder)
-        "vision": {
-            "hidden_size": 1024,
-            "num_hidden_layers": 24,
-            "num_attention_heads": 16,
-            "intermediate_size": 4096,
-            "image_size": [448, 448],
-            "patch_size": [14, 14],
-        },
+        "vision": INTERNVIT_300M,
         "text": {
             "model_type": "llama",
             "hidden_size": 4096,
