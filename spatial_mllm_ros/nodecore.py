@@ -250,6 +250,7 @@ class QuestionService:
     """Bounded question queue plus one inference worker thread; every question gets exactly one answer."""
 
     RATE_WINDOW_S = 5.0
+    MAX_BATCH = 8  # queued questions answered by one model call
 
     def __init__(
         self,
@@ -424,18 +425,58 @@ class QuestionService:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                request = self._queue.get(timeout=0.1)
+                batch = [self._queue.get(timeout=0.1)]
             except queue.Empty:
                 continue
-            self.answer(request)
+            while len(batch) < self.MAX_BATCH:  # whatever else is waiting shares the same model call
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self.answer_batch(batch)
 
     def answer(self, request: Request) -> dict[str, Any]:
-        """Answer one request now (the worker's step): pick frames, run the model, publish the answer."""
-        started = time.monotonic()
+        """Answer one request now: pick frames, run the model, publish the answer."""
+        return self.answer_batch([request])[0]
+
+    def answer_batch(self, requests: Sequence[Request]) -> list[dict[str, Any]]:
+        """Answer requests now (the worker's step), in order; those over the same frames run as one batch.
+
+        Standing questions all ask about the newest frames, so they share one vision pass and one
+        language batch (`SpatialModel.ask_many`) instead of queueing behind each other.
+        """
+        answers: dict[int, dict[str, Any]] = {}
+        groups: dict[tuple[str, ...], list[tuple[int, Question, float]]] = {}
+        picked: dict[int, list[Frame]] = {}
         with self._lock:
             model, reason = self._model, self._model_reason
-            inject = self._inject > 0
-            self._inject -= int(inject)
+        for i, request in enumerate(requests):
+            started = time.monotonic()
+            prepared = self._prepare(request, model, reason, started)
+            if isinstance(prepared, dict):
+                answers[i] = prepared
+                continue
+            frames, question = prepared
+            picked[i] = frames
+            with self._lock:
+                inject = self._inject > 0
+                self._inject -= int(inject)
+            if inject:
+                error = "model failure: RuntimeError: injected failure (inject_failures test hook)"
+                answers[i] = self._fail(request, error, frames, started)
+                continue
+            groups.setdefault(tuple(f.key for f in frames), []).append((i, question, started))
+        for group in groups.values():
+            frames = picked[group[0][0]]
+            results = self._infer(model, frames, [q for _, q, _ in group])
+            for (i, _, started), result in zip(group, results):
+                answers[i] = self._finish(requests[i], frames, result, started, model)
+        return [answers[i] for i in range(len(requests))]
+
+    def _prepare(
+        self, request: Request, model: Any, reason: str, started: float
+    ) -> tuple[list[Frame], Question] | dict[str, Any]:
+        """Pick the request's frames and build its question, or answer it with why it cannot run yet."""
         if model is None:
             return self._fail(request, f"model not loaded: {reason}", [], started, count_failed=False)
         camera = request.camera or self.cameras[0]
@@ -450,13 +491,33 @@ class QuestionService:
             error = f"frames on {camera} cover {covered:.2f} s of span_s {request.span_s:g} s so far"
             return self._fail(request, error, frames, started, count_failed=False)
         kind = QuestionKind(request.kind) if request.kind is not None else None
-        question = Question(request.text, kind=kind, options=request.options, id=request.id)
-        try:
-            if inject:
-                raise RuntimeError("injected failure (inject_failures test hook)")
-            result = model.ask([f.pixels for f in frames], question, keys=[f.key for f in frames])
-        except Exception as exc:  # any runtime failure becomes an error answer, the worker lives on
-            return self._fail(request, f"model failure: {type(exc).__name__}: {exc}", frames, started)
+        return frames, Question(request.text, kind=kind, options=request.options, id=request.id)
+
+    @staticmethod
+    def _infer(model: Any, frames: list[Frame], questions: list[Question]) -> list[Any]:
+        """Run questions over the same frames: one batch, or one by one if the batch fails.
+
+        One bad question then cannot fail the rest; an exception stands in for an answer that failed.
+        """
+        pixels, keys = [f.pixels for f in frames], [f.key for f in frames]
+        if len(questions) > 1:
+            try:
+                return list(model.ask_many(pixels, questions, keys=keys))
+            except Exception as exc:  # answered one by one below, each with its own error
+                log.debug("batch of %d failed (%s); answering one by one", len(questions), exc)
+        results: list[Any] = []
+        for question in questions:
+            try:
+                results.append(model.ask(pixels, question, keys=keys))
+            except Exception as exc:  # any runtime failure becomes an error answer, the worker lives on
+                results.append(exc)
+        return results
+
+    def _finish(
+        self, request: Request, frames: list[Frame], result: Any, started: float, model: Any
+    ) -> dict[str, Any]:
+        if isinstance(result, Exception):
+            return self._fail(request, f"model failure: {type(result).__name__}: {result}", frames, started)
         answer = self._answer_dict(request, frames=frames, result=result, started=started, model=model)
         with self._lock:
             self._answered += 1

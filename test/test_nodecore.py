@@ -19,6 +19,7 @@ from spatial_mllm_ros.nodecore import (
     NodeConfig,
     QuestionError,
     QuestionService,
+    Request,
     health_level,
     match_camera,
     parse_question,
@@ -169,6 +170,59 @@ def test_queue_bound_rejects_and_worker_answers_everything(model: SpatialModel) 
     assert 4 <= len(ok) <= 10 and len(ok) + len(full) == 40 and len(published) == 41
     stats = service.stats()
     assert (stats.answered, stats.rejected) == (len(ok), len(full) + 1) and stats.queue_depth == 0
+
+
+class _CountingModel:
+    """The real model, with its calls counted (a spy, not a stand-in: every answer is the model's)."""
+
+    def __init__(self, model: SpatialModel) -> None:
+        self.model, self.calls = model, []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.model, name)
+
+    def ask(self, *args: object, **kw: object) -> object:
+        self.calls.append("ask")
+        return self.model.ask(*args, **kw)
+
+    def ask_many(self, images: list, questions: list, **kw: object) -> object:
+        self.calls.append(f"ask_many:{len(questions)}")
+        return self.model.ask_many(images, questions, **kw)
+
+
+def test_questions_over_the_same_frames_share_one_model_call(model: SpatialModel) -> None:
+    service, published, clock = make_service()
+    spy = _CountingModel(model)
+    service.set_model(spy)
+    feed(service, clock)
+    texts = ["Did the camera move left?", "Did the camera move up?", "Is the cube closer than the ball?"]
+    requests = [parse_question(json.dumps({"id": f"b{i}", "question": t}), service.config, "q")
+                for i, t in enumerate(texts)]
+    other = parse_question(json.dumps({"id": "one", "question": "Did it move?", "frames": 3}),
+                           service.config, "q")
+    answers = service.answer_batch([requests[0], other, *requests[1:]])
+    assert [a["id"] for a in answers] == ["b0", "one", "b1", "b2"]  # returned in request order
+    assert sorted(published, key=lambda a: a["id"]) == sorted(answers, key=lambda a: a["id"])  # each published
+    assert all(a["error"] is None for a in answers)
+    assert sorted(spy.calls) == ["ask", "ask_many:3"]  # 2-frame questions batched, the 3-frame one alone
+    alone = [service.answer(r) for r in requests]
+    for batched, single in zip([answers[0], *answers[2:]], alone):
+        assert batched["value"] == single["value"] and batched["frame_stamps"] == single["frame_stamps"]
+        assert batched["confidence"] == pytest.approx(single["confidence"], abs=1e-4)
+    assert service.stats().answered == 7
+
+
+def test_a_failing_batch_is_answered_one_by_one(model: SpatialModel) -> None:
+    service, published, clock = make_service()
+    service.set_model(model)
+    feed(service, clock)
+    good = parse_question("Did the camera move left?", service.config, "q")
+    # longer than the runtime takes (the node's own bound is set separately): the model refuses it
+    bad = Request(id="long", text="Did it move? " * 4000, frames=good.frames, span_s=good.span_s)
+    answers = service.answer_batch([good, bad])
+    assert answers[0]["error"] is None
+    assert answers[1]["error"].startswith("model failure")  # only the bad question fails
+    assert service.stats().failed == 1
 
 
 def test_injected_failure_then_recovery(model: SpatialModel) -> None:

@@ -126,3 +126,20 @@ def test_placeholders_come_from_episode_markers() -> None:
     assert filled.progress.question == "How far did the red cube move between Image-1 and Image-2?"
     with pytest.raises(RubricError, match="needs episode label 'object'"):
         rubric.for_episode({"motion": "idle"})
+
+
+def test_annotate_config_takes_the_rubrics_split_and_sampling_unless_overridden() -> None:
+    from spatial_mllm_ros.model.config import ModelConfig
+    from spatial_mllm_ros.reward import AnnotateConfig, Sampling, Split
+
+    rubric = load_rubric(CONFIG / "rubric_move_left.yaml")  # split: marker, count: 6
+    model = ModelConfig(device="cpu")
+    plain = AnnotateConfig.from_rubric(rubric, model)
+    assert plain.split == Split.parse("marker")
+    assert plain.sampling == Sampling(count=6)
+    # one sampling flag replaces the rubric's whole sampling; the split flag only the split
+    every = AnnotateConfig.from_rubric(rubric, model, every=3, split="whole", image_topic="/cam")
+    assert every.sampling == Sampling(every=3)
+    assert every.split == Split.parse("whole")
+    assert every.image_topic == "/cam"
+    assert AnnotateConfig.from_rubric(rubric, model, step_s=0.5).sampling == Sampling(step_s=0.5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from spatial_mllm_ros.reward import AnnotateConfig, Sampling, Split, annotate_to_dir, load_rubric
+from spatial_mllm_ros.reward import AnnotateConfig, annotate_to_dir, load_rubric
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -13,15 +13,14 @@ def _run(args: argparse.Namespace) -> int:
 
     rubric = load_rubric(args.rubric)
     tiles = {"max_tiles": args.max_tiles} if args.max_tiles else {}
-    every = args.every or rubric.every or 1
-    count = args.count if args.count is not None else (None if args.every or args.step else rubric.count)
-    step = args.step if args.step is not None else (None if args.every or args.count else rubric.step_s)
-    config = AnnotateConfig(
-        rubric=rubric,
-        model=ModelConfig(checkpoint=args.checkpoint, adapter=args.adapter, device=args.device, **tiles),
+    config = AnnotateConfig.from_rubric(
+        rubric,
+        ModelConfig(checkpoint=args.checkpoint, adapter=args.adapter, device=args.device, **tiles),
+        split=args.split,
+        every=args.every,
+        count=args.count,
+        step_s=args.step,
         image_topic=args.image_topic,
-        split=Split.parse(args.split or rubric.split or "whole"),
-        sampling=Sampling(every=every, count=count, step_s=step),
         typestore=args.typestore,
     )
     summary = annotate_to_dir(

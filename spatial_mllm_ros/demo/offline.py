@@ -18,8 +18,6 @@ from spatial_mllm_ros.reward import (
     AnnotateConfig,
     AnnotateSummary,
     RewardEvaluation,
-    Sampling,
-    Split,
     annotate_to_dir,
     atomic_write_text,
     evaluate_dir,
@@ -107,13 +105,8 @@ def run_offline(out: Path, checkpoint: Path, rubric_path: Path = EXAMPLE_RUBRIC,
     labels_dir = out / LABELS_DIR
     _fresh(labels_dir, MANIFEST_NAME)  # a new bag at the same path must not resume the old labels
     rubric = load_rubric(rubric_path)
-    config = AnnotateConfig(
-        rubric=rubric,
-        model=ModelConfig(checkpoint=str(checkpoint), device=device),
-        split=Split.parse(rubric.split or "whole"),
-        sampling=(Sampling(count=count) if count is not None else
-                  Sampling(every=rubric.every or 1, count=rubric.count, step_s=rubric.step_s)),
-    )
+    model = ModelConfig(checkpoint=str(checkpoint), device=device)
+    config = AnnotateConfig.from_rubric(rubric, model, count=count)
     summary = annotate_to_dir([bag], config, labels_dir, show_progress=show_progress)
     if summary.failed:
         raise DemoError(f"annotating {bag} failed: {summary.failed[0].error}")

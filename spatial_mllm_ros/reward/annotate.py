@@ -61,6 +61,33 @@ class AnnotateConfig:
     prefetch: int = 2
     thumbnails: int = 6
 
+    @classmethod
+    def from_rubric(
+        cls,
+        rubric: Rubric,
+        model: ModelConfig,
+        *,
+        split: str | None = None,
+        every: int | None = None,
+        count: int | None = None,
+        step_s: float | None = None,
+        **rest: Any,
+    ) -> AnnotateConfig:
+        """Build a config whose split and sampling are the rubric's unless given here.
+
+        Any one sampling argument replaces the rubric's whole sampling (every, count and step_s are
+        alternatives, not additions).
+        """
+        if every is None and count is None and step_s is None:
+            every, count, step_s = rubric.every, rubric.count, rubric.step_s
+        return cls(
+            rubric=rubric,
+            model=model,
+            split=Split.parse(split or rubric.split or "whole"),
+            sampling=Sampling(every=every or 1, count=count, step_s=step_s),
+            **rest,
+        )
+
     def fingerprint(self) -> dict[str, Any]:
         """List the settings a resumed run must share with the run it continues."""
         return {
