@@ -2,14 +2,19 @@
 
 SpatialMLLM-tiny is an InternVL-architecture model (native transformers class).
 
-Answer-token loss alone gives a from-scratch vision tower almost no gradient, so the recipe gives the
-tower what a real MLLM's has, geometry, before the language model learns to talk about it:
+Answer-token loss alone gives a from-scratch vision tower almost no gradient, and a from-scratch language
+model learns to compare two frames' tokens only very slowly, so the recipe gives both dense targets:
   stage 1  the vision tower (sin-cos position init, layer scale 1.0) with small heads regresses per-patch
            segmentation classes and depth, and from every patch the camera-frame position of the
-           gripper, of each object (one slot per colour) and of the table centre;
-  stage 2  tower frozen: projector + LLM learn the questions, several questions per encoded image pair,
-           with a curriculum from large to small motions (far frame pairs first);
-  stage 3  everything trains jointly at a lower learning rate.
+           gripper, of each object (one slot per colour) and of the table centre; batches are frame pairs
+           of one episode, and the change of each position between the two frames is a loss of its own
+           (questions need relative precision; scene-level biases cancel in a difference);
+  stage 2  tower frozen, so every frame is encoded once up front: projector + LLM learn the questions,
+           several per frame pair, with a curriculum from large to small motions; two training-only
+           linear probes inside the LLM add dense targets: on the image tokens every entity's position
+           (and, on the second frame's tokens, its change since the first), and at the position that
+           predicts the answer, the asked entity's motion vector (or the depth difference). The probes
+           are dropped after training: the shipped model is the plain InternVL class.
 The tokenizer is a byte-level BPE (digits split one by one) trained on the question templates.
 """
 
@@ -81,18 +86,20 @@ class TinyRecipe:
         )
     )
     seed: int = 0
-    stage1_steps: int = 1200
-    stage1_batch: int = 32
+    stage1_steps: int = 4500
+    stage1_batch: int = 32  # frames: half as many pairs
     stage1_lr: float = 1e-3
-    stage2_steps: int = 1100
-    stage3_steps: int = 300
+    stage1_delta_weight: float = 3.0
+    stage2_steps: int = 3600
     pairs_per_batch: int = 8
     questions_per_pair: int = 4
     lr: float = 1e-3
-    stage3_lr: float = 3e-4
-    minutes: float = 52.0  # > 0: stop stages 2-3 early when the wall clock runs out (0: never)
+    aux_weight: float = 1.0  # the training-only probes inside the LLM (0: answer loss alone)
+    aux_token_layer: int = 2  # LLM hidden state (0 = embeddings) the image-token probe reads
+    aux_answer_layer: int = 3  # LLM hidden state the answer-position probe reads
+    minutes: float = 55.0  # > 0: stop stage 2 early when the wall clock runs out (0: never)
     eval_every: int = 0  # > 0: teacher-forced benchmark accuracy every this many steps (costs time)
-    threads: int = 1  # on a shared, oversubscribed CPU one thread per process beats two by 3-6x
+    threads: int = 2  # 1 on a shared, oversubscribed CPU (it then beats two threads by 3-6x)
 
     @classmethod
     def quick(cls) -> TinyRecipe:
@@ -103,7 +110,6 @@ class TinyRecipe:
             bench_scenes=1,
             stage1_steps=20,
             stage2_steps=20,
-            stage3_steps=10,
             eval_every=10,
             workers=1,
         )
@@ -273,46 +279,65 @@ class DenseHeads(torch.nn.Module):
 
 
 def pretrain_vision(model: Any, episodes: list[EpisodeData], recipe: TinyRecipe, log_rows: list) -> dict:
-    """Stage 1: dense supervised pretraining of the vision tower on simulated frames."""
+    """Stage 1: dense supervised pretraining of the vision tower on frame pairs of one episode."""
     tower = model.model.vision_tower
-    pixels = torch.cat([e.pixels for e in episodes])
-    seg = torch.cat([e.seg for e in episodes])
-    depth = torch.cat([e.depth for e in episodes])
-    glob = torch.cat([e.globals_ for e in episodes])
-    present = torch.cat([e.present for e in episodes])
-    heads = DenseHeads(tower.config.hidden_size, seg.shape[-1], glob.shape[1])
+    heads = DenseHeads(tower.config.hidden_size, episodes[0].seg.shape[-1], episodes[0].globals_.shape[1])
     params = list(tower.parameters()) + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=recipe.stage1_lr, weight_decay=0.01)
     sched = _cosine(opt, recipe.stage1_steps, warmup=50)
-    gen = torch.Generator().manual_seed(recipe.seed)
+    rng = random.Random(recipe.seed)
     tower.train()
     t0 = time.perf_counter()
     from tqdm import tqdm
 
-    for step in tqdm(range(recipe.stage1_steps), desc="stage 1 vision", unit="step"):
-        idx = torch.randint(0, len(pixels), (recipe.stage1_batch,), generator=gen)
-        h = tower(pixel_values=pixels[idx].float()).last_hidden_state[:, 1:]
+    bar = tqdm(range(recipe.stage1_steps), desc="stage 1 vision", unit="step")
+    for step in bar:
+        picks = []
+        for _ in range(recipe.stage1_batch // 2):
+            e = episodes[rng.randrange(len(episodes))]
+            picks += [(e, f) for f in rng.sample(range(len(e.pixels)), 2)]
+
+        def stack(attr: str, picks: list = picks) -> torch.Tensor:
+            return torch.stack([getattr(e, attr)[f] for e, f in picks])
+
+        seg, depth, glob, present = stack("seg"), stack("depth"), stack("globals_"), stack("present")
+        h = tower(pixel_values=stack("pixels").float()).last_hidden_state[:, 1:]
         c, d, g = heads(h)
-        l_seg = -(seg[idx] * F.log_softmax(c, -1)).sum(-1).mean()
-        l_depth = F.smooth_l1_loss(d, depth[idx], beta=0.1)
-        mask = present[idx][:, None, :, None]
+        l_seg = -(seg * F.log_softmax(c, -1)).sum(-1).mean()
+        l_depth = F.smooth_l1_loss(d, depth, beta=0.1)
+        mask = present[:, None, :, None]
         l_glob = (
-            F.smooth_l1_loss(g, glob[idx][:, None].expand_as(g), reduction="none", beta=0.05) * mask
+            F.smooth_l1_loss(g, glob[:, None].expand_as(g), reduction="none", beta=0.05) * mask
         ).sum() / (mask.sum() * 5 * g.shape[1]).clamp(min=1)
-        loss = l_seg + l_depth + 10.0 * l_glob
+        # change of every entity's camera-frame position between the pair's frames (decimetres)
+        pred = g.mean(1)[..., :3]
+        both = (present[1::2] * present[0::2])[..., None]
+        l_delta = (
+            F.smooth_l1_loss(
+                10 * (pred[1::2] - pred[0::2]),
+                10 * (glob[1::2, :, :3] - glob[0::2, :, :3]),
+                reduction="none",
+                beta=0.1,
+            )
+            * both
+        ).sum() / (both.sum() * 3).clamp(min=1)
+        loss = l_seg + l_depth + 10.0 * l_glob + recipe.stage1_delta_weight * l_delta
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         log_rows.append(("stage1", step, float(loss.detach()), time.perf_counter() - t0))
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{float(loss):.3f}", delta=f"{float(l_delta):.3f}")
     tower.eval()
     return {
         "steps": recipe.stage1_steps,
         "seconds": time.perf_counter() - t0,
-        "loss_seg": float(l_seg),
-        "loss_depth": float(l_depth),
-        "loss_position": float(l_glob),
+        "loss_seg": float(l_seg.detach()),
+        "loss_depth": float(l_depth.detach()),
+        "loss_position": float(l_glob.detach()),
+        "loss_delta": float(l_delta.detach()),
     }
 
 
@@ -404,16 +429,126 @@ class QuestionBank:
         return out
 
 
+@torch.no_grad()
+def encode_frames(model: Any, episodes: list[EpisodeData], batch: int = 64) -> list[torch.Tensor]:
+    """Vision features of every frame before the projector (pixel-shuffled, float16), one tensor per episode.
+
+    Stage 2 keeps the tower frozen, so each frame is encoded once instead of once per step.
+    """
+    inner = model.model
+    inner.vision_tower.eval()
+    sizes = [len(e.pixels) for e in episodes]
+    pixels = torch.cat([e.pixels for e in episodes])
+    out = []
+    for k in range(0, len(pixels), batch):
+        h = inner.vision_tower(pixel_values=pixels[k : k + batch].float()).last_hidden_state[:, 1:]
+        n, t, c = h.shape
+        side = int(t**0.5)
+        h = inner.pixel_shuffle(h.reshape(n, side, side, c), scale_factor=model.config.downsample_ratio)
+        out.append(h.reshape(n, -1, h.shape[-1]).half())
+    return list(torch.cat(out).split(sizes))
+
+
+@torch.no_grad()
+def center_projector(model: Any, feats: list[torch.Tensor], sample: int = 4096) -> None:
+    """Shift and scale the projector's output to zero mean and unit spread per channel on these frames.
+
+    A fresh projector maps every frame to nearly the same large vector; after the LLM's RMSNorm the
+    differences between frames, which all questions are about, would be a rounding error.
+    """
+    proj = model.model.multi_modal_projector
+    x = torch.cat(feats).flatten(0, 1)
+    x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:sample]].float()
+    y = proj(x)
+    mean, spread = y.mean(0), y.std(0).mean()
+    proj.linear_2.bias.sub_(mean).div_(spread)
+    proj.linear_2.weight.div_(spread)
+
+
+class AuxProbes(torch.nn.Module):
+    """Training-only linear probes inside the LLM (dropped after training): dense targets for stage 2.
+
+    tokens: on every image token, each entity slot's camera-frame position and its change since the
+            first frame (zero on the first frame's tokens): what a comparison needs, where it is read;
+    answer: at the position that predicts the answer, the asked entity's motion vector, or for depth
+            questions the depth difference of the two named things.
+    """
+
+    POSITION_SCALE, DELTA_SCALE, DEPTH_SCALE = 5.0, 20.0, 10.0
+
+    def __init__(self, hidden: int, n_slots: int) -> None:
+        super().__init__()
+        self.n_slots = n_slots
+        self.tokens = torch.nn.Linear(hidden, 2 * n_slots * 3)
+        self.answer = torch.nn.Linear(hidden, 4)
+
+    def token_targets(
+        self, episodes: list[EpisodeData], items: list[Item], tokens_per_image: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Targets and masks of every image token in batch order."""
+        targets, masks = [], []
+        for it in items:
+            e = episodes[it.episode]
+            first = it.frames[0]
+            for j, f in enumerate(it.frames):
+                pos = e.globals_[f, :, :3].reshape(-1) * self.POSITION_SCALE
+                pos_mask = e.present[f].repeat_interleave(3)
+                if j == 0:  # zero: a reader may average over all image tokens and still get the change
+                    delta, delta_mask = torch.zeros_like(pos), pos_mask
+                else:
+                    delta = (e.globals_[f, :, :3] - e.globals_[first, :, :3]).reshape(-1) * self.DELTA_SCALE
+                    delta_mask = (e.present[f] * e.present[first]).repeat_interleave(3)
+                targets.append(torch.cat([pos, delta]).expand(tokens_per_image, -1))
+                masks.append(torch.cat([pos_mask, delta_mask]).expand(tokens_per_image, -1))
+        return torch.cat(targets), torch.cat(masks)
+
+    def answer_targets(self, items: list[Item]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Targets and masks at each question's answer-predicting position."""
+        targets, masks = torch.zeros(len(items), 4), torch.zeros(len(items), 4)
+        for r, it in enumerate(items):
+            meta = it.question.meta
+            if "vector_cam_m" in meta:
+                targets[r, :3] = torch.tensor(meta["vector_cam_m"]) * self.DELTA_SCALE
+                masks[r, :3] = 1.0
+            elif "depth_a_m" in meta:
+                targets[r, 3] = (meta["depth_a_m"] - meta["depth_b_m"]) * self.DEPTH_SCALE
+                masks[r, 3] = 1.0
+        return targets, masks
+
+    def loss(
+        self,
+        hidden_states: tuple[torch.Tensor, ...],
+        image_mask: torch.Tensor,
+        answer_at: torch.Tensor,
+        episodes: list[EpisodeData],
+        items: list[Item],
+        recipe: TinyRecipe,
+    ) -> torch.Tensor:
+        """Masked smooth-L1 of both probes."""
+        tokens_per_image = int(image_mask.sum()) // sum(len(i.frames) for i in items)
+        t_tok, m_tok = self.token_targets(episodes, items, tokens_per_image)
+        p_tok = self.tokens(hidden_states[recipe.aux_token_layer][image_mask])
+        t_ans, m_ans = self.answer_targets(items)
+        p_ans = self.answer(hidden_states[recipe.aux_answer_layer][torch.arange(len(items)), answer_at])
+        total = torch.zeros(())
+        for pred, target, mask in ((p_tok, t_tok, m_tok), (p_ans, t_ans, m_ans)):
+            err = F.smooth_l1_loss(pred, target, reduction="none", beta=0.1) * mask
+            total = total + err.sum() / mask.sum().clamp(min=1)
+        return total
+
+
 def forward_items(
-    model: Any, episodes: list[EpisodeData], items: list[Item], pad_id: int, image_token_id: int
-) -> Any:
-    """Encode each distinct frame once, scatter its features into every question that shows it, run the LM."""
-    frames = sorted({(i.episode, f) for i in items for f in i.frames})
-    where = {k: n for n, k in enumerate(frames)}
-    pixels = torch.stack([episodes[e].pixels[f] for e, f in frames]).float()
-    feats = model.model.get_image_features(
-        pixel_values=pixels, vision_feature_layer=-1, vision_feature_select_strategy="default"
-    ).pooler_output
+    model: Any,
+    feats: list[torch.Tensor],
+    items: list[Item],
+    pad_id: int,
+    image_token_id: int,
+    hidden_states: bool = False,
+) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    """Project the questions' precomputed frame features into their image tokens and run the LM.
+
+    Returns the model output, the image-token mask and each row's value-predicting position.
+    """
     width = max(len(i.ids) for i in items)
     ids = torch.full((len(items), width), pad_id, dtype=torch.long)
     labels = torch.full((len(items), width), -100, dtype=torch.long)
@@ -422,16 +557,21 @@ def forward_items(
         ids[r, : len(it.ids)] = torch.tensor(it.ids)
         labels[r, : len(it.labels)] = torch.tensor(it.labels)
         mask[r, : len(it.ids)] = 1
+    raw = torch.cat([feats[it.episode][list(it.frames)].flatten(0, 1) for it in items]).float()
+    img = model.model.multi_modal_projector(raw)
     embeds = model.get_input_embeddings()(ids)
-    img = torch.cat([feats[[where[(it.episode, f)] for f in it.frames]].flatten(0, 1) for it in items])
-    embeds = embeds.masked_scatter((ids == image_token_id)[..., None].expand_as(embeds), img.to(embeds.dtype))
-    return model(inputs_embeds=embeds, attention_mask=mask, labels=labels)
+    image_mask = ids == image_token_id
+    embeds = embeds.masked_scatter(image_mask[..., None].expand_as(embeds), img.to(embeds.dtype))
+    out = model(inputs_embeds=embeds, attention_mask=mask, labels=labels, output_hidden_states=hidden_states)
+    # the answer's opening backtick is its first label; the position holding it predicts the value
+    answer_at = (labels != -100).int().argmax(1)
+    return out, image_mask, answer_at
 
 
 @torch.no_grad()
 def answer_accuracy(
     model: Any,
-    episodes: list[EpisodeData],
+    feats: list[torch.Tensor],
     items: list[Item],
     pad_id: int,
     image_token_id: int,
@@ -442,7 +582,7 @@ def answer_accuracy(
     hits: dict[str, list[bool]] = defaultdict(list)
     for k in range(0, len(items), batch):
         chunk = items[k : k + batch]
-        out = forward_items(model, episodes, chunk, pad_id, image_token_id)
+        out, _, _ = forward_items(model, feats, chunk, pad_id, image_token_id)
         pred = out.logits[:, :-1].argmax(-1)
         for r, it in enumerate(chunk):
             lab = torch.tensor(it.labels[1:])
@@ -455,51 +595,64 @@ def answer_accuracy(
 def train_questions(
     model: Any,
     episodes: list[EpisodeData],
+    feats: list[torch.Tensor],
     bank: QuestionBank,
-    eval_items: list[Item],
+    eval_sets: tuple[list[torch.Tensor], list[Item]] | None,
     recipe: TinyRecipe,
-    stage: str,
-    steps: int,
-    lr: float,
-    train_vision: bool,
     deadline: float,
     log_rows: list,
     pad_id: int,
     image_token_id: int,
 ) -> dict:
-    """Stages 2 and 3: next-token loss on the answers."""
+    """Stage 2: answer loss plus the probes' dense loss, tower frozen (its features precomputed)."""
     from tqdm import tqdm
 
     for name, p in model.named_parameters():
-        p.requires_grad = train_vision or "vision_tower" not in name
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+        p.requires_grad = "vision_tower" not in name
+    probes = AuxProbes(model.config.text_config.hidden_size, episodes[0].globals_.shape[1])
+    params = [p for p in model.parameters() if p.requires_grad] + list(probes.parameters())
+    opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.01)
+    steps = recipe.stage2_steps
     sched = _cosine(opt, steps, warmup=max(1, steps // 30))
-    rng = random.Random(recipe.seed + (2 if stage == "stage2" else 3))
+    rng = random.Random(recipe.seed + 2)
     model.train()
-    if not train_vision:
-        model.model.vision_tower.eval()
     t0 = time.perf_counter()
     evals = {}
     done = 0
-    for step in tqdm(range(steps), desc=f"{stage} questions", unit="step"):
+    answer_loss = aux_loss = torch.zeros(())
+    bar = tqdm(range(steps), desc="stage 2 questions", unit="step")
+    for step in bar:
         if time.monotonic() > deadline:
-            log.warning("%s: wall-clock budget reached after %d steps", stage, step)
+            log.warning("stage 2: wall-clock budget reached after %d steps", step)
             break
-        large_first = max(0.0, 1.0 - step / (0.6 * steps)) if stage == "stage2" else 0.0
+        large_first = max(0.0, 1.0 - step / (0.6 * steps))
         items = bank.sample(rng, recipe.pairs_per_batch, recipe.questions_per_pair, large_first)
-        loss = forward_items(model, episodes, items, pad_id, image_token_id).loss
+        with_aux = recipe.aux_weight > 0
+        out, image_mask, answer_at = forward_items(model, feats, items, pad_id, image_token_id, with_aux)
+        answer_loss = out.loss
+        loss = answer_loss
+        if with_aux:
+            aux_loss = probes.loss(out.hidden_states, image_mask, answer_at, episodes, items, recipe)
+            loss = loss + recipe.aux_weight * aux_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         done = step + 1
-        log_rows.append((stage, step, float(loss.detach()), time.perf_counter() - t0))
-        if recipe.eval_every and done % recipe.eval_every == 0:
-            evals[done] = answer_accuracy(model, episodes, eval_items, pad_id, image_token_id)
-            log.info("%s step %d: %s", stage, done, evals[done])
-    return {"steps": done, "seconds": time.perf_counter() - t0, "final_loss": float(loss), "evals": evals}
+        log_rows.append(("stage2", step, float(answer_loss.detach()), time.perf_counter() - t0))
+        if step % 20 == 0:
+            bar.set_postfix(answer=f"{float(answer_loss):.3f}", probes=f"{float(aux_loss):.3f}")
+        if eval_sets and recipe.eval_every and done % recipe.eval_every == 0:
+            evals[done] = answer_accuracy(model, *eval_sets, pad_id, image_token_id)
+            log.info("stage 2 step %d: %s", done, evals[done])
+    return {
+        "steps": done,
+        "seconds": time.perf_counter() - t0,
+        "final_answer_loss": float(answer_loss.detach()),
+        "final_probe_loss": float(aux_loss.detach()),
+        "evals": evals,
+    }
 
 
 # ------------------------------------------------------------------ benchmark and the whole recipe
@@ -555,15 +708,17 @@ def _plot(log_rows: list, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-    for ax, stage in zip(axes, ("stage1", "stage2", "stage3")):
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, stage, title in zip(
+        axes, ("stage1", "stage2"), ("stage 1: vision (all losses)", "stage 2: answer loss")
+    ):
         ys = np.array([r[2] for r in log_rows if r[0] == stage])
         if len(ys):
             k = max(1, len(ys) // 30)
             ax.plot(ys, alpha=0.3)
             ax.plot(np.arange(k - 1, len(ys)), np.convolve(ys, np.ones(k) / k, mode="valid"))
             ax.set_yscale("log")
-        ax.set_title(stage)
+        ax.set_title(title)
         ax.set_xlabel("step")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -571,7 +726,7 @@ def _plot(log_rows: list, path: Path) -> None:
 
 
 def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
-    """Generate data, train the three stages, save the model (and ship it if asked); returns a summary."""
+    """Generate data, train both stages, save the model (and ship it if asked); returns a summary."""
     torch.set_num_threads(recipe.threads)
     start = time.monotonic()
     deadline = start + recipe.minutes * 60 if recipe.minutes > 0 else float("inf")
@@ -618,41 +773,25 @@ def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
     eval_items = random.Random(0).sample(bench_bank.items(), min(600, len(bench_bank.items())))
     pad_id, img_id = int(tokenizer.pad_token_id), int(model.config.image_token_id)
     rows: list = []
-    untrained = answer_accuracy(model, bench_eps, eval_items, pad_id, img_id)
+    untrained = answer_accuracy(model, encode_frames(model, bench_eps), eval_items, pad_id, img_id)
     s1 = pretrain_vision(model, train_eps, recipe, rows)
+    t = time.perf_counter()
+    train_feats, bench_feats = encode_frames(model, train_eps), encode_frames(model, bench_eps)
+    encode_s = time.perf_counter() - t
+    center_projector(model, train_feats)
     s2 = train_questions(
         model,
         train_eps,
+        train_feats,
         bank,
-        [],
+        (bench_feats, eval_items),
         recipe,
-        "stage2",
-        recipe.stage2_steps,
-        recipe.lr,
-        False,
         deadline,
         rows,
         pad_id,
         img_id,
     )
-    s2["eval"] = answer_accuracy(model, bench_eps, eval_items, pad_id, img_id)
-    save_model(model, tokenizer, recipe, out / "model-stage2", {"stage1": s1, "stage2": s2})
-    s3 = train_questions(
-        model,
-        train_eps,
-        bank,
-        [],
-        recipe,
-        "stage3",
-        recipe.stage3_steps,
-        recipe.stage3_lr,
-        True,
-        deadline,
-        rows,
-        pad_id,
-        img_id,
-    )
-    final = answer_accuracy(model, bench_eps, eval_items, pad_id, img_id)
+    final = answer_accuracy(model, bench_feats, eval_items, pad_id, img_id)
     total_s = time.monotonic() - start
     summary = {
         "recipe": asdict(recipe),
@@ -665,13 +804,12 @@ def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
             "generate": gen_s,
             "load": load_s,
             "stage1": s1["seconds"],
+            "encode": encode_s,
             "stage2": s2["seconds"],
-            "stage3": s3["seconds"],
             "total": total_s,
         },
         "stage1": s1,
         "stage2": s2,
-        "stage3": s3,
         "teacher_forced_accuracy": {"untrained": untrained, "final": final},
         "hardware": f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}",
     }
