@@ -132,3 +132,34 @@ def test_live_node_bad_parameter_is_one_clear_line(python_exe: str) -> None:
     )
     assert res.returncode == 1
     assert "n_objects" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.ros
+def test_play_script_runs_one_episode_then_returns_to_command_mode() -> None:
+    """SimNode.play_script (what the demo drives): bad specs and overlapping scripts are refused up front."""
+    from spatial_mllm_ros.ros.sim_node import SimNode
+    from spatial_mllm_ros.sim.errors import MotionError, SimError
+    from spatial_mllm_ros.sim.node_config import SimNodeConfig
+
+    ctx = Context()
+    rclpy.init(context=ctx)
+    node = SimNode(SimNodeConfig(width=64, height=48, cameras=["front"], n_objects=1, script="",
+                                 script_loop=False, script_frames=3), context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    try:
+        with pytest.raises(MotionError):
+            node.play_script("translate:sideways")
+        assert node.config.script == ""  # a refused spec changes nothing
+        node.play_script("translate:direction=left,distance=0.05")
+        with pytest.raises(SimError, match="scripted episode is running"):
+            node.play_script("idle")
+        deadline = time.monotonic() + 60
+        while node.config.script:  # back to command mode after the episode's last frame
+            assert time.monotonic() < deadline, "the scripted episode did not end"
+            executor.spin_once(timeout_sec=0.05)
+        node.play_script("idle")  # and ready for the next one
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)

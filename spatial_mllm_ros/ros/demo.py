@@ -228,7 +228,7 @@ class LiveDemo:
 
     def play(self, index: int, move: Move) -> dict[str, Any]:
         """Play `move` as scripted episode `index`, pad with still frames, pause; return its marker labels."""
-        self.sim.config.script = move.script  # the node runs one scripted episode, then holds still
+        self.sim.play_script(move.script)  # one scripted episode, then the gripper holds still
         _pump(self.sim_executor, lambda: self.client.end_marker(index) is not None, MOVE_TIMEOUT_S,
               f"move {move.label!r} ({move.script}) to finish: see the simulation's log")
         target = self.sim.frames_published + PAD_FRAMES

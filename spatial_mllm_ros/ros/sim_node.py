@@ -161,6 +161,19 @@ class SimNode(Node):
             self.get_logger().warning(f"ignored /gripper/opening: {exc}")
 
     # --- stepping ----------------------------------------------------------------------------------
+    def play_script(self, spec: str) -> None:
+        """Play one scripted motion (the `script` parameter's syntax) from the next tick.
+
+        Without `script_loop` the node returns to command mode when it ends, with the gripper left where
+        the script put it; the /episode end marker says when. Raises SimError for a bad spec or while
+        another script runs.
+        """
+        if self.config.script or self._script is not None:
+            raise SimError(f"a scripted episode is running ({self.config.script!r}); wait for its end marker")
+        if not spec.startswith("random"):
+            motion_from_spec(spec, self.world, self._rng)  # a bad spec fails here, not in a timer callback
+        self.config.script = spec
+
     def _start_script(self) -> None:
         c = self.config
         if self._episode_index and c.script_loop:
