@@ -44,3 +44,59 @@ def test_quick_recipe_runs_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "model" / "model.safetensors").is_file()
     assert (tmp_path / "benchmark" / "benchmark.jsonl").is_file()
     assert (tmp_path / "loss.png").is_file()
+
+
+def test_projector_centring_and_the_training_probes_targets() -> None:
+    """Stage 2's set-up on a tiny model of the recipe's shape: centred image tokens, probe targets."""
+    import numpy as np
+    import torch
+
+    from spatial_mllm_ros.multispa.format import QuestionKind
+    from spatial_mllm_ros.multispa.train.questions import Question
+    from spatial_mllm_ros.multispa.train.tiny import (
+        AuxProbes,
+        EpisodeData,
+        Item,
+        TinyRecipe,
+        center_projector,
+        encode_frames,
+        make_model,
+        make_tokenizer,
+        question_corpus,
+    )
+
+    recipe = TinyRecipe()
+    model = make_model(make_tokenizer(question_corpus([]), 512), recipe)
+    rng = np.random.default_rng(0)
+    slots = 10
+    glob = torch.from_numpy(rng.normal(size=(3, slots, 5)).astype(np.float32))
+    present = torch.ones(3, slots)
+    present[2, 4] = 0.0  # slot 4 not in view in frame 2
+    ep = EpisodeData("e", torch.from_numpy(rng.normal(size=(3, 3, 112, 112))).half(), None, None, glob,
+                     present, {}, [])
+    feats = encode_frames(model, [ep])
+    assert feats[0].shape == (3, 16, 768)
+    center_projector(model, feats)
+    with torch.no_grad():
+        tokens = model.model.multi_modal_projector(feats[0].flatten(0, 1).float())
+    assert tokens.mean(0).abs().max() < 1e-3  # every channel centred on these frames
+    assert abs(float(tokens.std(0).mean()) - 1.0) < 1e-3  # unit spread
+
+    q = Question("robot_gripper_direction", QuestionKind.DIRECTION, "", "Which way?", "`left`", 0, 2,
+                 {"vector_cam_m": [-0.1, 0.0, 0.02]})
+    pair = Item(0, (0, 2), [], [], q)
+    probes = AuxProbes(256, slots)
+    target, mask = probes.token_targets([ep], [pair], 16)
+    assert target.shape == mask.shape == (32, 2 * slots * 3)
+    half = slots * 3
+    assert torch.allclose(target[0, :half], glob[0, :, :3].reshape(-1) * AuxProbes.POSITION_SCALE)
+    assert not target[:16, half:].any() and mask[:16, half:].all()  # first frame: zero change, asked for
+    change = (glob[2, :, :3] - glob[0, :, :3]).reshape(-1) * AuxProbes.DELTA_SCALE
+    assert torch.allclose(target[16, half:], change)
+    assert not mask[16, half + 12 : half + 15].any()  # slot 4 missing in frame 2: its change is not asked
+    depth = Question("robot_depth_compare", QuestionKind.YES_NO, "", "Closer?", "`yes`", 1, -1,
+                     {"depth_a_m": 0.5, "depth_b_m": 0.8})
+    target, mask = probes.answer_targets([pair, Item(0, (1,), [], [], depth)])
+    assert torch.allclose(target[0, :3], torch.tensor([-0.1, 0.0, 0.02]) * AuxProbes.DELTA_SCALE)
+    assert mask[0].tolist() == [1, 1, 1, 0] and mask[1].tolist() == [0, 0, 0, 1]
+    assert float(target[1, 3]) == pytest.approx(-0.3 * AuxProbes.DEPTH_SCALE)
