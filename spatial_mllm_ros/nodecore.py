@@ -446,8 +446,7 @@ class QuestionService:
         language batch (`SpatialModel.ask_many`) instead of queueing behind each other.
         """
         answers: dict[int, dict[str, Any]] = {}
-        groups: dict[tuple[str, ...], list[tuple[int, Question, float]]] = {}
-        picked: dict[int, list[Frame]] = {}
+        groups: dict[tuple[str, ...], tuple[list[Frame], list[tuple[int, Question, float]]]] = {}
         with self._lock:
             model, reason = self._model, self._model_reason
         for i, request in enumerate(requests):
@@ -457,17 +456,15 @@ class QuestionService:
                 answers[i] = prepared
                 continue
             frames, question = prepared
-            picked[i] = frames
             with self._lock:
                 inject = self._inject > 0
                 self._inject -= int(inject)
             if inject:
-                error = "model failure: RuntimeError: injected failure (inject_failures test hook)"
-                answers[i] = self._fail(request, error, frames, started)
+                failure = RuntimeError("injected failure (inject_failures test hook)")
+                answers[i] = self._finish(request, frames, failure, started, model)
                 continue
-            groups.setdefault(tuple(f.key for f in frames), []).append((i, question, started))
-        for group in groups.values():
-            frames = picked[group[0][0]]
+            groups.setdefault(tuple(f.key for f in frames), (frames, []))[1].append((i, question, started))
+        for frames, group in groups.values():
             results = self._infer(model, frames, [q for _, q, _ in group])
             for (i, _, started), result in zip(group, results):
                 answers[i] = self._finish(requests[i], frames, result, started, model)
