@@ -31,7 +31,7 @@ from spatial_mllm_ros.ros.convert import ns_to_stamp, numpy_to_image
 from spatial_mllm_ros.ros.params import declare_config
 from spatial_mllm_ros.sim.errors import SimError
 from spatial_mllm_ros.sim.geometry import make_pose, quat_to_mat
-from spatial_mllm_ros.sim.motions import ScriptedEpisode, motion_from_spec
+from spatial_mllm_ros.sim.motions import ScriptedEpisode, check_motion_spec, motion_from_spec
 from spatial_mllm_ros.sim.node_config import SimNodeConfig
 from spatial_mllm_ros.sim.topics import (
     CLOCK_TOPIC,
@@ -170,8 +170,7 @@ class SimNode(Node):
         """
         if self.config.script or self._script is not None:
             raise SimError(f"a scripted episode is running ({self.config.script!r}); wait for its end marker")
-        if not spec.startswith("random"):
-            motion_from_spec(spec, self.world, self._rng)  # a bad spec fails here, not in a timer callback
+        check_motion_spec(spec)  # a bad spec fails here, not in a timer callback
         self.config.script = spec
 
     def _start_script(self) -> None:

@@ -488,12 +488,23 @@ def _random_of_kind(kind: str, camera: str, obj: str, rng: np.random.Generator) 
     return Idle()
 
 
-def random_motion(world: SimWorld, rng: np.random.Generator, kinds: Sequence[str] | None = None) -> Motion:
-    """Draw a random motion that is feasible in `world` (retries until its plan resolves)."""
+def _known_kinds(kinds: Sequence[str] | None) -> tuple[str, ...]:
+    """Return the kinds to draw from (all when none are given); MotionError for an unknown one."""
     kinds = tuple(kinds or MOTIONS)
     for name in kinds:
         if name not in MOTIONS:
             raise MotionError(f"unknown motion {name!r}; known: {', '.join(MOTIONS)}")
+    return kinds
+
+
+def _random_kinds(spec: str) -> list[str] | None:
+    """Return the kinds of a "random" / "random:push,idle" spec (None: any kind)."""
+    return [k for k in spec.partition(":")[2].split(",") if k] or None
+
+
+def random_motion(world: SimWorld, rng: np.random.Generator, kinds: Sequence[str] | None = None) -> Motion:
+    """Draw a random motion that is feasible in `world` (retries until its plan resolves)."""
+    kinds = _known_kinds(kinds)
     fixed = [c for c in _CAMERA_FOR_DIRECTIONS if c in world.scene.cameras] or list(world.scene.cameras)
     for _ in range(50):
         motion = _random_of_kind(
@@ -510,9 +521,16 @@ def random_motion(world: SimWorld, rng: np.random.Generator, kinds: Sequence[str
 def motion_from_spec(spec: str, world: SimWorld, rng: np.random.Generator) -> Motion:
     """Build a motion from a parse_motion string, or draw one for "random" / "random:push,idle" (kinds)."""
     if spec.startswith("random"):
-        kinds = [k for k in spec.partition(":")[2].split(",") if k] or None
-        return random_motion(world, rng, kinds)
+        return random_motion(world, rng, _random_kinds(spec))
     return parse_motion(spec)
+
+
+def check_motion_spec(spec: str) -> None:
+    """Raise MotionError for a spec motion_from_spec would refuse, without drawing or planning a motion."""
+    if spec.startswith("random"):
+        _known_kinds(_random_kinds(spec))
+    else:
+        parse_motion(spec)
 
 
 class ScriptedEpisode:
