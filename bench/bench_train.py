@@ -28,6 +28,7 @@ from spatial_mllm_ros.multispa.train.tiny import (
     TinyRecipe,
     encode_frames,
     forward_items,
+    freeze_vision_tower,
     make_model,
     make_tokenizer,
     question_corpus,
@@ -72,9 +73,7 @@ def cpu_bench(steps: int, threads: int) -> None:
                 )
             )
     tokens = sum(len(i.ids) for i in items)
-    for name, p in model.named_parameters():
-        p.requires_grad = "vision_tower" not in name
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    opt = torch.optim.AdamW(freeze_vision_tower(model), lr=1e-4)
     feats = encode_frames(model, [ep])
     pad, img = int(tok.pad_token_id), int(model.config.image_token_id)
 

@@ -278,6 +278,11 @@ class DenseHeads(torch.nn.Module):
         return out[..., :c], out[..., c], out[..., c + 1 :].unflatten(-1, (self.n_entities, 5))
 
 
+def _stack(picks: list[tuple[EpisodeData, int]], attr: str) -> torch.Tensor:
+    """Stack one per-frame tensor of EpisodeData over (episode, frame) picks."""
+    return torch.stack([getattr(e, attr)[f] for e, f in picks])
+
+
 def pretrain_vision(model: Any, episodes: list[EpisodeData], recipe: TinyRecipe, log_rows: list) -> dict:
     """Stage 1: dense supervised pretraining of the vision tower on frame pairs of one episode."""
     tower = model.model.vision_tower
@@ -296,12 +301,8 @@ def pretrain_vision(model: Any, episodes: list[EpisodeData], recipe: TinyRecipe,
         for _ in range(recipe.stage1_batch // 2):
             e = episodes[rng.randrange(len(episodes))]
             picks += [(e, f) for f in rng.sample(range(len(e.pixels)), 2)]
-
-        def stack(attr: str, picks: list = picks) -> torch.Tensor:
-            return torch.stack([getattr(e, attr)[f] for e, f in picks])
-
-        seg, depth, glob, present = stack("seg"), stack("depth"), stack("globals_"), stack("present")
-        h = tower(pixel_values=stack("pixels").float()).last_hidden_state[:, 1:]
+        seg, depth, glob, present = (_stack(picks, a) for a in ("seg", "depth", "globals_", "present"))
+        h = tower(pixel_values=_stack(picks, "pixels").float()).last_hidden_state[:, 1:]
         c, d, g = heads(h)
         l_seg = -(seg * F.log_softmax(c, -1)).sum(-1).mean()
         l_depth = F.smooth_l1_loss(d, depth, beta=0.1)
@@ -478,7 +479,6 @@ class AuxProbes(torch.nn.Module):
 
     def __init__(self, hidden: int, n_slots: int) -> None:
         super().__init__()
-        self.n_slots = n_slots
         self.tokens = torch.nn.Linear(hidden, 2 * n_slots * 3)
         self.answer = torch.nn.Linear(hidden, 4)
 
@@ -592,6 +592,13 @@ def answer_accuracy(
     return {t: round(100.0 * sum(v) / len(v), 1) for t, v in sorted(hits.items())}
 
 
+def freeze_vision_tower(model: Any) -> list[torch.nn.Parameter]:
+    """Freeze the vision tower (its features are precomputed); return the parameters left to train."""
+    for name, p in model.named_parameters():
+        p.requires_grad = "vision_tower" not in name
+    return [p for p in model.parameters() if p.requires_grad]
+
+
 def train_questions(
     model: Any,
     episodes: list[EpisodeData],
@@ -607,10 +614,8 @@ def train_questions(
     """Stage 2: answer loss plus the probes' dense loss, tower frozen (its features precomputed)."""
     from tqdm import tqdm
 
-    for name, p in model.named_parameters():
-        p.requires_grad = "vision_tower" not in name
     probes = AuxProbes(model.config.text_config.hidden_size, episodes[0].globals_.shape[1])
-    params = [p for p in model.parameters() if p.requires_grad] + list(probes.parameters())
+    params = freeze_vision_tower(model) + list(probes.parameters())
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.01)
     steps = recipe.stage2_steps
     sched = _cosine(opt, steps, warmup=max(1, steps // 30))
@@ -620,6 +625,7 @@ def train_questions(
     evals = {}
     done = 0
     answer_loss = aux_loss = torch.zeros(())
+    with_aux = recipe.aux_weight > 0
     bar = tqdm(range(steps), desc="stage 2 questions", unit="step")
     for step in bar:
         if time.monotonic() > deadline:
@@ -627,7 +633,6 @@ def train_questions(
             break
         large_first = max(0.0, 1.0 - step / (0.6 * steps))
         items = bank.sample(rng, recipe.pairs_per_batch, recipe.questions_per_pair, large_first)
-        with_aux = recipe.aux_weight > 0
         out, image_mask, answer_at = forward_items(model, feats, items, pad_id, image_token_id, with_aux)
         answer_loss = out.loss
         loss = answer_loss
