@@ -132,6 +132,9 @@ def generate_scene(seed: int, out_dir: Path, spec: EpisodeSpec) -> int:
     from spatial_mllm_ros.sim import SceneConfig, SimWorld
     from spatial_mllm_ros.sim.scene import parse_object_name
 
+    dirs = [out_dir / f"ep{seed:06d}_{k:02d}" for k in range(spec.episodes_per_scene)]
+    if all((d / "truth.json").is_file() for d in dirs):  # a rerun: no GL context needed
+        return len(dirs)
     rng = np.random.default_rng(seed)
     config = SceneConfig(
         seed=seed,
@@ -147,8 +150,7 @@ def generate_scene(seed: int, out_dir: Path, spec: EpisodeSpec) -> int:
         seg_class[1], seg_class[2] = SEG_TABLE, SEG_GRIPPER
         for obj in world.scene.objects:
             seg_class[obj.seg_id] = classes.index(parse_object_name(obj.name)[0])
-        for k in range(spec.episodes_per_scene):
-            ep_dir = out_dir / f"ep{seed:06d}_{k:02d}"
+        for k, ep_dir in enumerate(dirs):
             if (ep_dir / "truth.json").is_file():
                 made += 1
                 continue
