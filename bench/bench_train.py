@@ -44,7 +44,8 @@ def cpu_bench(steps: int, threads: int) -> None:
     model = make_model(tok, recipe)
     prompts = PromptEncoder(tok, "internvl")
     n_tok = (recipe.image_size // 14) ** 2 // 4
-    pairs, per_pair = recipe.pairs_per_batch, recipe.questions_per_pair
+    per_pair = recipe.questions_per_pair
+    pairs = recipe.batch_questions // per_pair
     rng = np.random.default_rng(0)
     ep = EpisodeData(
         "bench",

@@ -96,7 +96,88 @@ def test_projector_centring_and_the_training_probes_targets() -> None:
     assert not mask[16, half + 12 : half + 15].any()  # slot 4 missing in frame 2: its change is not asked
     depth = Question("robot_depth_compare", QuestionKind.YES_NO, "", "Closer?", "`yes`", 1, -1,
                      {"depth_a_m": 0.5, "depth_b_m": 0.8})
-    target, mask = probes.answer_targets([pair, Item(0, (1,), [], [], depth)])
+    yes_no = Question("robot_gripper_yes_no", QuestionKind.YES_NO, "", "Right?", "`no`", 0, 2,
+                      {"vector_cam_m": [-0.1, 0.0, 0.02], "asked": "right"})
+    items = [pair, Item(0, (1,), [], [], depth), Item(0, (0, 2), [], [], yes_no)]
+    target, mask = probes.answer_targets(items)
     assert torch.allclose(target[0, :3], torch.tensor([-0.1, 0.0, 0.02]) * AuxProbes.DELTA_SCALE)
-    assert mask[0].tolist() == [1, 1, 1, 0] and mask[1].tolist() == [0, 0, 0, 1]
+    assert mask[0].tolist() == [1, 1, 1, 0, 0] and mask[1].tolist() == [0, 0, 0, 1, 0]
     assert float(target[1, 3]) == pytest.approx(-0.3 * AuxProbes.DEPTH_SCALE)
+    assert mask[2].tolist() == [1, 1, 1, 0, 1]  # asked "right" of a leftward move: a negative component
+    assert float(target[2, 4]) == pytest.approx(-0.1 * AuxProbes.DELTA_SCALE)
+
+
+def test_question_draws_balance_sub_tasks_and_answers() -> None:
+    """Each sub-task gets the same share of draws; a skewed yes/no gets inverse-square-root answer shares."""
+    import random
+    from collections import Counter
+
+    import numpy as np
+
+    from spatial_mllm_ros.multispa.format import QuestionKind
+    from spatial_mllm_ros.multispa.train.questions import Question
+    from spatial_mllm_ros.multispa.train.tiny import QuestionBank, balance_weights
+
+    def q(task: str, kind: QuestionKind, answer: str) -> Question:
+        return Question(task, kind, "", "", answer, 0, 1, {})
+
+    qs = [q("a", QuestionKind.YES_NO, "`no`")] * 90 + [q("a", QuestionKind.YES_NO, "`yes`")] * 10
+    qs += [q("d", QuestionKind.DISTANCE, f"`{k}`") for k in range(25)]
+    w = balance_weights(qs)
+    assert w[:100].sum() == pytest.approx(1.0) and w[100:].sum() == pytest.approx(1.0)  # equal task shares
+    assert w[90:100].sum() / w[:90].sum() == pytest.approx(np.sqrt(10) / np.sqrt(90))  # yes 25 %, not 10 %
+    assert np.allclose(w[100:], w[100])  # distances count as one answer
+
+    # a gripper moving right 10 cm over 5 frames next to three still objects, camera fixed
+    truth = {
+        "motion": "translate",
+        "T_world_cam": [np.eye(4).tolist()] * 5,
+        "gripper": [[0.025 * t, 0.0, 1.0] for t in range(5)],
+        "objects": {f"{c} cube": [[0.1 * k, 0.2, 1.2]] * 5 for k, c in enumerate(("red", "blue", "green"))},
+    }
+    bank = QuestionBank([truth], seed=0)
+    bank.item = lambda key, k: (key, bank.groups[key][k])  # ids are not needed to count draws
+    draws = bank.sample(random.Random(0), 4000, per_group=4, large_first=0.0)
+    assert len(draws) == 4000
+    tasks = Counter(qu.task for _, qu in draws)
+    natural = Counter(qu.task for qu in bank.questions())
+    assert natural["robot_object_yes_no"] > 2 * natural["robot_gripper_direction"]
+    shares = np.array(list(tasks.values())) / 4000
+    assert shares.max() < 1.6 * shares.min(), tasks  # drawn about equally despite the natural skew
+
+
+def test_stage1_tower_is_reused_only_with_the_same_settings(tmp_path: Path) -> None:
+    """A rerun that changes only stage 2 loads the saved stage-1 tower and loss rows instead of training."""
+    import numpy as np
+    import torch
+
+    from spatial_mllm_ros.multispa.train.tiny import (
+        EpisodeData,
+        TinyRecipe,
+        make_model,
+        make_tokenizer,
+        pretrain_vision_cached,
+        question_corpus,
+    )
+
+    rng = np.random.default_rng(0)
+
+    def t(*shape: int) -> torch.Tensor:
+        return torch.from_numpy(rng.random(shape).astype(np.float32))
+
+    ep = EpisodeData("e", t(3, 3, 112, 112).half(), t(3, 64, 11), t(3, 64), t(3, 10, 5), torch.ones(3, 10),
+                     {}, [])
+    tok = make_tokenizer(question_corpus([]), 512)
+
+    def run(recipe: TinyRecipe) -> tuple[torch.Tensor, list, dict]:
+        model, rows = make_model(tok, recipe), []
+        summary = pretrain_vision_cached(model, [ep], recipe, rows, tmp_path)
+        return model.model.vision_tower.embeddings.patch_embeddings.projection.weight.detach(), rows, summary
+
+    untrained = make_model(tok, TinyRecipe()).model.vision_tower.embeddings.patch_embeddings.projection.weight
+    w, rows, first = run(TinyRecipe(stage1_steps=2, stage1_batch=4))
+    assert len(rows) == 2 and "reused" not in first and not torch.equal(w, untrained.detach())
+    w_again, rows_again, again = run(TinyRecipe(stage1_steps=2, stage1_batch=4, lr=5e-4))  # stage 2 differs
+    assert "reused" in again and rows_again == rows and torch.equal(w_again, w)
+    _, rows_other, other = run(TinyRecipe(stage1_steps=3, stage1_batch=4))  # stage 1 differs: trains
+    assert "reused" not in other and len(rows_other) == 3

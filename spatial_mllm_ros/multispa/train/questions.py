@@ -85,7 +85,12 @@ def _entity_questions(truth: dict, entity: str, t1: int, t2: int, rng: np.random
     out: list[Question] = []
 
     def add(
-        task: str, kind: QuestionKind, group_or_texts: str | tuple[str, ...], value: str, **fields: str
+        task: str,
+        kind: QuestionKind,
+        group_or_texts: str | tuple[str, ...],
+        value: str,
+        extra: dict | None = None,
+        **fields: str,
     ) -> None:
         if isinstance(group_or_texts, str):
             r = render(group_or_texts, rng, value, subject=subject, **fields)
@@ -93,7 +98,7 @@ def _entity_questions(truth: dict, entity: str, t1: int, t2: int, rng: np.random
         else:
             desc = render("robot_direction", rng, value, subject=subject).description
             q = str(rng.choice(group_or_texts)).format(subject=subject, **fields)
-        out.append(Question(task, kind, desc, q, value, t1, t2, meta))
+        out.append(Question(task, kind, desc, q, value, t1, t2, {**meta, **(extra or {})}))
 
     if _clear(v):
         direction = direction_of(v)
@@ -119,15 +124,18 @@ def _entity_questions(truth: dict, entity: str, t1: int, t2: int, rng: np.random
             QuestionKind.YES_NO,
             "robot_yes_no",
             format_value(QuestionKind.YES_NO, asked == direction),
+            {"asked": asked},
             direction=asked,
         )
     elif not moved:
+        asked = str(rng.choice(DIRECTIONS))
         add(
             f"robot_{who}_yes_no",
             QuestionKind.YES_NO,
             "robot_yes_no",
             format_value(QuestionKind.YES_NO, False),
-            direction=str(rng.choice(DIRECTIONS)),
+            {"asked": asked},
+            direction=asked,
         )
     if moved or rng.random() < 0.5:
         add(

@@ -10,11 +10,12 @@ model learns to compare two frames' tokens only very slowly, so the recipe gives
            of one episode, and the change of each position between the two frames is a loss of its own
            (questions need relative precision; scene-level biases cancel in a difference);
   stage 2  tower frozen, so every frame is encoded once up front: projector + LLM learn the questions,
-           several per frame pair, with a curriculum from large to small motions; two training-only
-           linear probes inside the LLM add dense targets: on the image tokens every entity's position
-           (and, on the second frame's tokens, its change since the first), and at the position that
-           predicts the answer, the asked entity's motion vector (or the depth difference). The probes
-           are dropped after training: the shipped model is the plain InternVL class.
+           several per frame pair, every sub-task drawn equally often, with a curriculum from large to
+           small motions; two training-only linear probes inside the LLM add dense targets: on the image
+           tokens every entity's position (and, on the second frame's tokens, its change since the
+           first), and at the position that predicts the answer, the asked entity's motion vector (its
+           component along the asked direction for "did X move <direction>?", or the depth difference).
+           The probes are dropped after training: the shipped model is the plain InternVL class.
 The tokenizer is a byte-level BPE (digits split one by one) trained on the question templates.
 """
 
@@ -55,6 +56,7 @@ from spatial_mllm_ros.multispa.format import (
 )
 from spatial_mllm_ros.multispa.train.questions import Question, camera_xyz, frame_questions, pair_questions
 from spatial_mllm_ros.multispa.train.simdata import EpisodeSpec, colour_classes, generate_range
+from spatial_mllm_ros.sim.truth import DIRECTION_VECTORS
 
 log = logging.getLogger(__name__)
 BENCH_FIRST_SEED = 100_000  # held-out scenes: never used for training
@@ -91,13 +93,13 @@ class TinyRecipe:
     stage1_lr: float = 1e-3
     stage1_delta_weight: float = 3.0
     stage2_steps: int = 3600
-    pairs_per_batch: int = 8
-    questions_per_pair: int = 4
+    batch_questions: int = 32
+    questions_per_pair: int = 4  # at most this many questions share a frame group in a batch
     lr: float = 1e-3
     aux_weight: float = 1.0  # the training-only probes inside the LLM (0: answer loss alone)
     aux_token_layer: int = 2  # LLM hidden state (0 = embeddings) the image-token probe reads
     aux_answer_layer: int = 3  # LLM hidden state the answer-position probe reads
-    minutes: float = 55.0  # > 0: stop stage 2 early when the wall clock runs out (0: never)
+    minutes: float = 55.0  # > 0: stage 2's schedule ends when the wall clock runs out (0: never)
     eval_every: int = 0  # > 0: teacher-forced benchmark accuracy every this many steps (costs time)
     threads: int = 2  # 1 on a shared, oversubscribed CPU (it then beats two threads by 3-6x)
 
@@ -342,6 +344,45 @@ def pretrain_vision(model: Any, episodes: list[EpisodeData], recipe: TinyRecipe,
     }
 
 
+def _stage1_fingerprint(recipe: TinyRecipe) -> str:
+    """Return the settings a saved stage-1 tower depends on (reruns that change only stage 2 reuse it)."""
+    keys = ("seed", "train_scenes", "episode", "image_size", "shape")
+    keys += tuple(k for k in asdict(recipe) if k.startswith("stage1_"))
+    return json.dumps({k: asdict(recipe)[k] for k in keys}, sort_keys=True, default=str)
+
+
+def pretrain_vision_cached(
+    model: Any, episodes: list[EpisodeData], recipe: TinyRecipe, log_rows: list, out: Path
+) -> dict:
+    """Stage 1, or its saved result when <out>/stage1 holds a tower made with the same settings.
+
+    Stage 1 is a third of the recipe's time; reruns that change only stage 2 should not repeat it.
+    """
+    from safetensors.torch import load_file, save_file
+
+    path = out / "stage1" / "vision_tower.safetensors"
+    fingerprint = _stage1_fingerprint(recipe)
+    if path.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as fh:
+            meta = fh.metadata() or {}
+        if meta.get("fingerprint") == fingerprint:
+            model.model.vision_tower.load_state_dict(load_file(str(path)))
+            model.model.vision_tower.eval()
+            log_rows.extend(tuple(r) for r in json.loads(meta["rows"]))
+            log.info("stage 1: reusing %s (same settings)", path)
+            return {**json.loads(meta["summary"]), "reused": str(path)}
+        log.info("stage 1: %s was made with other settings; training again", path)
+    first = len(log_rows)
+    summary = pretrain_vision(model, episodes, recipe, log_rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in model.model.vision_tower.state_dict().items()}
+    meta = {"fingerprint": fingerprint, "summary": json.dumps(summary), "rows": json.dumps(log_rows[first:])}
+    save_file(state, str(path), metadata=meta)
+    return summary
+
+
 def _cosine(opt: torch.optim.Optimizer, steps: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
     def factor(s: int) -> float:
         if s < warmup:
@@ -370,10 +411,27 @@ class Item:
         return self.question.task
 
 
+def balance_weights(questions: list[Question]) -> np.ndarray:
+    """Draw weights that give every sub-task the same share, and its answers inverse-square-root shares.
+
+    Natural counts are skewed (a still object gives "no" to every "did it move <direction>?", and
+    object-direction questions are 2 % of all): drawn as they come, the model learns the priors first.
+    Distances count as one answer.
+    """
+    keys = [(q.task, "" if q.kind is QuestionKind.DISTANCE else q.answer) for q in questions]
+    answers: dict[tuple[str, str], int] = defaultdict(int)
+    for k in keys:
+        answers[k] += 1
+    norm: dict[str, float] = defaultdict(float)
+    for (task, _), n in answers.items():
+        norm[task] += math.sqrt(n)
+    return np.array([1.0 / math.sqrt(answers[k]) / norm[k[0]] for k in keys])
+
+
 class QuestionBank:
     """Questions of every frame pair and single frame, grouped by frames so a batch encodes them once.
 
-    Token ids are made when a question is first drawn.
+    Token ids are made when a question is first drawn; draws follow balance_weights.
     """
 
     def __init__(self, truths: list[dict], seed: int) -> None:
@@ -388,6 +446,10 @@ class QuestionBank:
         self.groups = {k: v for k, v in self.groups.items() if v}
         self.keys = list(self.groups)
         self.gaps = np.array([k[1][-1] - k[1][0] if len(k[1]) == 2 else 0 for k in self.keys])
+        flat = balance_weights(self.questions())
+        bounds = np.cumsum([0] + [len(self.groups[k]) for k in self.keys])
+        self.weights = [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        self._group_weight: dict[int, np.ndarray] = {}
         self._cache: dict[tuple[int, tuple[int, ...], int], Item] = {}
         self.prompts: PromptEncoder | None = None
         self.tokens_per_image = 0
@@ -417,16 +479,25 @@ class QuestionBank:
         """Every question, tokenized."""
         return [self.item(key, k) for key in self.keys for k in range(len(self.groups[key]))]
 
-    def sample(self, rng: random.Random, n_groups: int, per_group: int, large_first: float) -> list[Item]:
-        """Draw n_groups frame groups (far pairs favoured by large_first in [0, 1]) x per_group questions."""
+    def sample(self, rng: random.Random, n_questions: int, per_group: int, large_first: float) -> list[Item]:
+        """Draw n_questions, at most per_group from each frame group (far pairs favoured by large_first).
+
+        Questions within a group are drawn by weight, groups by their questions' total weight over how
+        many a draw takes from them, so each question is drawn about as often as its weight says.
+        """
+        if per_group not in self._group_weight:
+            self._group_weight[per_group] = np.array([q.sum() / min(per_group, len(q)) for q in self.weights])
         w = np.where(self.gaps > 0, (1.0 + self.gaps) ** (3.0 * large_first), 1.0)
-        w = w / w.sum()
-        picks = np.random.default_rng(rng.randrange(1 << 30)).choice(len(self.keys), size=n_groups, p=w)
+        w = w * self._group_weight[per_group]
+        draw = np.random.default_rng(rng.randrange(1 << 30))
+        picks = iter(draw.choice(len(self.keys), size=n_questions, p=w / w.sum()))  # enough: >= 1 each
         out: list[Item] = []
-        for p in picks:
-            key = self.keys[int(p)]
-            n = len(self.groups[key])
-            out += [self.item(key, k) for k in rng.sample(range(n), min(per_group, n))]
+        while len(out) < n_questions:
+            p = int(next(picks))
+            key, qw = self.keys[p], self.weights[p]
+            size = min(per_group, len(qw), n_questions - len(out))
+            chosen = draw.choice(len(qw), size=size, replace=False, p=qw / qw.sum())
+            out += [self.item(key, int(k)) for k in chosen]
         return out
 
 
@@ -471,8 +542,9 @@ class AuxProbes(torch.nn.Module):
 
     tokens: on every image token, each entity slot's camera-frame position and its change since the
             first frame (zero on the first frame's tokens): what a comparison needs, where it is read;
-    answer: at the position that predicts the answer, the asked entity's motion vector, or for depth
-            questions the depth difference of the two named things.
+    answer: at the position that predicts the answer, the asked entity's motion vector (and, for "did X
+            move <direction>?", its component along that direction), or for depth questions the depth
+            difference of the two named things.
     """
 
     POSITION_SCALE, DELTA_SCALE, DEPTH_SCALE = 5.0, 20.0, 10.0
@@ -480,7 +552,7 @@ class AuxProbes(torch.nn.Module):
     def __init__(self, hidden: int, n_slots: int) -> None:
         super().__init__()
         self.tokens = torch.nn.Linear(hidden, 2 * n_slots * 3)
-        self.answer = torch.nn.Linear(hidden, 4)
+        self.answer = torch.nn.Linear(hidden, 5)
 
     def token_targets(
         self, episodes: list[EpisodeData], items: list[Item], tokens_per_image: int
@@ -504,12 +576,16 @@ class AuxProbes(torch.nn.Module):
 
     def answer_targets(self, items: list[Item]) -> tuple[torch.Tensor, torch.Tensor]:
         """Targets and masks at each question's answer-predicting position."""
-        targets, masks = torch.zeros(len(items), 4), torch.zeros(len(items), 4)
+        targets, masks = torch.zeros(len(items), 5), torch.zeros(len(items), 5)
         for r, it in enumerate(items):
             meta = it.question.meta
             if "vector_cam_m" in meta:
                 targets[r, :3] = torch.tensor(meta["vector_cam_m"]) * self.DELTA_SCALE
                 masks[r, :3] = 1.0
+            if "asked" in meta:  # "did X move <asked>?": the motion's component along the asked direction
+                along = np.dot(meta["vector_cam_m"], DIRECTION_VECTORS[meta["asked"]])
+                targets[r, 4] = float(along) * self.DELTA_SCALE
+                masks[r, 4] = 1.0
             elif "depth_a_m" in meta:
                 targets[r, 3] = (meta["depth_a_m"] - meta["depth_b_m"]) * self.DEPTH_SCALE
                 masks[r, 3] = 1.0
@@ -614,25 +690,30 @@ def train_questions(
     """Stage 2: answer loss plus the probes' dense loss, tower frozen (its features precomputed)."""
     from tqdm import tqdm
 
+    torch.manual_seed(recipe.seed + 2)  # the same probes whether stage 1 ran or was reused
     probes = AuxProbes(model.config.text_config.hidden_size, episodes[0].globals_.shape[1])
     params = freeze_vision_tower(model) + list(probes.parameters())
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.01)
-    steps = recipe.stage2_steps
-    sched = _cosine(opt, steps, warmup=max(1, steps // 30))
+    steps, warmup = recipe.stage2_steps, max(1, recipe.stage2_steps // 30)
     rng = random.Random(recipe.seed + 2)
     model.train()
-    t0 = time.perf_counter()
+    t0, start = time.perf_counter(), time.monotonic()
+    budget = deadline - start
     evals = {}
     done = 0
     answer_loss = aux_loss = torch.zeros(())
     with_aux = recipe.aux_weight > 0
     bar = tqdm(range(steps), desc="stage 2 questions", unit="step")
     for step in bar:
-        if time.monotonic() > deadline:
-            log.warning("stage 2: wall-clock budget reached after %d steps", step)
+        # steps or wall clock, whichever runs out first: a slow machine still ends with a decayed rate
+        progress = max(step / steps, (time.monotonic() - start) / budget)
+        if progress >= 1.0:
+            log.warning("stage 2: wall-clock budget reached after %d of %d steps", step, steps)
             break
-        large_first = max(0.0, 1.0 - step / (0.6 * steps))
-        items = bank.sample(rng, recipe.pairs_per_batch, recipe.questions_per_pair, large_first)
+        for group in opt.param_groups:
+            group["lr"] = recipe.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * progress))
+        large_first = max(0.0, 1.0 - progress / 0.6)
+        items = bank.sample(rng, recipe.batch_questions, recipe.questions_per_pair, large_first)
         out, image_mask, answer_at = forward_items(model, feats, items, pad_id, image_token_id, with_aux)
         answer_loss = out.loss
         loss = answer_loss
@@ -643,7 +724,6 @@ def train_questions(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        sched.step()
         done = step + 1
         log_rows.append(("stage2", step, float(answer_loss.detach()), time.perf_counter() - t0))
         if step % 20 == 0:
@@ -779,7 +859,7 @@ def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
     pad_id, img_id = int(tokenizer.pad_token_id), int(model.config.image_token_id)
     rows: list = []
     untrained = answer_accuracy(model, encode_frames(model, bench_eps), eval_items, pad_id, img_id)
-    s1 = pretrain_vision(model, train_eps, recipe, rows)
+    s1 = pretrain_vision_cached(model, train_eps, recipe, rows, out)
     t = time.perf_counter()
     train_feats, bench_feats = encode_frames(model, train_eps), encode_frames(model, bench_eps)
     encode_s = time.perf_counter() - t
