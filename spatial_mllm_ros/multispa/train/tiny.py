@@ -346,9 +346,10 @@ def pretrain_vision(model: Any, episodes: list[EpisodeData], recipe: TinyRecipe,
 
 def _stage1_fingerprint(recipe: TinyRecipe) -> str:
     """Return the settings a saved stage-1 tower depends on (reruns that change only stage 2 reuse it)."""
-    keys = ("seed", "train_scenes", "episode", "image_size", "shape")
-    keys += tuple(k for k in asdict(recipe) if k.startswith("stage1_"))
-    return json.dumps({k: asdict(recipe)[k] for k in keys}, sort_keys=True, default=str)
+    settings = asdict(recipe)
+    keep = {"seed", "train_scenes", "episode", "image_size", "shape"}
+    used = {k: v for k, v in settings.items() if k in keep or k.startswith("stage1_")}
+    return json.dumps(used, sort_keys=True, default=str)
 
 
 def pretrain_vision_cached(
@@ -358,17 +359,18 @@ def pretrain_vision_cached(
 
     Stage 1 is a third of the recipe's time; reruns that change only stage 2 should not repeat it.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+    from safetensors.torch import save_file
 
     path = out / "stage1" / "vision_tower.safetensors"
     fingerprint = _stage1_fingerprint(recipe)
     if path.is_file():
-        from safetensors import safe_open
-
         with safe_open(str(path), "pt") as fh:
             meta = fh.metadata() or {}
-        if meta.get("fingerprint") == fingerprint:
-            model.model.vision_tower.load_state_dict(load_file(str(path)))
+            names = list(fh.keys()) if meta.get("fingerprint") == fingerprint else []
+            state = {name: fh.get_tensor(name) for name in names}
+        if names:
+            model.model.vision_tower.load_state_dict(state)
             model.model.vision_tower.eval()
             log_rows.extend(tuple(r) for r in json.loads(meta["rows"]))
             log.info("stage 1: reusing %s (same settings)", path)
@@ -582,10 +584,10 @@ class AuxProbes(torch.nn.Module):
             if "vector_cam_m" in meta:
                 targets[r, :3] = torch.tensor(meta["vector_cam_m"]) * self.DELTA_SCALE
                 masks[r, :3] = 1.0
-            if "asked" in meta:  # "did X move <asked>?": the motion's component along the asked direction
-                along = np.dot(meta["vector_cam_m"], DIRECTION_VECTORS[meta["asked"]])
-                targets[r, 4] = float(along) * self.DELTA_SCALE
-                masks[r, 4] = 1.0
+                if "asked" in meta:  # "did X move <asked>?": the motion's component along that direction
+                    along = np.dot(meta["vector_cam_m"], DIRECTION_VECTORS[meta["asked"]])
+                    targets[r, 4] = float(along) * self.DELTA_SCALE
+                    masks[r, 4] = 1.0
             elif "depth_a_m" in meta:
                 targets[r, 3] = (meta["depth_a_m"] - meta["depth_b_m"]) * self.DEPTH_SCALE
                 masks[r, 3] = 1.0
