@@ -146,6 +146,32 @@ def test_question_draws_balance_sub_tasks_and_answers() -> None:
     assert shares.max() < 1.6 * shares.min(), tasks  # drawn about equally despite the natural skew
 
 
+def test_a_clear_motion_is_asked_a_minimal_yes_no_pair() -> None:
+    """The same frames get "did it move <true direction>?" (yes) and one other direction (no)."""
+    import numpy as np
+
+    from spatial_mllm_ros.multispa.format import OPPOSITE_DIRECTION
+    from spatial_mllm_ros.multispa.train.questions import pair_questions
+
+    truth = {  # the gripper moves 10 cm right (camera x), a cube stays put
+        "motion": "translate",
+        "T_world_cam": [np.eye(4).tolist()] * 2,
+        "gripper": [[0.0, 0.0, 1.0], [0.1, 0.0, 1.0]],
+        "objects": {"red cube": [[0.2, 0.2, 1.2]] * 2},
+    }
+    opposite = 0
+    for seed in range(20):
+        qs = pair_questions(truth, 0, 1, np.random.default_rng(seed))
+        gripper = [(q.meta["asked"], q.answer) for q in qs if q.task == "robot_gripper_yes_no"]
+        assert gripper[0] == ("right", "`yes`") and gripper[1][1] == "`no`" and gripper[1][0] != "right"
+        assert all(f"move {asked}" in q.question or asked in q.question for q in qs
+                   if q.task == "robot_gripper_yes_no" for asked in [q.meta["asked"]])
+        opposite += gripper[1][0] == OPPOSITE_DIRECTION["right"]
+        still = [q.answer for q in qs if q.task == "robot_object_yes_no"]
+        assert still == ["`no`"]  # a still thing: one question, always no
+    assert 3 <= opposite <= 17  # the contrast is the opposite about half of the time
+
+
 def test_stage1_tower_is_reused_only_with_the_same_settings(tmp_path: Path) -> None:
     """A rerun that changes only stage 2 loads the saved stage-1 tower and loss rows instead of training."""
     import numpy as np

@@ -108,25 +108,19 @@ def _entity_questions(truth: dict, entity: str, t1: int, t2: int, rng: np.random
             "robot_direction",
             format_value(QuestionKind.DIRECTION, direction),
         )
-        asked = (
-            direction
-            if rng.random() < 0.5
-            else (
-                OPPOSITE_DIRECTION[direction]
-                if rng.random() < 0.5
-                else str(
-                    rng.choice([d for d in DIRECTIONS if d not in (direction, OPPOSITE_DIRECTION[direction])])
-                )
+        # a minimal pair: the same frames asked the true direction ("yes") and another ("no", half of the
+        # time the opposite), so the asked word is the only thing that tells the two answers apart
+        others = [d for d in DIRECTIONS if d not in (direction, OPPOSITE_DIRECTION[direction])]
+        contrast = OPPOSITE_DIRECTION[direction] if rng.random() < 0.5 else str(rng.choice(others))
+        for asked in (direction, contrast):
+            add(
+                f"robot_{who}_yes_no",
+                QuestionKind.YES_NO,
+                "robot_yes_no",
+                format_value(QuestionKind.YES_NO, asked == direction),
+                {"asked": asked},
+                direction=asked,
             )
-        )
-        add(
-            f"robot_{who}_yes_no",
-            QuestionKind.YES_NO,
-            "robot_yes_no",
-            format_value(QuestionKind.YES_NO, asked == direction),
-            {"asked": asked},
-            direction=asked,
-        )
     elif not moved:
         asked = str(rng.choice(DIRECTIONS))
         add(

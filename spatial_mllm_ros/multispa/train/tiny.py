@@ -92,7 +92,7 @@ class TinyRecipe:
     stage1_batch: int = 32  # frames: half as many pairs
     stage1_lr: float = 1e-3
     stage1_delta_weight: float = 3.0
-    stage2_steps: int = 3600
+    stage2_steps: int = 8000  # the wall-clock budget (minutes) usually ends stage 2 first
     batch_questions: int = 32
     questions_per_pair: int = 4  # at most this many questions share a frame group in a batch
     lr: float = 1e-3
@@ -100,8 +100,9 @@ class TinyRecipe:
     aux_token_layer: int = 2  # LLM hidden state (0 = embeddings) the image-token probe reads
     aux_answer_layer: int = 3  # LLM hidden state the answer-position probe reads
     minutes: float = 55.0  # > 0: stage 2's schedule ends when the wall clock runs out (0: never)
-    eval_every: int = 0  # > 0: teacher-forced benchmark accuracy every this many steps (costs time)
+    eval_every: int = 1000  # > 0: teacher-forced benchmark accuracy every this many steps (~20 s each)
     threads: int = 2  # 1 on a shared, oversubscribed CPU (it then beats two threads by 3-6x)
+    bf16: bool = True  # bfloat16 matmuls (autocast) where the CPU has them natively; fp32 elsewhere
 
     @classmethod
     def quick(cls) -> TinyRecipe:
@@ -280,6 +281,16 @@ class DenseHeads(torch.nn.Module):
         return out[..., :c], out[..., c], out[..., c + 1 :].unflatten(-1, (self.n_entities, 5))
 
 
+def bf16_autocast(recipe: TinyRecipe) -> torch.autocast:
+    """Autocast matmuls to bfloat16 when the recipe asks and the CPU has native bf16 (AVX512-BF16, AMX).
+
+    Both stages run about 1.85x faster on a 2-core Zen 4; weights, optimiser state, norms and losses
+    stay float32. Without native support bf16 is emulated and slower than float32, so it stays off.
+    """
+    on = recipe.bf16 and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(on))
+
+
 def _stack(picks: list[tuple[EpisodeData, int]], attr: str) -> torch.Tensor:
     """Stack one per-frame tensor of EpisodeData over (episode, frame) picks."""
     return torch.stack([getattr(e, attr)[f] for e, f in picks])
@@ -304,8 +315,10 @@ def pretrain_vision(model: Any, episodes: list[EpisodeData], recipe: TinyRecipe,
             e = episodes[rng.randrange(len(episodes))]
             picks += [(e, f) for f in rng.sample(range(len(e.pixels)), 2)]
         seg, depth, glob, present = (_stack(picks, a) for a in ("seg", "depth", "globals_", "present"))
-        h = tower(pixel_values=_stack(picks, "pixels").float()).last_hidden_state[:, 1:]
-        c, d, g = heads(h)
+        pixels = _stack(picks, "pixels").float()  # stacked outside autocast, which refuses float16
+        with bf16_autocast(recipe):
+            h = tower(pixel_values=pixels).last_hidden_state[:, 1:]
+        c, d, g = heads(h.float())  # the position heads' small differences need float32
         l_seg = -(seg * F.log_softmax(c, -1)).sum(-1).mean()
         l_depth = F.smooth_l1_loss(d, depth, beta=0.1)
         mask = present[:, None, :, None]
@@ -347,7 +360,7 @@ def pretrain_vision(model: Any, episodes: list[EpisodeData], recipe: TinyRecipe,
 def _stage1_fingerprint(recipe: TinyRecipe) -> str:
     """Return the settings a saved stage-1 tower depends on (reruns that change only stage 2 reuse it)."""
     settings = asdict(recipe)
-    keep = {"seed", "train_scenes", "episode", "image_size", "shape"}
+    keep = {"seed", "train_scenes", "episode", "image_size", "shape", "bf16"}
     used = {k: v for k, v in settings.items() if k in keep or k.startswith("stage1_")}
     return json.dumps(used, sort_keys=True, default=str)
 
@@ -635,7 +648,7 @@ def forward_items(
         ids[r, : len(it.ids)] = torch.tensor(it.ids)
         labels[r, : len(it.labels)] = torch.tensor(it.labels)
         mask[r, : len(it.ids)] = 1
-    raw = torch.cat([feats[it.episode][list(it.frames)].flatten(0, 1) for it in items]).float()
+    raw = torch.cat([feats[it.episode][list(it.frames)].flatten(0, 1).float() for it in items])
     img = model.model.multi_modal_projector(raw)
     embeds = model.get_input_embeddings()(ids)
     image_mask = ids == image_token_id
@@ -716,12 +729,13 @@ def train_questions(
             group["lr"] = recipe.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * progress))
         large_first = max(0.0, 1.0 - progress / 0.6)
         items = bank.sample(rng, recipe.batch_questions, recipe.questions_per_pair, large_first)
-        out, image_mask, answer_at = forward_items(model, feats, items, pad_id, image_token_id, with_aux)
-        answer_loss = out.loss
-        loss = answer_loss
-        if with_aux:
-            aux_loss = probes.loss(out.hidden_states, image_mask, answer_at, episodes, items, recipe)
-            loss = loss + recipe.aux_weight * aux_loss
+        with bf16_autocast(recipe):
+            out, image_mask, answer_at = forward_items(model, feats, items, pad_id, image_token_id, with_aux)
+            answer_loss = out.loss
+            loss = answer_loss
+            if with_aux:
+                aux_loss = probes.loss(out.hidden_states, image_mask, answer_at, episodes, items, recipe)
+                loss = loss + recipe.aux_weight * aux_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
