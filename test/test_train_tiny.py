@@ -146,6 +146,20 @@ def test_question_draws_balance_sub_tasks_and_answers() -> None:
     assert shares.max() < 1.6 * shares.min(), tasks  # drawn about equally despite the natural skew
 
 
+def test_bf16_autocast_only_where_asked_and_native() -> None:
+    """Matmuls run in bfloat16 when the recipe asks and the CPU has native bf16; float32 otherwise."""
+    import torch
+
+    from spatial_mllm_ros.multispa.train.tiny import TinyRecipe, bf16_autocast
+
+    layer, x = torch.nn.Linear(4, 4), torch.ones(2, 4)
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    with bf16_autocast(TinyRecipe()):
+        assert layer(x).dtype == (torch.bfloat16 if native else torch.float32)
+    with bf16_autocast(TinyRecipe(bf16=False)):
+        assert layer(x).dtype == torch.float32
+
+
 def test_a_clear_motion_is_asked_a_minimal_yes_no_pair() -> None:
     """The same frames get "did it move <true direction>?" (yes) and one other direction (no)."""
     import numpy as np

@@ -345,7 +345,7 @@ def pretrain_vision(model: Any, episodes: list[EpisodeData], recipe: TinyRecipe,
         sched.step()
         log_rows.append(("stage1", step, float(loss.detach()), time.perf_counter() - t0))
         if step % 20 == 0:
-            bar.set_postfix(loss=f"{float(loss):.3f}", delta=f"{float(l_delta):.3f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", delta=f"{float(l_delta.detach()):.3f}")
     tower.eval()
     return {
         "steps": recipe.stage1_steps,
@@ -743,7 +743,9 @@ def train_questions(
         done = step + 1
         log_rows.append(("stage2", step, float(answer_loss.detach()), time.perf_counter() - t0))
         if step % 20 == 0:
-            bar.set_postfix(answer=f"{float(answer_loss):.3f}", probes=f"{float(aux_loss):.3f}")
+            bar.set_postfix(
+                answer=f"{float(answer_loss.detach()):.3f}", probes=f"{float(aux_loss.detach()):.3f}"
+            )
         if eval_sets and recipe.eval_every and done % recipe.eval_every == 0:
             evals[done] = answer_accuracy(model, *eval_sets, pad_id, image_token_id)
             log.info("stage 2 step %d: %s", done, evals[done])
