@@ -1,10 +1,11 @@
 """Training throughput: the tiny recipe on CPU (samples/s, tokens/s), and LoRA MFU on the InternVL2-8B shape
 with --device cuda.
 
-CPU: a stage-2 step of SpatialMLLM-tiny's shape (vision tower frozen) two ways, in the same run:
+CPU: a stage-2 step of SpatialMLLM-tiny's shape (vision tower frozen) three ways, in the same run:
   baseline  the generic trainer's forward (every question re-encodes its frames: model(**batch))
   tiny      the recipe's forward (every frame encoded once before training, projector + LM per step)
-and prints the ratio. CUDA: forward+backward of LoRA r16 on a random InternVL2-8B-shaped model (bf16,
+  tiny bf16 the same under the recipe's bfloat16 autocast (on only where the CPU has native bf16)
+and prints the ratios. CUDA: forward+backward of LoRA r16 on a random InternVL2-8B-shaped model (bf16,
 gradient checkpointing), MFU = 4 * N_params * tokens / time / peak (frozen weights: no weight gradients).
 
   .venv/bin/python bench/bench_train.py            # ~1 min on 2 cores
@@ -20,17 +21,19 @@ import numpy as np
 import torch
 
 from spatial_mllm_ros.model.prompts import PromptEncoder
-from spatial_mllm_ros.multispa.format import QuestionKind
+from spatial_mllm_ros.multispa.format import QuestionKind, build_prompt, task_description
 from spatial_mllm_ros.multispa.train.questions import Question
 from spatial_mllm_ros.multispa.train.tiny import (
     EpisodeData,
     Item,
     TinyRecipe,
+    bf16_autocast,
     encode_frames,
     forward_items,
     freeze_vision_tower,
     make_model,
     make_tokenizer,
+    native_bf16,
     question_corpus,
 )
 
@@ -60,8 +63,6 @@ def cpu_bench(steps: int, threads: int) -> None:
     items = []
     for p in range(pairs):
         for _ in range(per_pair):
-            from spatial_mllm_ros.multispa.format import build_prompt, task_description
-
             prompt = build_prompt(2, task_description(QuestionKind.DIRECTION), QUESTION)
             ids, labels = prompts.encode_training([n_tok, n_tok], prompt, "`left`")
             items.append(
@@ -93,8 +94,17 @@ def cpu_bench(steps: int, threads: int) -> None:
     def shared() -> None:
         forward_items(model, feats, items, pad, img)[0].loss.backward()
 
+    def shared_bf16() -> None:
+        with bf16_autocast(recipe):
+            loss = forward_items(model, feats, items, pad, img)[0].loss
+        loss.backward()
+
     results = {}
-    ways = (("baseline (frames per question)", baseline), ("tiny recipe (frames encoded once)", shared))
+    ways = [("baseline (frames per question)", baseline), ("tiny recipe (frames encoded once)", shared)]
+    if native_bf16():
+        ways.append(("tiny recipe + bf16 autocast", shared_bf16))
+    else:
+        print("bf16 autocast: off on this CPU (no native bfloat16 matmuls); the recipe runs fp32 here")
     for name, fn in ways:
         fn()  # warm-up
         opt.zero_grad()
@@ -110,10 +120,9 @@ def cpu_bench(steps: int, threads: int) -> None:
             f"({dt * 1000:.0f} ms/step, "
             f"{len(items)} questions over {2 * pairs} frames)"
         )
-    base, fast = results.values()
-    print(
-        f"ratio tiny/baseline: {base / fast:.2f}x samples/s  (torch {torch.__version__}, {threads} thread(s))"
-    )
+    base, *rest = results.values()
+    ratios = ", ".join(f"{name.split(' (')[0]} {base / dt:.2f}x" for name, dt in list(results.items())[1:])
+    print(f"samples/s against the baseline: {ratios}  (torch {torch.__version__}, {threads} thread(s))")
 
 
 def cuda_bench(steps: int, batch: int, seq: int, peak_tflops: float) -> None:

@@ -281,14 +281,18 @@ class DenseHeads(torch.nn.Module):
         return out[..., :c], out[..., c], out[..., c + 1 :].unflatten(-1, (self.n_entities, 5))
 
 
+def native_bf16() -> bool:
+    """Whether this CPU has native bfloat16 matmuls (AVX512-BF16, AMX); emulated bf16 is slower than fp32."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def bf16_autocast(recipe: TinyRecipe) -> torch.autocast:
     """Autocast matmuls to bfloat16 when the recipe asks and the CPU has native bf16 (AVX512-BF16, AMX).
 
     Both stages run about 1.85x faster on a 2-core Zen 4; weights, optimiser state, norms and losses
     stay float32. Without native support bf16 is emulated and slower than float32, so it stays off.
     """
-    on = recipe.bf16 and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(on))
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16 and native_bf16())
 
 
 def _stack(picks: list[tuple[EpisodeData, int]], attr: str) -> torch.Tensor:
