@@ -186,6 +186,29 @@ def test_a_clear_motion_is_asked_a_minimal_yes_no_pair() -> None:
     assert 3 <= opposite <= 17  # the contrast is the opposite about half of the time
 
 
+def test_a_depth_comparison_is_asked_both_ways_round() -> None:
+    """One frame gets "is A closer than B?" and "is B closer than A?" in the same words, answers opposite."""
+    import numpy as np
+
+    from spatial_mllm_ros.multispa.train.questions import frame_questions
+
+    truth = {  # camera at the origin looking down +z: the cube (0.8 m) is closer than the gripper (1.0 m)
+        "motion": "translate",
+        "T_world_cam": [np.eye(4).tolist()],
+        "gripper": [[0.0, 0.0, 1.0]],
+        "objects": {"red cube": [[0.1, 0.0, 0.8]]},
+    }
+    for seed in range(10):
+        first, second = frame_questions(truth, 0, np.random.default_rng(seed))
+        assert (first.meta["a"], first.meta["b"]) == (second.meta["b"], second.meta["a"])
+        assert {first.answer, second.answer} == {"`yes`", "`no`"}
+        closer = first if first.answer == "`yes`" else second
+        assert closer.meta["a"] == "red cube" and closer.meta["depth_a_m"] < closer.meta["depth_b_m"]
+        assert first.description == second.description
+        swapped = first.question.replace("red cube", "#").replace("gripper", "red cube")
+        assert swapped.replace("#", "gripper") == second.question
+
+
 def test_stage1_tower_is_reused_only_with_the_same_settings(tmp_path: Path) -> None:
     """A rerun that changes only stage 2 loads the saved stage-1 tower and loss rows instead of training."""
     import numpy as np

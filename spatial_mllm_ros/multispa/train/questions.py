@@ -176,18 +176,22 @@ def _depth_questions(truth: dict, t: int, rng: np.random.Generator) -> list[Ques
     za, zb = camera_xyz(truth, t, pos[a])[2], camera_xyz(truth, t, pos[b])[2]
     if abs(za - zb) < 0.02 or min(za, zb) <= 0:  # too close to call from pixels
         return []
-    q = str(rng.choice(_CLOSER)).format(a=f"the {a}", b=f"the {b}")
+    # a minimal pair: the same frame and wording with the two names swapped, so only their order tells
+    # the answers apart (one order alone let the model answer from the pair, whichever came first)
+    template, description = str(rng.choice(_CLOSER)), str(rng.choice(_DEPTH_DESCRIPTIONS))
+    depth = {a: za, b: zb}
     return [
         Question(
             "robot_depth_compare",
             QuestionKind.YES_NO,
-            str(rng.choice(_DEPTH_DESCRIPTIONS)),
-            q,
-            format_value(QuestionKind.YES_NO, bool(za < zb)),
+            description,
+            template.format(a=f"the {x}", b=f"the {y}"),
+            format_value(QuestionKind.YES_NO, bool(depth[x] < depth[y])),
             t,
             -1,
-            {"a": a, "b": b, "depth_a_m": round(float(za), 4), "depth_b_m": round(float(zb), 4)},
+            {"a": x, "b": y, "depth_a_m": round(float(depth[x]), 4), "depth_b_m": round(float(depth[y]), 4)},
         )
+        for x, y in ((a, b), (b, a))
     ]
 
 
