@@ -83,7 +83,7 @@ def test_projector_centring_and_the_training_probes_targets() -> None:
     assert abs(float(tokens.std(0).mean()) - 1.0) < 1e-3  # unit spread
 
     q = Question("robot_gripper_direction", QuestionKind.DIRECTION, "", "Which way?", "`left`", 0, 2,
-                 {"vector_cam_m": [-0.1, 0.0, 0.02], "named_cam_m": [[0.1, 0.0, 0.5], [0.0, 0.0, 0.52]]})
+                 {"vector_cam_m": [-0.1, 0.0, 0.02]})
     pair = Item(0, (0, 2), [], [], q)
     probes = AuxProbes(256, slots)
     target, mask = probes.token_targets([ep], [pair], 16)
@@ -95,24 +95,16 @@ def test_projector_centring_and_the_training_probes_targets() -> None:
     assert torch.allclose(target[16, half:], change)
     assert not mask[16, half + 12 : half + 15].any()  # slot 4 missing in frame 2: its change is not asked
     depth = Question("robot_depth_compare", QuestionKind.YES_NO, "", "Closer?", "`yes`", 1, -1,
-                     {"depth_a_m": 0.5, "depth_b_m": 0.8, "named_cam_m": [[0.0, 0.1, 0.5], [0.2, 0.1, 0.8]]})
+                     {"depth_a_m": 0.5, "depth_b_m": 0.8})
     yes_no = Question("robot_gripper_yes_no", QuestionKind.YES_NO, "", "Right?", "`no`", 0, 2,
-                      {"vector_cam_m": [-0.1, 0.0, 0.02], "asked": "right", "named_cam_m": [None, [0, 0, 1]]})
+                      {"vector_cam_m": [-0.1, 0.0, 0.02], "asked": "right"})
     items = [pair, Item(0, (1,), [], [], depth), Item(0, (0, 2), [], [], yes_no)]
     target, mask = probes.answer_targets(items)
     assert torch.allclose(target[0, :3], torch.tensor([-0.1, 0.0, 0.02]) * AuxProbes.DELTA_SCALE)
-    assert mask[0].tolist() == [1, 1, 1, 0, 0] + [1] * 6 and mask[1].tolist() == [0, 0, 0, 1, 0] + [1] * 6
+    assert mask[0].tolist() == [1, 1, 1, 0, 0] and mask[1].tolist() == [0, 0, 0, 1, 0]
     assert float(target[1, 3]) == pytest.approx(-0.3 * AuxProbes.DEPTH_SCALE)
-    # where the named things are: the entity in the first and last frame, or both things of a depth question
-    where = AuxProbes.POSITION_SCALE
-    assert torch.allclose(target[0, 5:], torch.tensor([0.1, 0.0, 0.5, 0.0, 0.0, 0.52]) * where)
-    assert torch.allclose(target[1, 5:], torch.tensor([0.0, 0.1, 0.5, 0.2, 0.1, 0.8]) * where)
-    # asked "right" of a leftward move: a negative component; behind the camera in frame 1: not asked where
-    assert mask[2].tolist() == [1, 1, 1, 0, 1] + [0, 0, 0, 1, 1, 1]
+    assert mask[2].tolist() == [1, 1, 1, 0, 1]  # asked "right" of a leftward move: a negative component
     assert float(target[2, 4]) == pytest.approx(-0.1 * AuxProbes.DELTA_SCALE)
-    camera = Question("camera_translation_x", QuestionKind.DIRECTION, "", "Which way?", "`left`", 0, 2,
-                      {"vector_cam_m": [-0.1, 0.0, 0.0]})
-    assert not probes.answer_targets([Item(0, (0, 2), [], [], camera)])[1][0, 5:].any()  # nothing named
 
 
 def test_question_draws_balance_sub_tasks_and_answers() -> None:
@@ -215,25 +207,6 @@ def test_a_depth_comparison_is_asked_both_ways_round() -> None:
         assert first.description == second.description
         swapped = first.question.replace("red cube", "#").replace("gripper", "red cube")
         assert swapped.replace("#", "gripper") == second.question
-        assert closer.meta["named_cam_m"] == [[0.1, 0.0, 0.8], [0.0, 0.0, 1.0]]  # where each name is
-
-
-def test_a_movement_question_says_where_its_entity_is_in_each_frame() -> None:
-    """The grounding targets: the named entity in each frame's camera axes, None when behind the camera."""
-    import numpy as np
-
-    from spatial_mllm_ros.multispa.train.questions import pair_questions
-
-    turned = np.diag([-1.0, 1.0, -1.0, 1.0])  # frame 2's camera looks down -z: everything is behind it
-    truth = {
-        "motion": "push",
-        "T_world_cam": [np.eye(4).tolist(), turned.tolist()],
-        "gripper": [[0.0, 0.0, 1.0], [0.1, 0.0, 1.0]],
-        "objects": {"red cube": [[0.2, 0.0, 0.8], [0.2, 0.0, 0.8]]},
-    }
-    questions = pair_questions(truth, 0, 1, np.random.default_rng(0))
-    named = {q.meta["entity"]: q.meta["named_cam_m"] for q in questions}
-    assert named == {"gripper": [[0.0, 0.0, 1.0], None], "red cube": [[0.2, 0.0, 0.8], None]}
 
 
 def test_stage1_tower_is_reused_only_with_the_same_settings(tmp_path: Path) -> None:

@@ -64,20 +64,10 @@ def camera_xyz(truth: dict, t: int, point: list[float]) -> np.ndarray:
     return c2w[:3, :3].T @ (np.asarray(point) - c2w[:3, 3])
 
 
-def _track(truth: dict, entity: str) -> list:
-    return truth["gripper"] if entity == "gripper" else truth["objects"][entity]
-
-
 def _motion_cam(truth: dict, entity: str, t1: int, t2: int) -> np.ndarray:
-    pos = _track(truth, entity)
+    pos = truth["gripper"] if entity == "gripper" else truth["objects"][entity]
     c2w = np.asarray(truth["T_world_cam"][t1])
     return c2w[:3, :3].T @ (np.asarray(pos[t2]) - np.asarray(pos[t1]))
-
-
-def _seen_at(truth: dict, entity: str, t: int) -> list[float] | None:
-    """Return the entity's position in frame t's camera axes (a grounding target), None behind the camera."""
-    xyz = camera_xyz(truth, t, _track(truth, entity)[t])
-    return xyz.round(4).tolist() if xyz[2] > 0.05 else None
 
 
 def _clear(v: np.ndarray) -> bool:
@@ -91,12 +81,7 @@ def _entity_questions(truth: dict, entity: str, t1: int, t2: int, rng: np.random
     moved = dist >= STATIC_THRESHOLD_M
     who = "gripper" if entity == "gripper" else "object"
     subject = f"the {entity}"
-    meta = {
-        "entity": entity,
-        "vector_cam_m": v.round(4).tolist(),
-        "moved": moved,
-        "named_cam_m": [_seen_at(truth, entity, t1), _seen_at(truth, entity, t2)],
-    }
+    meta = {"entity": entity, "vector_cam_m": v.round(4).tolist(), "moved": moved}
     out: list[Question] = []
 
     def add(
@@ -187,29 +172,24 @@ def _depth_questions(truth: dict, t: int, rng: np.random.Generator) -> list[Ques
     if len(names) < 2:
         return []
     a, b = (str(x) for x in rng.choice(names, size=2, replace=False))
-    cam = {x: camera_xyz(truth, t, _track(truth, x)[t]) for x in (a, b)}
-    za, zb = cam[a][2], cam[b][2]
+    pos = {"gripper": truth["gripper"][t], **{o: p[t] for o, p in truth["objects"].items()}}
+    za, zb = camera_xyz(truth, t, pos[a])[2], camera_xyz(truth, t, pos[b])[2]
     if abs(za - zb) < 0.02 or min(za, zb) <= 0:  # too close to call from pixels
         return []
     # a minimal pair: the same frame and wording with the two names swapped, so only their order tells
     # the answers apart (one order alone let the model answer from the pair, whichever came first)
     template, description = str(rng.choice(_CLOSER)), str(rng.choice(_DEPTH_DESCRIPTIONS))
+    depth = {a: za, b: zb}
     return [
         Question(
             "robot_depth_compare",
             QuestionKind.YES_NO,
             description,
             template.format(a=f"the {x}", b=f"the {y}"),
-            format_value(QuestionKind.YES_NO, bool(cam[x][2] < cam[y][2])),
+            format_value(QuestionKind.YES_NO, bool(depth[x] < depth[y])),
             t,
             -1,
-            {
-                "a": x,
-                "b": y,
-                "depth_a_m": round(float(cam[x][2]), 4),
-                "depth_b_m": round(float(cam[y][2]), 4),
-                "named_cam_m": [cam[x].round(4).tolist(), cam[y].round(4).tolist()],
-            },
+            {"a": x, "b": y, "depth_a_m": round(float(depth[x]), 4), "depth_b_m": round(float(depth[y]), 4)},
         )
         for x, y in ((a, b), (b, a))
     ]

@@ -14,8 +14,7 @@ model learns to compare two frames' tokens only very slowly, so the recipe gives
            small motions; two training-only linear probes inside the LLM add dense targets: on the image
            tokens every entity's position (and, on the second frame's tokens, its change since the
            first), and at the position that predicts the answer, the asked entity's motion vector (its
-           component along the asked direction for "did X move <direction>?", or the depth difference)
-           and where the named things are (grounding: a still object's motion is zero even unfound).
+           component along the asked direction for "did X move <direction>?", or the depth difference).
            The probes are dropped after training: the shipped model is the plain InternVL class.
 The tokenizer is a byte-level BPE (digits split one by one) trained on the question templates.
 """
@@ -564,9 +563,7 @@ class AuxProbes(torch.nn.Module):
             first frame (zero on the first frame's tokens): what a comparison needs, where it is read;
     answer: at the position that predicts the answer, the asked entity's motion vector (and, for "did X
             move <direction>?", its component along that direction), or for depth questions the depth
-            difference of the two named things; and where the named things are (the entity in both
-            frames, or both things of a depth question). A still object's motion vector is zero whether
-            or not the model found it; its position is not, so this grounds the name in the image.
+            difference of the two named things.
     """
 
     POSITION_SCALE, DELTA_SCALE, DEPTH_SCALE = 5.0, 20.0, 10.0
@@ -574,7 +571,7 @@ class AuxProbes(torch.nn.Module):
     def __init__(self, hidden: int, n_slots: int) -> None:
         super().__init__()
         self.tokens = torch.nn.Linear(hidden, 2 * n_slots * 3)
-        self.answer = torch.nn.Linear(hidden, 5 + 6)
+        self.answer = torch.nn.Linear(hidden, 5)
 
     def token_targets(
         self, episodes: list[EpisodeData], items: list[Item], tokens_per_image: int
@@ -598,14 +595,9 @@ class AuxProbes(torch.nn.Module):
 
     def answer_targets(self, items: list[Item]) -> tuple[torch.Tensor, torch.Tensor]:
         """Targets and masks at each question's answer-predicting position."""
-        width = self.answer.out_features
-        targets, masks = torch.zeros(len(items), width), torch.zeros(len(items), width)
+        targets, masks = torch.zeros(len(items), 5), torch.zeros(len(items), 5)
         for r, it in enumerate(items):
             meta = it.question.meta
-            for k, xyz in enumerate(meta.get("named_cam_m", [])):
-                if xyz is not None:  # None: behind the camera, nowhere to find it
-                    targets[r, 5 + 3 * k : 8 + 3 * k] = torch.tensor(xyz) * self.POSITION_SCALE
-                    masks[r, 5 + 3 * k : 8 + 3 * k] = 1.0
             if "vector_cam_m" in meta:
                 targets[r, :3] = torch.tensor(meta["vector_cam_m"]) * self.DELTA_SCALE
                 masks[r, :3] = 1.0
