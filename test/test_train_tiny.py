@@ -46,6 +46,21 @@ def test_quick_recipe_runs_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "loss.png").is_file()
 
 
+def test_recipe_flags_reach_the_recipe_and_resume_is_refused() -> None:
+    """`--max-steps` fixes stage 2's step count (machine-speed independent); `--resume` is an error."""
+    from spatial_mllm_ros.cli import build_parser
+    from spatial_mllm_ros.cli.train import recipe_from_args
+
+    parser = build_parser()
+    flags = ["train", "--recipe", "tiny", "--max-steps", "3727", "--minutes", "0", "--output", "o"]
+    recipe = recipe_from_args(parser.parse_args(flags))
+    assert (recipe.stage2_steps, recipe.minutes, recipe.output_dir) == (3727, 0.0, "o")
+    default = recipe_from_args(parser.parse_args(["train", "--recipe", "tiny"]))
+    assert (default.stage2_steps, default.minutes) == (8000, 55.0)
+    with pytest.raises(ValueError, match="--resume is for --config"):
+        recipe_from_args(parser.parse_args(["train", "--recipe", "tiny", "--resume", "auto"]))
+
+
 def test_projector_centring_and_the_training_probes_targets() -> None:
     """Stage 2's set-up on a tiny model of the recipe's shape: centred image tokens, probe targets."""
     import numpy as np

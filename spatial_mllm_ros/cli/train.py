@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from spatial_mllm_ros.multispa.train.tiny import TinyRecipe
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,27 +22,48 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--config", help="TrainConfig YAML (see config/train_*.yaml)")
     what.add_argument("--recipe", choices=("tiny",), help="train SpatialMLLM-tiny from scratch on sim data")
     p.add_argument("--output", help="output directory (overrides the config / recipe default)")
-    p.add_argument("--resume", help="'auto' or a checkpoint directory")
-    p.add_argument("--max-steps", type=int, help="override the number of optimizer steps")
-    p.add_argument("--minutes", type=float, default=None, help="tiny recipe: wall-clock budget")
+    p.add_argument("--resume", help="--config only: 'auto' or a checkpoint directory")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        help="override the number of optimizer steps (tiny recipe: its question stage's steps)",
+    )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="tiny recipe: wall-clock budget that may end the question stage early (0: none)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny recipe: a few-minute smoke run")
     p.add_argument("--ship-to", help="tiny recipe: also copy the trained model here (e.g. the assets folder)")
     p.set_defaults(func=run)
 
 
+def recipe_from_args(args: argparse.Namespace) -> TinyRecipe:
+    """Build the tiny recipe the flags ask for; a flag that cannot apply to it is an error, not ignored."""
+    from spatial_mllm_ros.multispa.train.tiny import TinyRecipe
+
+    if args.resume:  # the recipe reuses its episodes and stage-1 tower on its own; stage 2 restarts
+        raise ValueError("--resume is for --config runs; a rerun of --recipe tiny in the same --output "
+                         "reuses its rendered episodes and stage-1 tower by itself")
+    recipe = TinyRecipe.quick() if args.quick else TinyRecipe()
+    if args.max_steps:  # a step count, unlike --minutes, gives the same run on a slower machine
+        recipe.stage2_steps = args.max_steps
+    if args.output:
+        recipe.output_dir = args.output
+    if args.minutes is not None:
+        recipe.minutes = args.minutes
+    if args.ship_to:
+        recipe.ship_to = args.ship_to
+    return recipe
+
+
 def run(args: argparse.Namespace) -> int:
     """Parse, call the library, print a one-line JSON summary."""
     if args.recipe == "tiny":
-        from spatial_mllm_ros.multispa.train.tiny import TinyRecipe, run_recipe
+        from spatial_mllm_ros.multispa.train.tiny import run_recipe
 
-        recipe = TinyRecipe.quick() if args.quick else TinyRecipe()
-        if args.output:
-            recipe.output_dir = args.output
-        if args.minutes is not None:
-            recipe.minutes = args.minutes
-        if args.ship_to:
-            recipe.ship_to = args.ship_to
-        print(json.dumps(run_recipe(recipe), indent=2, default=str))
+        print(json.dumps(run_recipe(recipe_from_args(args)), indent=2, default=str))
         return 0
     from spatial_mllm_ros.multispa.train.config import TrainConfig
     from spatial_mllm_ros.multispa.train.loop import train
