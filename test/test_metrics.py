@@ -13,6 +13,7 @@ from spatial_mllm_ros.multispa.metrics import (
     pixel_correct,
     score_all,
     table2_row,
+    wilson_interval,
 )
 
 K = QuestionKind
@@ -97,3 +98,18 @@ def test_table2_rows_and_average() -> None:
     md = scores.to_markdown("t")
     assert "| Average | 33.33 |" in md and "2 of 12" in md
     assert Scores().table2_average() is None
+
+
+def test_wilson_interval_against_hand_computed_cases() -> None:
+    """89/100: centre (0.89 + 1.96^2/200) / (1 + 1.96^2/100) = 0.8756, half-width 0.0619."""
+    lo, hi = wilson_interval(89, 100)
+    assert (lo, hi) == (pytest.approx(81.37, abs=0.01), pytest.approx(93.75, abs=0.01))
+    # 0 of 10 gives [0, 2 * 0.19208 / 1.38416] = [0, 27.75], and 10 of 10 its mirror image
+    assert wilson_interval(0, 10) == (pytest.approx(0.0, abs=1e-9), pytest.approx(27.75, abs=0.01))
+    assert wilson_interval(10, 10) == (pytest.approx(72.25, abs=0.01), pytest.approx(100.0))
+    assert wilson_interval(0, 0) == (0.0, 100.0)
+    answers = [("robot_gripper_yes_no", K.YES_NO, "yes", "yes", None)] * 89
+    scores = score_all(answers + [("robot_gripper_yes_no", K.YES_NO, "no", "yes", None)] * 11)
+    got = scores.to_json()["subtasks"]["robot_gripper_yes_no"]["interval95"]
+    assert got == pytest.approx([81.37, 93.75], abs=0.01)
+    assert "| 89.00 | 81.4-93.7 | 100 |" in scores.to_markdown()

@@ -139,6 +139,16 @@ def table2_row(task: str, kind: QuestionKind | str) -> str | None:
     return None
 
 
+def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion, in percent; unlike the normal one it stays in 0-100."""
+    if total <= 0:
+        return 0.0, 100.0
+    p, zz = correct / total, z * z
+    centre = (p + zz / (2 * total)) / (1 + zz / total)
+    half = z * math.sqrt(p * (1 - p) / total + zz / (4 * total * total)) / (1 + zz / total)
+    return 100.0 * max(0.0, centre - half), 100.0 * min(1.0, centre + half)
+
+
 @dataclass
 class SubtaskScore:
     """Accuracy of one sub-task."""
@@ -153,6 +163,15 @@ class SubtaskScore:
     def accuracy(self) -> float:
         """Percentage correct (0 when empty)."""
         return 100.0 * self.correct / self.total if self.total else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """95 % Wilson interval of the accuracy, in percent (0-100 when empty).
+
+        A sub-task of 100 questions reads 89 % for anything from about 81 to 94 % true accuracy, so a
+        gap of a few points between two models, or to a bar, is often not a gap at all.
+        """
+        return wilson_interval(self.correct, self.total)
 
 
 @dataclass
@@ -205,6 +224,7 @@ class Scores:
                 k: {
                     "kind": s.kind,
                     "accuracy": s.accuracy,
+                    "interval95": list(s.interval),
                     "correct": s.correct,
                     "total": s.total,
                     "unparsed": s.unparsed,
@@ -221,14 +241,15 @@ class Scores:
         lines = [
             f"### {title}",
             "",
-            "| sub-task | kind | accuracy % | n | unparsed |",
-            "|---|---|---|---|---|",
+            "| sub-task | kind | accuracy % | 95 % interval | n | unparsed |",
+            "|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {s.task} | {s.kind} | {s.accuracy:.2f} | {s.total} | {s.unparsed} |"
+            f"| {s.task} | {s.kind} | {s.accuracy:.2f} | {_span(s.interval)} | {s.total} | {s.unparsed} |"
             for _, s in sorted(self.subtasks.items())
         ]
-        lines.append(f"| **all** | | {self.overall:.2f} | {self.total} | |")
+        interval = wilson_interval(sum(s.correct for s in self.subtasks.values()), self.total)
+        lines.append(f"| **all** | | {self.overall:.2f} | {_span(interval)} | {self.total} | |")
         table = self.table2()
         present = [r for r in TABLE2_ROWS if table[r] is not None]
         if present:
@@ -245,6 +266,10 @@ class Scores:
                 f"| {r} | {table[r]:.2f} |" if table[r] is not None else f"| {r} | - |" for r in TABLE2_ROWS
             ]
         return "\n".join(lines) + "\n"
+
+
+def _span(interval: tuple[float, float]) -> str:
+    return f"{interval[0]:.1f}-{interval[1]:.1f}"
 
 
 def score_all(
