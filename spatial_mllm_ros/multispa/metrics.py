@@ -193,9 +193,14 @@ class Scores:
         return sum(s.total for s in self.subtasks.values())
 
     @property
+    def correct(self) -> int:
+        """Number of correct answers."""
+        return sum(s.correct for s in self.subtasks.values())
+
+    @property
     def overall(self) -> float:
         """Micro-averaged accuracy over all answers."""
-        return 100.0 * sum(s.correct for s in self.subtasks.values()) / self.total if self.total else 0.0
+        return 100.0 * self.correct / self.total if self.total else 0.0
 
     def table2(self) -> dict[str, float | None]:
         """Return the grouped rows (sample-weighted within a row, as the paper pools); None if absent."""
@@ -248,8 +253,8 @@ class Scores:
             f"| {s.task} | {s.kind} | {s.accuracy:.2f} | {_span(s.interval)} | {s.total} | {s.unparsed} |"
             for _, s in sorted(self.subtasks.items())
         ]
-        interval = wilson_interval(sum(s.correct for s in self.subtasks.values()), self.total)
-        lines.append(f"| **all** | | {self.overall:.2f} | {_span(interval)} | {self.total} | |")
+        overall = _span(wilson_interval(self.correct, self.total))
+        lines.append(f"| **all** | | {self.overall:.2f} | {overall} | {self.total} | |")
         table = self.table2()
         present = [r for r in TABLE2_ROWS if table[r] is not None]
         if present:
