@@ -64,8 +64,12 @@ def camera_xyz(truth: dict, t: int, point: list[float]) -> np.ndarray:
     return c2w[:3, :3].T @ (np.asarray(point) - c2w[:3, 3])
 
 
+def _track(truth: dict, entity: str) -> list:
+    return truth["gripper"] if entity == "gripper" else truth["objects"][entity]
+
+
 def _motion_cam(truth: dict, entity: str, t1: int, t2: int) -> np.ndarray:
-    pos = truth["gripper"] if entity == "gripper" else truth["objects"][entity]
+    pos = _track(truth, entity)
     c2w = np.asarray(truth["T_world_cam"][t1])
     return c2w[:3, :3].T @ (np.asarray(pos[t2]) - np.asarray(pos[t1]))
 
@@ -172,14 +176,13 @@ def _depth_questions(truth: dict, t: int, rng: np.random.Generator) -> list[Ques
     if len(names) < 2:
         return []
     a, b = (str(x) for x in rng.choice(names, size=2, replace=False))
-    pos = {"gripper": truth["gripper"][t], **{o: p[t] for o, p in truth["objects"].items()}}
-    za, zb = camera_xyz(truth, t, pos[a])[2], camera_xyz(truth, t, pos[b])[2]
+    depth = {x: float(camera_xyz(truth, t, _track(truth, x)[t])[2]) for x in (a, b)}
+    za, zb = depth[a], depth[b]
     if abs(za - zb) < 0.02 or min(za, zb) <= 0:  # too close to call from pixels
         return []
     # a minimal pair: the same frame and wording with the two names swapped, so only their order tells
     # the answers apart (one order alone let the model answer from the pair, whichever came first)
     template, description = str(rng.choice(_CLOSER)), str(rng.choice(_DEPTH_DESCRIPTIONS))
-    depth = {a: za, b: zb}
     return [
         Question(
             "robot_depth_compare",
@@ -189,7 +192,7 @@ def _depth_questions(truth: dict, t: int, rng: np.random.Generator) -> list[Ques
             format_value(QuestionKind.YES_NO, bool(depth[x] < depth[y])),
             t,
             -1,
-            {"a": x, "b": y, "depth_a_m": round(float(depth[x]), 4), "depth_b_m": round(float(depth[y]), 4)},
+            {"a": x, "b": y, "depth_a_m": round(depth[x], 4), "depth_b_m": round(depth[y], 4)},
         )
         for x, y in ((a, b), (b, a))
     ]

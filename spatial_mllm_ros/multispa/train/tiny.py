@@ -598,7 +598,8 @@ class AuxProbes(torch.nn.Module):
 
     def answer_targets(self, items: list[Item]) -> tuple[torch.Tensor, torch.Tensor]:
         """Targets and masks at each question's answer-predicting position."""
-        targets, masks = torch.zeros(len(items), 5), torch.zeros(len(items), 5)
+        width = self.answer.out_features
+        targets, masks = torch.zeros(len(items), width), torch.zeros(len(items), width)
         for r, it in enumerate(items):
             meta = it.question.meta
             if "vector_cam_m" in meta:
