@@ -113,3 +113,11 @@ def test_wilson_interval_against_hand_computed_cases() -> None:
     got = scores.to_json()["subtasks"]["robot_gripper_yes_no"]["interval95"]
     assert got == pytest.approx([81.37, 93.75], abs=0.01)
     assert "| 89.00 | 81.4-93.7 | 100 |" in scores.to_markdown()
+    # the overall interval pools every answer: 99 of 110 with ten right camera answers added
+    scores = score_all(
+        answers
+        + [("robot_gripper_yes_no", K.YES_NO, "no", "yes", None)] * 11
+        + [("camera_translation_x", K.DIRECTION, "left", "left", None)] * 10
+    )
+    assert scores.to_json()["overall_interval95"] == pytest.approx([82.98, 94.33], abs=0.01)
+    assert "| **all** | | 90.00 | 83.0-94.3 | 110 |" in scores.to_markdown()

@@ -202,6 +202,11 @@ class Scores:
         """Micro-averaged accuracy over all answers."""
         return 100.0 * self.correct / self.total if self.total else 0.0
 
+    @property
+    def interval(self) -> tuple[float, float]:
+        """95 % Wilson interval of the overall accuracy, in percent."""
+        return wilson_interval(self.correct, self.total)
+
     def table2(self) -> dict[str, float | None]:
         """Return the grouped rows (sample-weighted within a row, as the paper pools); None if absent."""
         sums: dict[str, list[int]] = {}
@@ -225,6 +230,7 @@ class Scores:
         return {
             "total": self.total,
             "overall": self.overall,
+            "overall_interval95": list(self.interval),
             "subtasks": {
                 k: {
                     "kind": s.kind,
@@ -253,8 +259,7 @@ class Scores:
             f"| {s.task} | {s.kind} | {s.accuracy:.2f} | {_span(s.interval)} | {s.total} | {s.unparsed} |"
             for _, s in sorted(self.subtasks.items())
         ]
-        overall = _span(wilson_interval(self.correct, self.total))
-        lines.append(f"| **all** | | {self.overall:.2f} | {overall} | {self.total} | |")
+        lines.append(f"| **all** | | {self.overall:.2f} | {_span(self.interval)} | {self.total} | |")
         table = self.table2()
         present = [r for r in TABLE2_ROWS if table[r] is not None]
         if present:
