@@ -122,11 +122,11 @@ def test_projector_centring_and_the_training_probes_targets() -> None:
     assert float(target[2, 4]) == pytest.approx(-0.1 * AuxProbes.DELTA_SCALE)
 
 
-def test_stage1_change_loss_weighs_entities_that_moved() -> None:
+def test_stage1_change_loss_by_hand() -> None:
     """One pair, three entities: the first moved 5 cm and is predicted still, the second stood still and
     is predicted still, the third has a huge error but is missing from the second frame. The first's
-    x error is 0.5 dm, smooth-L1 (beta 0.1) 0.5 - 0.05 = 0.45; y and z are exact. With weights w (moved),
-    1 (still) and 0 (missing) the loss is w * 0.45 / ((w + 1) * 3).
+    x error is 0.5 dm, smooth-L1 (beta 0.1) 0.5 - 0.05 = 0.45; y and z are exact; two entities count:
+    0.45 / (2 * 3).
     """
     import torch
 
@@ -137,10 +137,9 @@ def test_stage1_change_loss_weighs_entities_that_moved() -> None:
     pred = torch.zeros(2, 3, 3)
     pred[1, 2] = 9.0
     present = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
-    assert float(change_loss(pred, truth, present, 1.0)) == pytest.approx(0.45 / 6)
-    assert float(change_loss(pred, truth, present, 10.0)) == pytest.approx(4.5 / 33)
-    truth[1, 0, 0] = 0.009  # under the 1 cm "did not move" threshold: weight 1 whatever moved_weight says
-    assert float(change_loss(pred, truth, present, 10.0)) == float(change_loss(pred, truth, present, 1.0))
+    assert float(change_loss(pred, truth, present)) == pytest.approx(0.45 / 6)
+    pred[1, 0, 0] = 0.05  # predicted right: nothing left
+    assert float(change_loss(pred, truth, present)) == pytest.approx(0.0)
 
 
 def test_question_draws_balance_sub_tasks_and_answers() -> None:

@@ -48,7 +48,6 @@ from spatial_mllm_ros.model.prompts import PromptEncoder
 from spatial_mllm_ros.multispa.format import (
     DID_NOT_MOVE,
     DIRECTIONS,
-    STATIC_THRESHOLD_M,
     QuestionKind,
     build_prompt,
     make_sample,
@@ -96,9 +95,6 @@ class TinyRecipe:
     stage1_batch: int = 32  # frames: half as many pairs
     stage1_lr: float = 1e-3
     stage1_delta_weight: float = 3.0
-    # an entity that moved between the pair's frames weighs this much more in the change loss: objects
-    # stand still in most pairs, so without it their change head learns "zero" and little else
-    stage1_moved_weight: float = 1.0
     stage2_steps: int = 8000  # the wall-clock budget (minutes) usually ends stage 2 first
     batch_questions: int = 32
     questions_per_pair: int = 4  # at most this many questions share a frame group in a batch
@@ -307,20 +303,16 @@ def _stack(picks: list[tuple[EpisodeData, int]], attr: str) -> torch.Tensor:
     return torch.stack([getattr(e, attr)[f] for e, f in picks])
 
 
-def change_loss(
-    pred: torch.Tensor, truth: torch.Tensor, present: torch.Tensor, moved_weight: float
-) -> torch.Tensor:
+def change_loss(pred: torch.Tensor, truth: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     """Smooth-L1 (decimetres) of every entity's position change between the frames of each pair.
 
     pred, truth: (2 * pairs, entities, 3) camera-frame positions, a pair's two frames adjacent; present:
-    (2 * pairs, entities). Entities that moved at least STATIC_THRESHOLD_M weigh `moved_weight`, the
-    rest 1 (only those present in both frames count).
+    (2 * pairs, entities). Only entities present in both frames of a pair count.
     """
+    both = (present[1::2] * present[0::2])[..., None]
     change = truth[1::2] - truth[0::2]
-    moved = (change.norm(dim=-1) >= STATIC_THRESHOLD_M).float()
-    weight = (present[1::2] * present[0::2] * (1 + (moved_weight - 1) * moved))[..., None]
     err = F.smooth_l1_loss(10 * (pred[1::2] - pred[0::2]), 10 * change, reduction="none", beta=0.1)
-    return (err * weight).sum() / (weight.sum() * 3).clamp(min=1)
+    return (err * both).sum() / (both.sum() * 3).clamp(min=1)
 
 
 def pretrain_vision(model: Any, episodes: list[EpisodeData], recipe: TinyRecipe, log_rows: list) -> dict:
@@ -352,7 +344,7 @@ def pretrain_vision(model: Any, episodes: list[EpisodeData], recipe: TinyRecipe,
         l_glob = (
             F.smooth_l1_loss(g, glob[:, None].expand_as(g), reduction="none", beta=0.05) * mask
         ).sum() / (mask.sum() * 5 * g.shape[1]).clamp(min=1)
-        l_delta = change_loss(g.mean(1)[..., :3], glob[..., :3], present, recipe.stage1_moved_weight)
+        l_delta = change_loss(g.mean(1)[..., :3], glob[..., :3], present)
         loss = l_seg + l_depth + 10.0 * l_glob + recipe.stage1_delta_weight * l_delta
         opt.zero_grad(set_to_none=True)
         loss.backward()
