@@ -61,6 +61,30 @@ def test_recipe_flags_reach_the_recipe_and_resume_is_refused() -> None:
         recipe_from_args(parser.parse_args(["train", "--recipe", "tiny", "--resume", "auto"]))
 
 
+def test_question_stage_warms_up_the_same_whatever_the_step_cap() -> None:
+    """A `--max-steps` run warms up over the same steps as the default command (8000 steps, cut by the clock).
+
+    The warmup was a 30th of the step cap, so fixing 3727 steps halved it (124); two such runs learned
+    "did it move <direction>?" late or not at all.
+    """
+    import math
+
+    from spatial_mllm_ros.cli import build_parser
+    from spatial_mllm_ros.cli.train import recipe_from_args
+    from spatial_mllm_ros.multispa.train.tiny import stage2_lr
+
+    parser = build_parser()
+    capped = recipe_from_args(parser.parse_args(["train", "--recipe", "tiny", "--max-steps", "3727"]))
+    default = recipe_from_args(parser.parse_args(["train", "--recipe", "tiny"]))
+    for recipe in (capped, default):
+        assert stage2_lr(recipe, 0, 0.0) == pytest.approx(1e-3 / 266)
+        assert stage2_lr(recipe, 132, 0.0) == pytest.approx(1e-3 * 133 / 266)
+        assert stage2_lr(recipe, 265, 0.0) == pytest.approx(1e-3)
+    assert stage2_lr(capped, 3000, 0.5) == pytest.approx(1e-3 * 0.5)  # cosine half way: half the rate
+    assert stage2_lr(capped, 3726, 1.0) == pytest.approx(0.0, abs=1e-12)
+    assert stage2_lr(capped, 1000, 0.25) == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi / 4)))
+
+
 def test_projector_centring_and_the_training_probes_targets() -> None:
     """Stage 2's set-up on a tiny model of the recipe's shape: centred image tokens, probe targets."""
     import numpy as np

@@ -96,6 +96,9 @@ class TinyRecipe:
     stage1_lr: float = 1e-3
     stage1_delta_weight: float = 3.0
     stage2_steps: int = 8000  # the wall-clock budget (minutes) usually ends stage 2 first
+    # linear warmup in steps, fixed rather than a share of stage2_steps, so a `--max-steps` run warms up
+    # as the default command does (8000 // 30)
+    stage2_warmup: int = 266
     batch_questions: int = 32
     questions_per_pair: int = 4  # at most this many questions share a frame group in a batch
     lr: float = 1e-3
@@ -116,6 +119,7 @@ class TinyRecipe:
             bench_scenes=1,
             stage1_steps=20,
             stage2_steps=20,
+            stage2_warmup=2,
             eval_every=10,
             workers=1,
         )
@@ -699,6 +703,15 @@ def freeze_vision_tower(model: Any) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
+def stage2_lr(recipe: TinyRecipe, step: int, progress: float) -> float:
+    """Question-stage learning rate: linear warmup over `stage2_warmup` steps, then a cosine over progress.
+
+    progress (0-1) is the larger of steps done and wall clock spent, so the cosine ends with either.
+    """
+    warmup = min(1.0, (step + 1) / max(1, recipe.stage2_warmup))
+    return recipe.lr * warmup * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def train_questions(
     model: Any,
     episodes: list[EpisodeData],
@@ -718,7 +731,7 @@ def train_questions(
     probes = AuxProbes(model.config.text_config.hidden_size, episodes[0].globals_.shape[1])
     params = freeze_vision_tower(model) + list(probes.parameters())
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.01)
-    steps, warmup = recipe.stage2_steps, max(1, recipe.stage2_steps // 30)
+    steps = recipe.stage2_steps
     rng = random.Random(recipe.seed + 2)
     model.train()
     t0, start = time.perf_counter(), time.monotonic()
@@ -735,7 +748,7 @@ def train_questions(
             log.warning("stage 2: wall-clock budget reached after %d of %d steps", step, steps)
             break
         for group in opt.param_groups:
-            group["lr"] = recipe.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * progress))
+            group["lr"] = stage2_lr(recipe, step, progress)
         large_first = max(0.0, 1.0 - progress / 0.6)
         items = bank.sample(rng, recipe.batch_questions, recipe.questions_per_pair, large_first)
         with bf16_autocast(recipe):
