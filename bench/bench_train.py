@@ -46,13 +46,13 @@ def cpu_bench(steps: int, threads: int) -> None:
     tok = make_tokenizer(question_corpus([]), 512)
     model = make_model(tok, recipe)
     prompts = PromptEncoder(tok, "internvl")
-    n_tok = (recipe.image_size // 14) ** 2 // 4
+    n_tok = (recipe.image_size // recipe.patch_size) ** 2 // 4
     per_pair = recipe.questions_per_pair
     pairs = recipe.batch_questions // per_pair
     rng = np.random.default_rng(0)
     ep = EpisodeData(
         "bench",
-        torch.from_numpy(rng.normal(size=(2 * pairs, 3, 112, 112))).half(),
+        torch.from_numpy(rng.normal(size=(2 * pairs, 3, recipe.image_size, recipe.image_size))).half(),
         None,
         None,
         None,

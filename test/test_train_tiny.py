@@ -61,6 +61,15 @@ def test_recipe_flags_reach_the_recipe_and_resume_is_refused() -> None:
         recipe_from_args(parser.parse_args(["train", "--recipe", "tiny", "--resume", "auto"]))
 
 
+def test_a_tile_that_does_not_match_the_targets_grid_is_refused(tmp_path: Path) -> None:
+    """Stage 1's targets are on the episodes' patch grid; a tile cut into another grid is refused up front."""
+    from spatial_mllm_ros.multispa.train.tiny import TinyRecipe, run_recipe
+
+    with pytest.raises(ValueError, match="patch grid 8 x patch_size 14"):
+        run_recipe(TinyRecipe(output_dir=str(tmp_path), image_size=168))
+    assert not any(tmp_path.iterdir())  # refused before anything was rendered
+
+
 def test_question_stage_warms_up_the_same_whatever_the_step_cap() -> None:
     """A `--max-steps` run warms up over the same steps as the default command (8000 steps, cut by the clock).
 
@@ -111,7 +120,8 @@ def test_projector_centring_and_the_training_probes_targets() -> None:
     glob = torch.from_numpy(rng.normal(size=(3, slots, 5)).astype(np.float32))
     present = torch.ones(3, slots)
     present[2, 4] = 0.0  # slot 4 not in view in frame 2
-    ep = EpisodeData("e", torch.from_numpy(rng.normal(size=(3, 3, 112, 112))).half(), None, None, glob,
+    size = recipe.image_size
+    ep = EpisodeData("e", torch.from_numpy(rng.normal(size=(3, 3, size, size))).half(), None, None, glob,
                      present, {}, [])
     feats = encode_frames(model, [ep])
     assert feats[0].shape == (3, 16, 768)
@@ -287,7 +297,8 @@ def test_stage1_tower_is_reused_only_with_the_same_settings(tmp_path: Path) -> N
     def t(*shape: int) -> torch.Tensor:
         return torch.from_numpy(rng.random(shape).astype(np.float32))
 
-    ep = EpisodeData("e", t(3, 3, 112, 112).half(), t(3, 64, 11), t(3, 64), t(3, 10, 5), torch.ones(3, 10),
+    size = TinyRecipe().image_size
+    ep = EpisodeData("e", t(3, 3, size, size).half(), t(3, 64, 11), t(3, 64), t(3, 10, 5), torch.ones(3, 10),
                      {}, [])
     tok = make_tokenizer(question_corpus([]), 512)
 

@@ -123,7 +123,9 @@ class TinyShape:
     vision_heads: int = 4
 
 
-def _internvl_config(tok: Any, image_size: int, shape: TinyShape, text: dict[str, Any] | None = None) -> Any:
+def _internvl_config(
+    tok: Any, image_size: int, shape: TinyShape, text: dict[str, Any] | None = None, patch: int = 14
+) -> Any:
     from transformers import InternVLConfig
 
     text_config = text or {
@@ -146,9 +148,9 @@ def _internvl_config(tok: Any, image_size: int, shape: TinyShape, text: dict[str
         "num_attention_heads": shape.vision_heads,
         "intermediate_size": shape.vision_hidden * 4,
         "image_size": [image_size, image_size],
-        "patch_size": [14, 14],
+        "patch_size": [patch, patch],
     }
-    patches = (image_size // 14) ** 2
+    patches = (image_size // patch) ** 2
     return InternVLConfig(
         text_config=text_config,
         vision_config=vision_config,

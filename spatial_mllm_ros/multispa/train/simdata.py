@@ -3,7 +3,7 @@
 Each episode is one MuJoCo scene (random objects, gripper start and camera jitter) in which either the
 gripper / an object moves (the simulator's scripted motions) or the camera translates along a random
 axis. Frames are written at the simulator's 320x240 (what a robot camera gives the runtime); per frame
-we keep the dense targets of vision pretraining on the 112-px tile's patch grid (class fractions and
+we keep the dense targets of vision pretraining on the model tile's 8x8 patch grid (class fractions and
 mean depth per patch) and the camera-frame positions of the gripper and every object.
 """
 
