@@ -37,13 +37,25 @@ def test_shipped_model_reproduces_its_recorded_accuracy_offline() -> None:
 
 @pytest.mark.slow
 def test_quick_recipe_runs_end_to_end(tmp_path: Path) -> None:
-    """`spatial-mllm train --recipe tiny --quick`: render, three stages, save, benchmark (a few minutes)."""
+    """`spatial-mllm train --recipe tiny --quick`: render, three stages, save, benchmark (a few minutes).
+
+    A second seed trains differently but writes the same held-out questions, so runs of any seed compare.
+    """
+    from dataclasses import replace
+
     from spatial_mllm_ros.cli import main
+    from spatial_mllm_ros.multispa.train.tiny import TinyRecipe, run_recipe
 
     assert main(["train", "--recipe", "tiny", "--quick", "--output", str(tmp_path)]) == 0
     assert (tmp_path / "model" / "model.safetensors").is_file()
-    assert (tmp_path / "benchmark" / "benchmark.jsonl").is_file()
     assert (tmp_path / "loss.png").is_file()
+    bench = (tmp_path / "benchmark" / "benchmark.jsonl").read_text()
+    other = tmp_path / "seed1"
+    episodes = str(tmp_path / "episodes")  # rendered once, by the first run
+    run_recipe(replace(TinyRecipe.quick(), output_dir=str(other), episodes_dir=episodes, seed=1))
+    assert (other / "benchmark" / "benchmark.jsonl").read_text() == bench
+    weights = [(d / "model" / "model.safetensors").read_bytes() for d in (tmp_path, other)]
+    assert weights[0] != weights[1]
 
 
 def test_recipe_flags_reach_the_recipe_and_resume_is_refused() -> None:
