@@ -5,8 +5,10 @@
 (c) time-to-answer for 2 frames on CPU at InternVL3-1B shape (bf16), split into vision and language.
 (d) --device cuda: InternVL2-8B shape, 2 frames x 7 tiles, time-to-answer next to the GPU's physical
     limit computed here (FLOPs / peak, bytes / bandwidth); without a GPU it says so and skips.
+(e) a distance question on the shipped SpatialMLLM-tiny: the digit tree (number_beam 16, the default)
+    vs greedy digits (number_beam 0), frames cached so the ratio is the language side's.
 
-Default run: tiny model (a, b) + InternVL3-1B shape at one 448-px tile per frame (a, c closed-set), one
+Default run: tiny model (a, b, e) + InternVL3-1B shape at one 448-px tile per frame (a, c closed-set), one
 repetition each; --quick: tiny model only; --full: also 1B-shape generation and the 1B-shape ONNX export
 with onnxruntime vs torch (minutes on 2 shared cores).
 """
@@ -222,6 +224,29 @@ def bench_cuda(reps: int) -> None:
         )
 
 
+def bench_numbers(reps: int) -> None:
+    """(e): what weighing the whole value distribution of an integer answer costs against greedy digits."""
+    f = frames(2, 240, 320, seed=5)
+    q = Question("How far did the gripper move, in millimetres?", kind=QuestionKind.DISTANCE)
+    models = {
+        beam: SpatialModel.load(ModelConfig(device="cpu", number_beam=beam, vision_backends=("torch",)))
+        for beam in (0, 16)
+    }
+    for m in models.values():  # warm up and fill the embedding cache: the language side is what differs
+        m.ask(f, q, keys=["e@0", "e@1"])
+    pairs = []
+    for _ in range(reps):
+        t = [median_ms(lambda m=m: m.ask(f, q, keys=["e@0", "e@1"]), 1, warmup=0) for m in models.values()]
+        pairs.append(t)
+    greedy = statistics.median(p[0] for p in pairs)
+    tree = statistics.median(p[1] for p in pairs)
+    ratio = statistics.median(p[1] / p[0] for p in pairs)
+    print(
+        f"(e) shipped tiny, distance  greedy digits {greedy:6.1f} ms | digit tree (beam 16) {tree:6.1f} ms "
+        f"| ratio {ratio:5.2f}x"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny model only")
@@ -243,6 +268,7 @@ def main() -> None:
         bench_batch(tiny, "tiny (224px, 6 tiles)", args.reps * 3)
         bench_vision(tiny.model, "tiny", work / "tiny-onnx", 14, args.reps * 3)
         del tiny
+        bench_numbers(args.reps * 5)
         if args.quick:
             return
         model, tok = make_real_shape_model("internvl3-1b", device="cpu", dtype=torch.bfloat16)

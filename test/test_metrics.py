@@ -8,6 +8,7 @@ from spatial_mllm_ros.multispa.format import QuestionKind
 from spatial_mllm_ros.multispa.metrics import (
     TABLE2_ROWS,
     Scores,
+    best_numeric_answer,
     is_correct,
     numeric_correct,
     pixel_correct,
@@ -121,3 +122,23 @@ def test_wilson_interval_against_hand_computed_cases() -> None:
     )
     assert scores.to_json()["overall_interval95"] == pytest.approx([82.98, 94.33], abs=0.01)
     assert "| **all** | | 90.00 | 83.0-94.3 | 110 |" in scores.to_markdown()
+
+
+def test_best_numeric_answer_weighs_the_tolerance_window_by_hand() -> None:
+    # the likeliest single value is 200 (0.4), but any guess in [88, 120] is right for both 100 and 110
+    # (0.6): the guess and its chance of being scored right
+    assert best_numeric_answer(K.DISTANCE, {100: 0.3, 110: 0.3, 200: 0.4}) == (100, pytest.approx(0.6))
+    # unnormalised (pruned) distributions are read relative to what they hold
+    assert best_numeric_answer(K.DISTANCE, {100: 0.15, 110: 0.15, 200: 0.2}) == (100, pytest.approx(0.6))
+    # values under the 10-mm "did not move" threshold all mean 0: 0 and 5 together (0.55) beat 150
+    assert best_numeric_answer(K.DISTANCE, {0: 0.45, 5: 0.1, 150: 0.45}) == (0, pytest.approx(0.55))
+    # the metric would also take 10 mm for a zero truth (within 10 mm), and for 9-12 mm: a likely zero
+    # stays 0 and is not traded for a borderline move
+    assert best_numeric_answer(K.DISTANCE, {0: 0.5, 11: 0.2, 40: 0.3}) == (0, pytest.approx(0.5))
+    assert best_numeric_answer(K.DISTANCE, {0: 0.3, 11: 0.2, 40: 0.5}) == (40, pytest.approx(0.5))
+    # a guess that is none of the values: 100 and 145 are 45 % apart, and 120 (1.2 x 100) reaches both
+    value, p = best_numeric_answer(K.DISTANCE, {100: 0.35, 145: 0.35, 400: 0.3})
+    assert value not in (100, 145, 400) and numeric_correct(K.DISTANCE, value, 100)
+    assert numeric_correct(K.DISTANCE, value, 145) and p == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="empty"):
+        best_numeric_answer(K.DISTANCE, {})

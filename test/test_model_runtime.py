@@ -219,3 +219,104 @@ def test_qwen3_tiny_loads_and_answers(tmp_path: Path) -> None:
     ans = m.ask(_frames(2, size=(96, 128)), "Did the camera move left or right?")
     assert sum(ans.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
     m.close()
+
+
+SUBSET = Path(__file__).parent / "data" / "spatialmllm_tiny_subset"
+
+
+@pytest.fixture(scope="module")
+def shipped() -> SpatialModel:
+    """The shipped SpatialMLLM-tiny: its own tokenizer spells an integer one token per digit."""
+    return SpatialModel.load(ModelConfig(device="cpu", vision_backends=("torch",)))
+
+
+def _subset_frames(*names: str) -> list[np.ndarray]:
+    from spatial_mllm_ros.multispa.train.data import load_rgb
+
+    return [load_rgb(SUBSET / "images" / n) for n in names]
+
+
+def test_integer_answers_score_their_whole_value_distribution(shipped: SpatialModel) -> None:
+    """The digit tree's probabilities are the model's own: each value's full sequence teacher-forced."""
+    from dataclasses import replace
+
+    from spatial_mllm_ros.model.language import RowRequest
+    from spatial_mllm_ros.multispa.metrics import best_numeric_answer
+
+    spec = shipped.number_spec
+    assert spec is not None and len(set(spec.digits)) == 10 and spec.end not in spec.digits
+    frames = _subset_frames("ep100012_06_f0.jpg", "ep100012_06_f2.jpg")  # a pick-and-place: a spread answer
+    q = "Measure the displacement of the gripper between the frames."
+    prepared = [prepare_image(f, shipped.spec) for f in frames]
+    enc = shipped.prompts.encode(
+        [p.n_tokens for p in prepared],
+        task_description(QuestionKind.DISTANCE),
+        q,
+        shipped.config.answer_prefix,
+    )
+    features, _ = shipped.encode_frames(frames, ["d@0", "d@2"])
+
+    def distribution(beam: int) -> dict[int, float]:
+        (res,) = shipped.decoder.run(
+            enc.shared, features, [RowRequest(enc.question, None, replace(spec, beam=beam))], 8
+        )
+        return res.values
+
+    full = distribution(1024)  # every prefix over 1e-4 followed: exact probabilities
+    assert 0.95 <= sum(full.values()) <= 1.0 + 1e-6  # what is missing went to prefixes under 1e-4
+    # reference: every value's whole answer ("123`") through the model's own forward, pixels in
+    picked = sorted(full, key=full.get, reverse=True)[:12]
+    rows = [enc.ids + [spec.digits[int(c)] for c in str(v)] + [spec.end] for v in picked]
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
+    pixels = torch.cat([p.pixel_values for p in prepared] * len(rows))
+    with torch.no_grad():
+        logp = torch.log_softmax(shipped.model(input_ids=ids, pixel_values=pixels).logits.float(), -1)
+    for k, (v, row) in enumerate(zip(picked, rows)):
+        own = sum(float(logp[k, i - 1, row[i]]) for i in range(len(enc.ids), len(row)))
+        assert full[v] == pytest.approx(np.exp(own), rel=1e-3), v
+    # the default beam follows 16 prefixes a level and counts the rest at their siblings' ending rate
+    narrow = distribution(spec.beam)
+    assert spec.beam == 16 and len(narrow) < len(full)
+    for v in picked:  # the likely values are followed exactly
+        assert narrow[v] == pytest.approx(full[v], rel=1e-4)
+    best, share = best_numeric_answer(QuestionKind.DISTANCE, full)
+    assert best_numeric_answer(QuestionKind.DISTANCE, narrow)[0] == best
+    # the answer is the value likeliest within the 20 % tolerance, and says how likely that is
+    ans = shipped.ask(frames, Question(q, kind=QuestionKind.DISTANCE))
+    assert ans.value == best and ans.unit == "mm" and ans.raw == f"`{best}`"
+    assert ans.confidence == pytest.approx(share * sum(full.values()), abs=0.02) and 0 < ans.confidence < 1
+    assert len(ans.probabilities) == 5 and max(ans.probabilities, key=ans.probabilities.get) == str(picked[0])
+
+
+def test_integer_rows_mix_with_closed_and_open_rows_in_one_batch(shipped: SpatialModel) -> None:
+    frames = _subset_frames("ep100003_00_f1.jpg", "ep100003_00_f2.jpg")
+    qs = [
+        "Give the distance the gripper was moved.",
+        "Did the gripper move left or right?",
+        Question("What is the robot doing?", kind=QuestionKind.FREE),
+        "How far did the gripper move?",
+        "Did the gripper move at all?",
+    ]
+    many = shipped.ask_many(frames, qs, keys=["b@1", "b@2"])
+    single = [shipped.ask(frames, q, keys=["b@1", "b@2"]) for q in qs]
+    for a, b in zip(many, single):
+        assert a.kind == b.kind and a.raw == b.raw and a.value == b.value
+        assert (
+            a.confidence == pytest.approx(b.confidence) if b.confidence is not None else a.confidence is None
+        )
+    assert many[0].kind is QuestionKind.DISTANCE and many[0].probabilities is not None
+    assert many[2].probabilities is None  # generated
+
+
+def test_number_beam_0_and_tokenizers_without_digit_tokens_answer_integers_greedily(
+    internvl: SpatialModel,
+) -> None:
+    assert internvl.number_spec is None  # the random tiny model's BPE merges digits ("12" is one token)
+    ans = internvl.ask(_frames(2, seed=3), "How far did the camera move?")
+    assert ans.kind is QuestionKind.DISTANCE and ans.probabilities is None and ans.confidence is None
+    greedy = SpatialModel.load(ModelConfig(device="cpu", number_beam=0, vision_backends=("torch",)))
+    assert greedy.number_spec is None
+    frames = _subset_frames("ep100003_00_f1.jpg", "ep100003_00_f2.jpg")
+    ans = greedy.ask(frames, "Give the distance the gripper was moved.")
+    assert ans.probabilities is None and ans.raw.startswith("`") and isinstance(ans.value, int)

@@ -63,9 +63,14 @@ def _run(args: argparse.Namespace) -> int:
         + (f" {answer.unit}" if answer.unit else "")
         + f"  [{answer.kind.value}]"
     )
-    print(f"confidence: {conf}")
+    numeric = isinstance(answer.value, int) and not isinstance(answer.value, bool)
+    print(
+        f"confidence: {conf}"
+        + (" (that the truth is within 20 % of it)" if numeric and answer.probabilities else "")
+    )
     if answer.probabilities:
-        print("options:    " + ", ".join(f"{k}={v:.3f}" for k, v in answer.probabilities.items()))
+        label = "likeliest: " if numeric else "options:    "
+        print(label + ", ".join(f"{k}={v:.3f}" for k, v in answer.probabilities.items()))
     print(
         f"latency:    {t.total_ms:.1f} ms (vision {t.vision_ms:.1f} ms via {model.backend}, "
         f"language {t.language_ms:.1f} ms)"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from spatial_mllm_ros.model.config import ModelConfig
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `evaluate` subcommand."""
@@ -26,6 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-tiles", type=int, help="tiles per frame (default: what the checkpoint was trained with)"
     )
+    p.add_argument(
+        "--number-beam",
+        type=int,
+        default=ModelConfig().number_beam,
+        help="distances and depths: digit prefixes followed per level to weigh the whole value "
+        "distribution (the answer likeliest within 20%%); 0: greedy digits (default: %(default)s)",
+    )
     p.set_defaults(func=run)
 
 
@@ -42,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     bench = load_benchmark(args.benchmark)
     source = Path(args.checkpoint or args.answers)
     answers = (
-        answer_with_model(bench, source, args.device, max_tiles=args.max_tiles)
+        answer_with_model(bench, source, args.device, max_tiles=args.max_tiles, number_beam=args.number_beam)
         if args.checkpoint
         else read_answers(source)
     )

@@ -42,6 +42,12 @@ class ModelConfig:
         256 << 20, help="vision-embedding LRU cache size in bytes (0 disables)", range=(0, None)
     )
     answer_prefix: str = option("`", help="assistant text forced before closed-set scoring (the backtick)")
+    number_beam: int = option(
+        16,
+        help="distances and depths: digit prefixes kept per level to score the whole value distribution "
+        "and answer the value likeliest within the 20 % tolerance (InternVL); 0: greedy digits",
+        range=(0, 1024),
+    )
     max_question_chars: int = option(4096, help="longer questions are rejected", range=(1, 1_000_000))
     context_tokens: int = option(
         0, help="token budget per prompt; 0: the model's max positions", range=(0, None)

@@ -1,21 +1,32 @@
-"""The language half of a question batch: closed-set scoring and greedy generation.
+"""The language half of a question batch: closed-set scoring, greedy generation, integer digit trees.
 
 InternVL (1-D rope): the shared prompt part (chat head + every frame's image tokens) is run once into a
 KV cache, which is repeated for the batch; each question's own tokens then run as one left-padded batch
-whose last-position logits score the closed answer sets; open questions continue greedily from there.
+whose last-position logits score the closed answer sets; open questions continue greedily from there,
+and integer answers (distances, depths) through a pruned digit tree that gives their value distribution.
 Qwen-VL (3-D rope, deepstack): full rows through the model's own forward/generate with the cached
 vision embeddings passed as `mm_encoder_outputs`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import torch
 
 from spatial_mllm_ros.model.vision import FrameFeatures
+
+
+@dataclass(frozen=True)
+class NumberSpec:
+    """How integer answers are spelt after the answer prefix (a token per digit, then `end`) and searched."""
+
+    digits: tuple[int, ...]  # ids of "0".."9"
+    end: int  # the closing token (the backtick)
+    beam: int = 16  # digit prefixes followed per question and level
 
 
 @dataclass
@@ -24,15 +35,55 @@ class RowRequest:
 
     question_ids: list[int]
     option_ids: dict[str, int] | None  # option -> first token id after the answer prefix
+    number: NumberSpec | None = None  # set: score the integer answer's whole value distribution
 
 
 @dataclass
 class RowResult:
-    """Generated text (open questions) or option probabilities (closed sets)."""
+    """Generated text (open questions), option probabilities (closed sets) or a value distribution."""
 
     text: str = ""
     probabilities: dict[str, float] | None = None
     new_tokens: int = 0
+    values: dict[int, float] | None = None  # integer answers: value -> probability (the likely ones)
+    number_mass: float | None = None  # integer answers: probability that the answer starts with a digit
+
+
+MAX_DIGITS = 5  # integers up to 99999 (mm: 100 m)
+MIN_PREFIX_LOGP = math.log(1e-4)  # digit prefixes less likely than this are not followed
+
+
+@dataclass
+class _Tally:
+    """One integer row's value distribution as its digit tree grows."""
+
+    values: dict[int, float] = field(default_factory=dict)
+    mass: float = 0.0  # probability that the answer is a number at all (its first digit)
+    # (probability, value) of the last level's unfollowed prefixes
+    pruned: list[tuple[float, int]] = field(default_factory=list)
+    ended: float = 0.0  # this level: probability of the followed prefixes that end here
+    reached: float = 0.0  # this level: probability of all followed prefixes
+
+    def settle(self) -> None:
+        """Give the level's unfollowed prefixes the ending rate of their followed siblings.
+
+        A prefix the beam drops is still a likely value of its own (a distance of 3 digits rarely
+        goes on to a fourth); counting it keeps the distribution whole with a narrow beam.
+        """
+        if self.pruned and self.reached > 0:
+            rate = self.ended / self.reached
+            for p, v in self.pruned:
+                self.values[v] = p * rate
+        self.pruned, self.ended, self.reached = [], 0.0, 0.0
+
+
+@dataclass
+class _Live:
+    """A row still decoding: a greedy answer's tokens so far, or one digit prefix of an integer answer."""
+
+    row: int
+    tokens: list[int]
+    logp: float = 0.0  # integer answers: log-probability of the digit prefix
 
 
 def _left_pad(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,6 +106,8 @@ def _option_probs(logits: torch.Tensor, options: dict[str, int]) -> dict[str, fl
 
 class LanguageDecoder:
     """Interface: run a batch of questions over the same frames."""
+
+    scores_numbers = False  # whether rows with a NumberSpec get a value distribution (else greedy)
 
     def __init__(self, model: Any, tokenizer: Any, image_token_id: int) -> None:
         self.model, self.tokenizer = model, tokenizer
@@ -84,6 +137,8 @@ class LanguageDecoder:
 
 class PrefixSharedDecoder(LanguageDecoder):
     """InternVL: frames' tokens encoded once into a KV cache shared by the question batch."""
+
+    scores_numbers = True
 
     @torch.inference_mode()
     def run(
@@ -126,57 +181,122 @@ class PrefixSharedDecoder(LanguageDecoder):
         )
         last = out.logits[:, -1]
         results = [RowResult() for _ in rows]
-        open_rows = []
         for i, r in enumerate(rows):
             if r.option_ids:
                 probs = _option_probs(last[i], r.option_ids)
                 results[i] = RowResult(max(probs, key=probs.get), probs)
-            else:
-                open_rows.append(i)
-        if not open_rows or max_new_tokens < 1:
-            return results
-        if len(open_rows) < n:
-            cache.batch_select_indices(torch.tensor(open_rows, device=device))
-            attn, pos, last = attn[open_rows], pos[open_rows], last[open_rows]
-        tokens = self._greedy(cache, attn, pos[:, -1], last, max_new_tokens)
-        for i, toks in zip(open_rows, tokens):
-            results[i] = RowResult(self._decode(toks), None, len(toks))
+        live = [_Live(i, []) for i, r in enumerate(rows) if not r.option_ids]
+        if live and max_new_tokens >= 1:
+            self._continue(rows, results, live, cache, attn, pos[:, -1], last, max_new_tokens)
         return results
 
-    def _greedy(
+    def _continue(
         self,
+        rows: Sequence[RowRequest],
+        results: list[RowResult],
+        live: list[_Live],
         cache: Any,
         attn: torch.Tensor,
         last_pos: torch.Tensor,
         logits: torch.Tensor,
         max_new_tokens: int,
-    ) -> list[list[int]]:
+    ) -> None:
+        """Greedy steps for open rows and a pruned digit tree for integer rows, one batch per step.
+
+        An integer row follows its `beam` likeliest digit prefixes per level (none under 1e-4); each
+        followed prefix also ends there (the closing token), which gives that value's probability, and
+        the unfollowed ones are counted at their siblings' ending rate (_Tally). Rows leave the batch
+        when they finish, and the KV cache follows every row's parent.
+        """
         device = attn.device
-        n = attn.shape[0]
-        out: list[list[int]] = [[] for _ in range(n)]
-        done = torch.zeros(n, dtype=torch.bool, device=device)
-        eos = torch.tensor(sorted(self.eos_ids), device=device)
-        nxt = logits.argmax(-1)
-        for step in range(max_new_tokens):
-            is_eos = torch.isin(nxt, eos)
-            for i in range(n):
-                if not done[i] and not is_eos[i]:
-                    out[i].append(int(nxt[i]))
-            done |= is_eos
-            if bool(done.all()) or step == max_new_tokens - 1:
+        tallies = {c.row: _Tally() for c in live if rows[c.row].number}
+        if len(live) < logits.shape[0]:
+            idx = torch.tensor([c.row for c in live], device=device)
+            cache.reorder_cache(idx)
+            attn, last_pos, logits = attn[idx], last_pos[idx], logits[idx]
+        while live:
+            live, parent, tokens = self._branch(rows, results, live, logits, tallies, max_new_tokens)
+            if not live:
                 break
-            nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
-            attn = torch.cat([attn, (~done).long()[:, None]], dim=1)
-            last_pos = last_pos + 1
-            res = self.model(
-                input_ids=nxt[:, None],
+            idx = torch.tensor(parent, device=device)
+            cache.reorder_cache(idx)
+            attn = torch.cat([attn[idx], torch.ones((len(live), 1), dtype=attn.dtype, device=device)], 1)
+            last_pos = last_pos[idx] + 1
+            out = self.model(
+                input_ids=torch.tensor(tokens, device=device)[:, None],
                 attention_mask=attn,
                 position_ids=last_pos[:, None],
                 cache=cache,
                 use_cache=True,
             )
-            nxt = res.logits[:, -1].argmax(-1)
-        return out
+            logits = out.logits[:, -1]
+        for row, tally in tallies.items():
+            tally.settle()
+            digits = len(str(max(tally.values, default=0)))
+            results[row] = RowResult(values=tally.values, number_mass=tally.mass, new_tokens=digits + 1)
+
+    def _branch(
+        self,
+        rows: Sequence[RowRequest],
+        results: list[RowResult],
+        live: list[_Live],
+        logits: torch.Tensor,
+        tallies: dict[int, _Tally],
+        max_new_tokens: int,
+    ) -> tuple[list[_Live], list[int], list[int]]:
+        """One step: finish or extend greedy rows; end every digit prefix and keep the likeliest ones.
+
+        Returns the rows that go on, the index of each one's parent row, and the token each one is fed.
+        """
+        logp = torch.log_softmax(logits.float(), -1)
+        best = logits.argmax(-1).tolist()
+        nxt: list[_Live] = []
+        parent: list[int] = []
+        tokens: list[int] = []
+        branches: dict[int, list[tuple[float, int, int]]] = {}
+        for j, cur in enumerate(live):
+            number = rows[cur.row].number
+            if number is None:
+                tok = best[j]
+                if tok not in self.eos_ids:
+                    cur.tokens.append(tok)
+                if tok in self.eos_ids or len(cur.tokens) >= max_new_tokens:
+                    results[cur.row] = RowResult(self._decode(cur.tokens), None, len(cur.tokens))
+                else:
+                    nxt.append(cur)
+                    parent.append(j)
+                    tokens.append(tok)
+                continue
+            lp = logp[j, [*number.digits, number.end]].tolist()
+            if not cur.tokens:
+                tallies[cur.row].mass = sum(math.exp(x) for x in lp[:-1])
+            else:
+                tally, ends = tallies[cur.row], math.exp(cur.logp + lp[-1])
+                tally.values[_number(cur.tokens, number)] = ends
+                tally.ended, tally.reached = tally.ended + ends, tally.reached + math.exp(cur.logp)
+            if cur.tokens[:1] == [number.digits[0]] or len(cur.tokens) >= MAX_DIGITS:
+                continue  # "0" is a whole number: no leading zeros
+            for d, tid in enumerate(number.digits):
+                branches.setdefault(cur.row, []).append((cur.logp + lp[d], j, tid))
+        for tally in tallies.values():
+            tally.settle()
+        for row, options in branches.items():
+            number = cast(NumberSpec, rows[row].number)  # only integer rows branch
+            likely = [o for o in sorted(options, reverse=True) if o[0] >= MIN_PREFIX_LOGP]
+            for score, j, tid in likely[: number.beam]:
+                nxt.append(_Live(row, [*live[j].tokens, tid], score))
+                parent.append(j)
+                tokens.append(tid)
+            tallies[row].pruned = [
+                (math.exp(score), _number([*live[j].tokens, tid], number))
+                for score, j, tid in likely[number.beam :]
+            ]
+        return nxt, parent, tokens
+
+
+def _number(tokens: list[int], number: NumberSpec) -> int:
+    """Read a digit prefix's token ids as the integer they spell."""
+    return int("".join(str(number.digits.index(t)) for t in tokens))
 
 
 class FullRowDecoder(LanguageDecoder):

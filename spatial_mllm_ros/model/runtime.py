@@ -19,17 +19,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from spatial_mllm_ros.answers import Answer, Question, parse_answer
+from spatial_mllm_ros.answers import Answer, Question, QuestionKind, parse_answer
 from spatial_mllm_ros.model.config import ModelConfig
 from spatial_mllm_ros.model.errors import FrameError, ModelError, QuestionError, TooManyFramesError
-from spatial_mllm_ros.model.language import LanguageDecoder, RowRequest, make_decoder
+from spatial_mllm_ros.model.language import LanguageDecoder, NumberSpec, RowRequest, make_decoder
 from spatial_mllm_ros.model.loading import LoadedModel, load
 from spatial_mllm_ros.model.preprocess import ImageSpec, check_frame, image_token_count, prepare_image
 from spatial_mllm_ros.model.prompts import PromptEncoder
 from spatial_mllm_ros.model.vision import FrameFeatures, VisionBackend, select_backend
 from spatial_mllm_ros.multispa.format import task_description
+from spatial_mllm_ros.multispa.metrics import best_numeric_answer
 
 log = logging.getLogger(__name__)
+
+SCORED_NUMBER_KINDS = frozenset({QuestionKind.DISTANCE, QuestionKind.DEPTH})  # non-negative integer mm
+TOP_VALUES = 5  # likeliest values reported in Answer.probabilities for integer answers
 
 
 @dataclass
@@ -135,6 +139,8 @@ class SpatialModel:
         )
         self.context_limit = int(limit)
         self._option_cache: dict[tuple[str, ...], dict[str, int] | None] = {}
+        scored = config.number_beam > 0 and self.decoder.scores_numbers
+        self.number_spec = self._number_spec() if scored else None
         self._lock = threading.Lock()
         log.info(
             "spatial model %s ready: vision backend %s (skipped: %s)",
@@ -214,6 +220,26 @@ class SpatialModel:
         self._option_cache[options] = result
         return result
 
+    def _number_spec(self) -> NumberSpec | None:
+        """Digit and closing-token ids after the answer prefix; None unless integers are one token a digit."""
+        prefix = self.config.answer_prefix
+        if not prefix:
+            return None
+        base = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+        digits = []
+        for d in "0123456789":
+            ids = self.tokenizer(prefix + d + prefix, add_special_tokens=False)["input_ids"]
+            if ids[: len(base)] != base or len(ids) != len(base) + 2:
+                log.info("integers are not one token per digit here: distances are answered greedily")
+                return None
+            digits.append(ids[len(base)])
+        ends = {self.tokenizer(prefix + d + prefix, add_special_tokens=False)["input_ids"][-1] for d in "09"}
+        longer = self.tokenizer(prefix + "1234567890" + prefix, add_special_tokens=False)["input_ids"]
+        if len(ends) != 1 or longer != [*base, *digits[1:], digits[0], *ends]:
+            log.info("integers are not one token per digit here: distances are answered greedily")
+            return None
+        return NumberSpec(tuple(digits), ends.pop(), self.config.number_beam)
+
     # ------------------------------------------------------------------ vision
 
     def encode_frames(
@@ -270,10 +296,11 @@ class SpatialModel:
             kind = q.resolved_kind()
             options = q.resolved_options()
             option_ids = self._option_ids(tuple(options)) if options else None
-            prefix = self.config.answer_prefix if option_ids else ""
+            number = self.number_spec if kind in SCORED_NUMBER_KINDS else None
+            prefix = self.config.answer_prefix if option_ids or number else ""
             enc = self.prompts.encode(image_tokens, task_description(kind), q.text, prefix)
             shared = enc.shared
-            rows.append(RowRequest(enc.question, option_ids))
+            rows.append(RowRequest(enc.question, option_ids, number))
             kinds.append(kind)
         longest = len(shared) + max(len(r.question_ids) for r in rows) + self.config.max_new_tokens
         if longest > self.context_limit:  # refused before any encoding work
@@ -292,7 +319,9 @@ class SpatialModel:
         answers = []
         frame_size = (frames[-1].shape[1], frames[-1].shape[0])
         for kind, res in zip(kinds, results):
-            if res.probabilities is not None:
+            if res.values:
+                ans = self._number_answer(kind, res.values, res.number_mass or 1.0, frame_size)
+            elif res.probabilities is not None:
                 ans = parse_answer(f"{self.config.answer_prefix}{res.text}`", kind, frame_size)
                 ans.value = res.text if ans.value is None else ans.value
                 ans.probabilities = res.probabilities
@@ -306,6 +335,21 @@ class SpatialModel:
             vision_s * 1e3, (t2 - t0 - vision_s) * 1e3, (t2 - t0) * 1e3, len(frames), hits, len(qs)
         )
         return answers
+
+    def _number_answer(
+        self, kind: QuestionKind, values: dict[int, float], number_mass: float, frame_size: tuple[int, int]
+    ) -> Answer:
+        """Answer with the value likeliest within the metric's tolerance; confidence = that likelihood.
+
+        The likelihood counts what the digit tree did not reach as outside the tolerance, so it errs low.
+        """
+        value, share = best_numeric_answer(kind, values)
+        held = sum(values.values())
+        ans = parse_answer(f"{self.config.answer_prefix}{value}`", kind, frame_size)
+        top = sorted(values.items(), key=lambda kv: -kv[1])[:TOP_VALUES]
+        ans.probabilities = {str(v): p / number_mass for v, p in top}
+        ans.confidence = min(1.0, share * held / number_mass)
+        return ans
 
     def close(self) -> None:
         """Free the model, backend and cache (and GPU memory)."""

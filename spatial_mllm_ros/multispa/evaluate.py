@@ -111,8 +111,12 @@ def answer_with_model(
     device: str = "auto",
     progress: bool = True,
     max_tiles: int | None = None,
+    number_beam: int | None = None,
 ) -> dict[str, str]:
-    """Ask our runtime every question (questions over the same frames go as one batch); {id: raw text}."""
+    """Ask our runtime every question (questions over the same frames go as one batch); {id: raw text}.
+
+    number_beam: digit prefixes the runtime follows for integer answers (None: its default; 0: greedy).
+    """
     from tqdm import tqdm
 
     from spatial_mllm_ros.answers import Question
@@ -127,6 +131,7 @@ def answer_with_model(
             device=device,
             max_tiles=max_tiles or checkpoint_tiles(ckpt),
             vision_backends=("torch",),
+            **({} if number_beam is None else {"number_beam": number_beam}),
         )
     )
     groups: dict[tuple[str, ...], list[Sample]] = defaultdict(list)

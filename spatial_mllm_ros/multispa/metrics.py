@@ -79,6 +79,33 @@ def numeric_correct(kind: QuestionKind | str, pred: object, gt: object) -> bool:
     return err <= RELATIVE_TOLERANCE * gt_norm
 
 
+def best_numeric_answer(kind: QuestionKind | str, distribution: dict[int, float]) -> tuple[int, float]:
+    """Pick the value most likely to be scored correct, and that likelihood, from a value distribution.
+
+    Greedy digit-by-digit decoding commits to the first digit before it has weighed the rest: it says
+    "111" when the mass is spread over 90-150. Under the paper's rule the best single answer is the value
+    whose tolerance window holds the most probability (the Bayes decision for this metric). Guesses are
+    kept to what the answer convention can mean: 0 ("did not move", which takes every value under the
+    zero tolerance) or a value at or over it, so a likely zero never turns into a borderline 10 mm. The
+    values need not sum to one (a pruned distribution); the likelihood is relative to what is there.
+    """
+    total = sum(distribution.values())
+    if not distribution or total <= 0:
+        raise ValueError("empty value distribution")
+    zero = ZERO_TOLERANCE.get(QuestionKind(kind), 0.0)
+    still = sum(p for t, p in distribution.items() if t == 0 or abs(t) < zero)
+    moved = {t: p for t, p in distribution.items() if not (t == 0 or abs(t) < zero)}
+    # a guess v is right for truth t when 0.8 t <= v <= 1.2 t, so its window's mass only changes where v
+    # crosses 0.8 t or 1.2 t: those points and the values themselves are all the guesses worth weighing
+    lo, hi = 1 - RELATIVE_TOLERANCE, 1 + RELATIVE_TOLERANCE
+    guesses = {g for t in moved for g in (t, math.ceil(lo * t), math.floor(hi * t)) if abs(g) >= zero and g}
+    mass = {v: sum(p for t, p in moved.items() if numeric_correct(kind, v, t)) for v in guesses}
+    best = max(sorted(guesses), key=lambda v: (mass[v], distribution.get(v, 0.0)), default=0)
+    if not guesses or still >= mass[best]:
+        return 0, still / total
+    return best, mass[best] / total
+
+
 def pixel_correct(pred: object, gt: object, width: int | None = None, height: int | None = None) -> bool:
     """Check normalised [x, y] (0..1000) is within 5% of the image width in pixels (square if no size)."""
     p, g = _as_vector(pred), _as_vector(gt)
