@@ -142,3 +142,29 @@ def test_best_numeric_answer_weighs_the_tolerance_window_by_hand() -> None:
     assert numeric_correct(K.DISTANCE, value, 145) and p == pytest.approx(0.7)
     with pytest.raises(ValueError, match="empty"):
         best_numeric_answer(K.DISTANCE, {})
+
+
+def test_numeric_sub_tasks_are_split_by_zero_ground_truth() -> None:
+    # an "always 0" answerer: right on every still object, wrong on every moved one
+    scores = score_all(
+        [
+            ("robot_object_distance", K.DISTANCE, 0, 0, None),
+            ("robot_object_distance", K.DISTANCE, 0, 0, None),
+            ("robot_object_distance", K.DISTANCE, 0, 0, None),
+            ("robot_object_distance", K.DISTANCE, 0, 120, None),
+            ("camera_vector", K.VECTOR, [0, 0, 0], [0, 0, 0], None),
+            ("camera_vector", K.VECTOR, [100, 0, 0], [90, 10, 0], None),
+            ("robot_gripper_direction", K.DIRECTION, "up", "up", None),
+        ]
+    )
+    obj, vec = scores.subtasks["robot_object_distance"], scores.subtasks["camera_vector"]
+    assert (obj.accuracy, obj.zero_correct, obj.zero_total) == (75.0, 3, 3)
+    assert (vec.zero_correct, vec.zero_total, vec.correct) == (1, 1, 2)
+    assert scores.subtasks["robot_gripper_direction"].zero_total == 0
+    report = scores.to_json()["subtasks"]
+    assert report["robot_object_distance"]["zero_truth"] == [3, 3]
+    assert "zero_truth" not in report["robot_gripper_direction"]
+    md = scores.to_markdown("t")
+    assert "| robot_object_distance | 3 / 3 | 0 / 1 |" in md and "| camera_vector | 1 / 1 | 1 / 1 |" in md
+    assert "robot_gripper_direction | 0" not in md.split("by ground truth")[1]
+    assert "by ground truth" not in score_all([("x", K.DIRECTION, "up", "up", None)]).to_markdown()

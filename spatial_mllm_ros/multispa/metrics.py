@@ -185,6 +185,8 @@ class SubtaskScore:
     correct: int = 0
     total: int = 0
     unparsed: int = 0
+    zero_correct: int = 0  # numeric kinds: of the answers whose ground truth is zero ("did not move")
+    zero_total: int = 0
 
     @property
     def accuracy(self) -> float:
@@ -207,12 +209,16 @@ class Scores:
 
     subtasks: dict[str, SubtaskScore] = field(default_factory=dict)
 
-    def add(self, task: str, kind: QuestionKind | str, correct: bool, parsed: bool = True) -> None:
-        """Count one scored answer."""
+    def add(
+        self, task: str, kind: QuestionKind | str, correct: bool, parsed: bool = True, zero: bool = False
+    ) -> None:
+        """Count one scored answer (zero: a numeric one whose ground truth is zero)."""
         s = self.subtasks.setdefault(task, SubtaskScore(task, QuestionKind(kind).value))
         s.total += 1
         s.correct += int(correct)
         s.unparsed += int(not parsed)
+        s.zero_total += int(zero)
+        s.zero_correct += int(zero and correct)
 
     @property
     def total(self) -> int:
@@ -266,6 +272,7 @@ class Scores:
                     "correct": s.correct,
                     "total": s.total,
                     "unparsed": s.unparsed,
+                    **({"zero_truth": [s.zero_correct, s.zero_total]} if s.zero_total else {}),
                 }
                 for k, s in sorted(self.subtasks.items())
             },
@@ -287,6 +294,7 @@ class Scores:
             for _, s in sorted(self.subtasks.items())
         ]
         lines.append(f"| **all** | | {self.overall:.2f} | {_span(self.interval)} | {self.total} | |")
+        lines += self._zero_split()
         table = self.table2()
         present = [r for r in TABLE2_ROWS if table[r] is not None]
         if present:
@@ -305,6 +313,28 @@ class Scores:
         return "\n".join(lines) + "\n"
 
 
+    def _zero_split(self) -> list[str]:
+        """Numeric sub-tasks split by zero / non-zero ground truth, where both occur.
+
+        A zero truth ("did not move") is matched within the zero tolerance, so a model that always
+        answers 0 scores the zero share of a sub-task; this table shows when an accuracy is only that.
+        """
+        split = [s for _, s in sorted(self.subtasks.items()) if s.zero_total]
+        if not split:
+            return []
+        lines = [
+            "",
+            "Numeric sub-tasks by ground truth (a model that always answers 0 scores the zero share):",
+            "",
+            "| sub-task | zero truth: right / n | non-zero truth: right / n |",
+            "|---|---|---|",
+        ]
+        for s in split:
+            moved, moved_right = s.total - s.zero_total, s.correct - s.zero_correct
+            lines.append(f"| {s.task} | {s.zero_correct} / {s.zero_total} | {moved_right} / {moved} |")
+        return lines
+
+
 def _span(interval: tuple[float, float]) -> str:
     return f"{interval[0]:.1f}-{interval[1]:.1f}"
 
@@ -316,5 +346,7 @@ def score_all(
     scores = Scores()
     for task, kind, pred, gt, size in items:
         w, h = (size[0], size[1]) if size else (None, None)
-        scores.add(task, kind, is_correct(kind, pred, gt, w, h), parsed=pred is not None)
+        truth = _as_vector(gt) if QuestionKind(kind) in NUMERIC_KINDS else None
+        zero = truth is not None and not any(truth)
+        scores.add(task, kind, is_correct(kind, pred, gt, w, h), parsed=pred is not None, zero=zero)
     return scores
