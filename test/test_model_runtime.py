@@ -320,3 +320,21 @@ def test_number_beam_0_and_tokenizers_without_digit_tokens_answer_integers_greed
     frames = _subset_frames("ep100003_00_f1.jpg", "ep100003_00_f2.jpg")
     ans = greedy.ask(frames, "Give the distance the gripper was moved.")
     assert ans.probabilities is None and ans.raw.startswith("`") and isinstance(ans.value, int)
+
+
+def test_ask_cli_prints_an_integer_answer_with_its_likeliest_values(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from spatial_mllm_ros.cli import main
+
+    images = ["--image", str(SUBSET / "images" / "ep100012_06_f0.jpg")]
+    images += ["--image", str(SUBSET / "images" / "ep100012_06_f2.jpg")]
+    assert main(["ask", "--device", "cpu", *images, "How far did the gripper move?"]) == 0
+    out = capsys.readouterr().out
+    assert "[distance]" in out and "(that the truth is within 20 % of it)" in out
+    assert out.count("=") >= 5 and "likeliest:" in out
+    assert (
+        main(["ask", "--device", "cpu", "--number-beam", "0", *images, "How far did the gripper move?"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "n/a (generated)" in out and "likeliest:" not in out

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from spatial_mllm_ros.answers import Question
+from spatial_mllm_ros.model.config import ModelConfig
 from spatial_mllm_ros.model.errors import FrameError
 from spatial_mllm_ros.multispa.format import QuestionKind
 
@@ -27,7 +28,6 @@ def read_image(path: str) -> np.ndarray:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from spatial_mllm_ros.model.config import ModelConfig
     from spatial_mllm_ros.model.runtime import SpatialModel
 
     images = [read_image(p) for p in args.image]
@@ -38,6 +38,7 @@ def _run(args: argparse.Namespace) -> int:
         vision_backends=tuple(args.backend or ModelConfig().vision_backends),
         adapter=args.adapter,
         max_new_tokens=args.max_new_tokens,
+        number_beam=args.number_beam,
     )
     model = SpatialModel.load(config)
     kind = QuestionKind(args.kind) if args.kind else None
@@ -69,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
         + (" (that the truth is within 20 % of it)" if numeric and answer.probabilities else "")
     )
     if answer.probabilities:
-        label = "likeliest: " if numeric else "options:    "
+        label = "likeliest:  " if numeric else "options:    "
         print(label + ", ".join(f"{k}={v:.3f}" for k, v in answer.probabilities.items()))
     print(
         f"latency:    {t.total_ms:.1f} ms (vision {t.vision_ms:.1f} ms via {model.backend}, "
@@ -89,6 +90,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--max-tiles", type=int, default=6, help="InternVL tiles per frame")
     p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument(
+        "--number-beam",
+        type=int,
+        default=ModelConfig().number_beam,
+        help="distances and depths: digit prefixes followed per level (0: greedy digits)",
+    )
     p.add_argument(
         "--backend",
         action="append",
