@@ -225,17 +225,19 @@ class SpatialModel:
         prefix = self.config.answer_prefix
         if not prefix:
             return None
-        base = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
-        digits = []
-        for d in "0123456789":
-            ids = self.tokenizer(prefix + d + prefix, add_special_tokens=False)["input_ids"]
-            if ids[: len(base)] != base or len(ids) != len(base) + 2:
-                log.info("integers are not one token per digit here: distances are answered greedily")
-                return None
-            digits.append(ids[len(base)])
-        ends = {self.tokenizer(prefix + d + prefix, add_special_tokens=False)["input_ids"][-1] for d in "09"}
-        longer = self.tokenizer(prefix + "1234567890" + prefix, add_special_tokens=False)["input_ids"]
-        if len(ends) != 1 or longer != [*base, *digits[1:], digits[0], *ends]:
+
+        def ids(text: str) -> list[int]:
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+        base = ids(prefix)
+        spelt = [ids(prefix + d + prefix) for d in "0123456789"]  # prefix, the digit, the closing token
+        digits = [row[len(base)] if len(row) == len(base) + 2 else -1 for row in spelt]
+        ends = {row[-1] for row in spelt}
+        if (
+            any(row[: len(base)] != base or len(row) != len(base) + 2 for row in spelt)
+            or len(ends) != 1
+            or ids(prefix + "1234567890" + prefix) != [*base, *digits[1:], digits[0], *ends]
+        ):
             log.info("integers are not one token per digit here: distances are answered greedily")
             return None
         return NumberSpec(tuple(digits), ends.pop(), self.config.number_beam)
