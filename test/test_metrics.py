@@ -168,3 +168,22 @@ def test_numeric_sub_tasks_are_split_by_zero_ground_truth() -> None:
     assert "| robot_object_distance | 3 / 3 | 0 / 1 |" in md and "| camera_vector | 1 / 1 | 1 / 1 |" in md
     assert "robot_gripper_direction | 0" not in md.split("by ground truth")[1]
     assert "by ground truth" not in score_all([("x", K.DIRECTION, "up", "up", None)]).to_markdown()
+
+
+def test_best_numeric_answer_matches_scoring_every_guess_against_every_value() -> None:
+    """The sorted-window search gives what weighing each guess against each value with the metric gives."""
+    import math
+    import random
+
+    rng = random.Random(0)
+    for _ in range(200):
+        values = rng.sample(range(0, 900), rng.randint(1, 40))
+        dist = {v: rng.random() ** 3 for v in values}
+        still = sum(p for t, p in dist.items() if t < 10)
+        moved = {t: p for t, p in dist.items() if t >= 10}
+        guesses = {g for t in moved for g in (t, math.ceil(0.8 * t), math.floor(1.2 * t)) if g >= 10}
+        mass = {v: sum(p for t, p in moved.items() if numeric_correct(K.DISTANCE, v, t)) for v in guesses}
+        best = max(sorted(guesses), key=lambda v: (mass[v], dist.get(v, 0.0)), default=0)
+        want = (0, still) if not guesses or still >= mass[best] else (best, mass[best])
+        got = best_numeric_answer(K.DISTANCE, dist)
+        assert got[0] == want[0] and got[1] == pytest.approx(want[1] / sum(dist.values()))

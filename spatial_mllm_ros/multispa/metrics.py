@@ -11,6 +11,8 @@ a zero ground truth is matched by a prediction within an absolute tolerance, ZER
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -87,19 +89,42 @@ def best_numeric_answer(kind: QuestionKind | str, distribution: dict[int, float]
     whose tolerance window holds the most probability (the Bayes decision for this metric). Guesses are
     kept to what the answer convention can mean: 0 ("did not move", which takes every value under the
     zero tolerance) or a value at or over it, so a likely zero never turns into a borderline 10 mm. The
-    values need not sum to one (a pruned distribution); the likelihood is relative to what is there.
+    values (non-negative) need not sum to one (a pruned distribution); the likelihood is relative to what
+    is there.
     """
     total = sum(distribution.values())
     if not distribution or total <= 0:
         raise ValueError("empty value distribution")
     zero = ZERO_TOLERANCE.get(QuestionKind(kind), 0.0)
-    still = sum(p for t, p in distribution.items() if t == 0 or abs(t) < zero)
-    moved = {t: p for t, p in distribution.items() if not (t == 0 or abs(t) < zero)}
-    # a guess v is right for truth t when 0.8 t <= v <= 1.2 t, so its window's mass only changes where v
-    # crosses 0.8 t or 1.2 t: those points and the values themselves are all the guesses worth weighing
+    still, moved = 0.0, []
+    for t, p in distribution.items():
+        if t == 0 or abs(t) < zero:
+            still += p
+        else:
+            moved.append((t, p))
+    moved.sort()
+    truths = [t for t, _ in moved]
+    cum = list(itertools.accumulate((p for _, p in moved), initial=0.0))
     lo, hi = 1 - RELATIVE_TOLERANCE, 1 + RELATIVE_TOLERANCE
-    guesses = {g for t in moved for g in (t, math.ceil(lo * t), math.floor(hi * t)) if abs(g) >= zero and g}
-    mass = {v: sum(p for t, p in moved.items() if numeric_correct(kind, v, t)) for v in guesses}
+
+    def window(v: int) -> float:
+        """Probability of the truths v is right for: lo t <= v <= hi t, a run of the sorted ones."""
+        a, b = bisect.bisect_left(truths, v / hi), bisect.bisect_right(truths, v / lo)
+        # the metric itself decides the run's ends, whatever the rounding of the bounds
+        while a > 0 and numeric_correct(kind, v, truths[a - 1]):
+            a -= 1
+        while a < b and not numeric_correct(kind, v, truths[a]):
+            a += 1
+        while b < len(truths) and numeric_correct(kind, v, truths[b]):
+            b += 1
+        while b > a and not numeric_correct(kind, v, truths[b - 1]):
+            b -= 1
+        return cum[b] - cum[a]
+
+    # a guess's window only changes where v crosses lo t or hi t: those points and the values themselves
+    # are all the guesses worth weighing
+    guesses = {g for t in truths for g in (t, math.ceil(lo * t), math.floor(hi * t)) if abs(g) >= zero and g}
+    mass = {v: window(v) for v in guesses}
     best = max(sorted(guesses), key=lambda v: (mass[v], distribution.get(v, 0.0)), default=0)
     if not guesses or still >= mass[best]:
         return 0, still / total
@@ -311,7 +336,6 @@ class Scores:
                 f"| {r} | {table[r]:.2f} |" if table[r] is not None else f"| {r} | - |" for r in TABLE2_ROWS
             ]
         return "\n".join(lines) + "\n"
-
 
     def _zero_split(self) -> list[str]:
         """Numeric sub-tasks split by zero / non-zero ground truth, where both occur.
