@@ -231,7 +231,6 @@ class PrefixSharedDecoder(LanguageDecoder):
             )
             logits = out.logits[:, -1]
         for row, tally in tallies.items():
-            tally.settle()
             digits = len(str(max(tally.values, default=0)))
             results[row] = RowResult(values=tally.values, number_mass=tally.mass, new_tokens=digits + 1)
 

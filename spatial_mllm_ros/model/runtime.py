@@ -27,7 +27,7 @@ from spatial_mllm_ros.model.loading import LoadedModel, load
 from spatial_mllm_ros.model.preprocess import ImageSpec, check_frame, image_token_count, prepare_image
 from spatial_mllm_ros.model.prompts import PromptEncoder
 from spatial_mllm_ros.model.vision import FrameFeatures, VisionBackend, select_backend
-from spatial_mllm_ros.multispa.format import task_description
+from spatial_mllm_ros.multispa.format import format_value, task_description
 from spatial_mllm_ros.multispa.metrics import best_numeric_answer
 
 log = logging.getLogger(__name__)
@@ -347,7 +347,7 @@ class SpatialModel:
         """
         value, share = best_numeric_answer(kind, values)
         held = sum(values.values())
-        ans = parse_answer(f"{self.config.answer_prefix}{value}`", kind, frame_size)
+        ans = parse_answer(format_value(kind, value), kind, frame_size)
         top = sorted(values.items(), key=lambda kv: -kv[1])[:TOP_VALUES]
         ans.probabilities = {str(v): p / number_mass for v, p in top}
         ans.confidence = min(1.0, share * held / number_mass)
