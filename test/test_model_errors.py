@@ -106,6 +106,18 @@ def test_missing_adapter(tiny: Path, tmp_path: Path) -> None:
         _load(tiny, adapter=str(tmp_path / "lora"))
 
 
+def test_transformers_older_than_the_tested_one_is_refused() -> None:
+    """5.17 scored answers differently without an error; the bound is the same in requirements/base.txt."""
+    from spatial_mllm_ros.model.loading import MIN_TRANSFORMERS, check_transformers
+
+    with pytest.raises(ModelLoadError, match=r"transformers 5\.17\.0 is older than 5\.24"):
+        check_transformers("5.17.0")
+    check_transformers("5.24.0")
+    check_transformers()  # the installed one
+    base = (Path(__file__).resolve().parents[1] / "requirements" / "base.txt").read_text().splitlines()
+    assert f"transformers>={MIN_TRANSFORMERS},<6" in base
+
+
 def test_cuda_without_gpu(tiny: Path) -> None:
     import torch
 

@@ -32,6 +32,10 @@ MODEL_TYPES: dict[str, str] = {
 }
 REMOTE_CODE_TYPES = frozenset({"internvl_chat"})
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# The oldest transformers the runtime is tested with (requirements/base.txt says the same). Under 5.17
+# closed-set scores drifted from the native forward by up to 0.09 and Qwen-VL generation refused our
+# precomputed vision embeddings: wrong answers, not errors, so an older version is refused at load.
+MIN_TRANSFORMERS = "5.24"
 
 
 @dataclass
@@ -163,6 +167,21 @@ def _apply_adapter(model: Any, adapter: str, merge: bool) -> Any:
     return peft_model.get_base_model()  # LoRA layers stay injected; the runtime drives the base model
 
 
+def check_transformers(version: str | None = None) -> None:
+    """Refuse a transformers older than MIN_TRANSFORMERS (default: the installed one)."""
+    from packaging.version import Version
+
+    if version is None:
+        import transformers
+
+        version = transformers.__version__
+    if Version(version) < Version(MIN_TRANSFORMERS):
+        raise ModelLoadError(
+            f"transformers {version} is older than {MIN_TRANSFORMERS}, the oldest this runtime is tested "
+            f"with (older ones score answers differently): pip install 'transformers>={MIN_TRANSFORMERS},<6'"
+        )
+
+
 def load(config: ModelConfig) -> LoadedModel:
     """Load checkpoint (+ adapter) offline onto the configured device/dtype; raise ModelLoadError subtypes."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -180,6 +199,7 @@ def load(config: ModelConfig) -> LoadedModel:
             "convert it to the native InternVL '-hf' layout",
         )
     check_weights(path)
+    check_transformers()
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     try:
