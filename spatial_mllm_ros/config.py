@@ -9,6 +9,7 @@ flattens a config into rows the ROS node declares parameters from and the README
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import dataclasses
 import difflib
 import enum
@@ -248,6 +249,28 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, base: T | None = 
     if not isinstance(data, Mapping):
         raise ConfigError("", f"expected a mapping, got {type(data).__name__}")
     return _build(cls, data, "", base)
+
+
+def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
+    """Turn command-line `KEY=VALUE` items into a dotted mapping for `from_dict`; values are YAML scalars.
+
+    YAML reads `1e-4` as a string, so a string that parses as a number becomes one; `from_dict` then
+    checks every value against its field's type.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(item, "expected KEY=VALUE (nested fields dotted, e.g. episode.grid=12)")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(key.strip(), f"invalid value {text!r}: {exc}") from exc
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        out[key.strip()] = value
+    return out
 
 
 def validate(config: Any) -> None:

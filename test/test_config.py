@@ -16,6 +16,7 @@ from spatial_mllm_ros.config import (
     markdown_table,
     option,
     parameter_rows,
+    parse_assignments,
     ros_parameters,
     to_dict,
     to_ros_yaml,
@@ -70,6 +71,22 @@ def test_base_overrides_keep_other_values() -> None:
     base = from_dict(Node, {"rate_hz": 7.0, "model": {"max_tiles": 2}})
     cfg = from_dict(Node, {"model.dtype": "float32"}, base=base)
     assert cfg.rate_hz == 7.0 and cfg.model.max_tiles == 2 and cfg.model.dtype == "float32"
+
+
+def test_command_line_assignments() -> None:
+    """`--set KEY=VALUE` items: YAML scalars (numbers YAML reads as strings too), dotted into sections."""
+    items = ["rate_hz=1e-1", "model.max_tiles=8", "verbose=true", "qos=reliable", "roi=[1, 2]"]
+    sets = parse_assignments(items)
+    assert sets == {"rate_hz": 0.1, "model.max_tiles": 8, "verbose": True, "qos": "reliable", "roi": [1, 2]}
+    cfg = from_dict(Node, sets, base=Node(rate_hz=9.0))
+    assert (cfg.rate_hz, cfg.model.max_tiles, cfg.verbose, cfg.qos) == (0.1, 8, True, Qos.RELIABLE)
+    assert cfg.roi == (1, 2)
+    assert parse_assignments(["path="]) == {"path": ""}
+    for bad in ("rate_hz", "=3", "roi=[1, 2"):
+        with pytest.raises(ConfigError):
+            parse_assignments([bad])
+    with pytest.raises(ConfigError, match="rate_hz.*expected float"):
+        from_dict(Node, parse_assignments(["rate_hz=fast"]))
 
 
 @pytest.mark.parametrize(

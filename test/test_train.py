@@ -126,6 +126,24 @@ def test_family_mismatch_and_bad_config_are_clear_errors(workdir: Path) -> None:
         TrainConfig.from_dict({"learning_rate": 1.0})
 
 
+def test_command_line_flags_override_the_config_file(workdir: Path, tmp_path: Path) -> None:
+    """`train --config F --output --resume --max-steps --device`: each flag replaces the file's value."""
+    import yaml
+
+    from spatial_mllm_ros.cli import build_parser
+    from spatial_mllm_ros.cli.train import config_from_args
+
+    cfg_file = tmp_path / "train.yaml"
+    cfg_file.write_text(yaml.safe_dump(_config(workdir, "from-file", max_steps=3).to_dict()))
+    parser = build_parser()
+    as_written = config_from_args(parser.parse_args(["train", "--config", str(cfg_file)]))
+    expected = (str(workdir / "from-file"), 3, "auto")
+    assert (as_written.output_dir, as_written.max_steps, as_written.device) == expected
+    flags = ["--output", "o", "--resume", "auto", "--max-steps", "7", "--device", "cuda:1"]
+    config = config_from_args(parser.parse_args(["train", "--config", str(cfg_file), *flags]))
+    assert (config.output_dir, config.resume, config.max_steps, config.device) == ("o", "auto", 7, "cuda:1")
+
+
 def test_torchrun_two_processes_on_cpu(workdir: Path, tmp_path: Path) -> None:
     cfg = _config(workdir, str(tmp_path / "ddp"), max_steps=3, batch_size=2)
     cfg_file = tmp_path / "train.yaml"

@@ -46,7 +46,7 @@ def test_quick_recipe_runs_end_to_end(tmp_path: Path) -> None:
     from spatial_mllm_ros.cli import main
     from spatial_mllm_ros.multispa.train.tiny import TinyRecipe, run_recipe
 
-    assert main(["train", "--recipe", "tiny", "--quick", "--output", str(tmp_path)]) == 0
+    assert main(["train", "--recipe", "tiny", "--quick", "--output", str(tmp_path), "--device", "auto"]) == 0
     assert (tmp_path / "model" / "model.safetensors").is_file()
     assert (tmp_path / "loss.png").is_file()
     bench = (tmp_path / "benchmark" / "benchmark.jsonl").read_text()
@@ -68,7 +68,16 @@ def test_recipe_flags_reach_the_recipe_and_resume_is_refused() -> None:
     recipe = recipe_from_args(parser.parse_args(flags))
     assert (recipe.stage2_steps, recipe.minutes, recipe.output_dir) == (3727, 0.0, "o")
     default = recipe_from_args(parser.parse_args(["train", "--recipe", "tiny"]))
-    assert (default.stage2_steps, default.minutes) == (8000, 55.0)
+    assert (default.stage2_steps, default.minutes, default.device) == (8000, 55.0, "cpu")
+    on_gpu = recipe_from_args(parser.parse_args(["train", "--recipe", "tiny", "--device", "cuda:1"]))
+    assert on_gpu.device == "cuda:1"
+    finer = ["--set", "image_size=168", "--set", "episode.grid=12", "--set", "lr=5e-4"]
+    finer += ["--set", "device=cuda"]
+    recipe = recipe_from_args(parser.parse_args(["train", "--recipe", "tiny", *finer, "--device", "cpu"]))
+    assert (recipe.image_size, recipe.episode.grid, recipe.lr, recipe.patch_size) == (168, 12, 5e-4, 14)
+    assert recipe.device == "cpu"  # a named flag wins over --set
+    with pytest.raises(ValueError, match="did you mean 'image_size'"):
+        recipe_from_args(parser.parse_args(["train", "--recipe", "tiny", "--set", "imagesize=168"]))
     with pytest.raises(ValueError, match="--resume is for --config"):
         recipe_from_args(parser.parse_args(["train", "--recipe", "tiny", "--resume", "auto"]))
 
@@ -80,6 +89,38 @@ def test_a_tile_that_does_not_match_the_targets_grid_is_refused(tmp_path: Path) 
     with pytest.raises(ValueError, match="patch grid 8 x patch_size 14"):
         run_recipe(TinyRecipe(output_dir=str(tmp_path), image_size=168))
     assert not any(tmp_path.iterdir())  # refused before anything was rendered
+
+
+def test_a_gpu_that_is_not_there_is_refused_before_rendering(tmp_path: Path) -> None:
+    """`--device cuda` on a machine without CUDA fails at once, not after the episodes are rendered."""
+    import torch
+
+    from spatial_mllm_ros.model.errors import ModelLoadError
+    from spatial_mllm_ros.multispa.train.tiny import TinyRecipe, run_recipe
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here: the recipe would run on it")
+    with pytest.raises(ModelLoadError, match="CUDA is not available"):
+        run_recipe(TinyRecipe(output_dir=str(tmp_path / "run"), device="cuda"))
+    assert not any(tmp_path.iterdir())
+
+
+def test_gpu_reference_script_stops_at_once_without_cuda(tmp_path: Path) -> None:
+    """scripts/gpu-reference.sh checks its Python modules and the GPU before it renders or trains anything."""
+    import subprocess
+    import sys
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here: the script would run")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu-reference.sh"
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "RUN": str(tmp_path / "run")}
+    proc = subprocess.run(["bash", str(script), "train", str(tmp_path / "out")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "no CUDA device here" in proc.stderr
+    assert not (tmp_path / "run").exists() and not any((tmp_path / "out").iterdir())
 
 
 def test_question_stage_warms_up_the_same_whatever_the_step_cap() -> None:

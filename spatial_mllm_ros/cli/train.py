@@ -8,6 +8,7 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from spatial_mllm_ros.multispa.train.config import TrainConfig
     from spatial_mllm_ros.multispa.train.tiny import TinyRecipe
 
 
@@ -34,6 +35,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="tiny recipe: wall-clock budget that may end the question stage early (0: none)",
     )
+    p.add_argument(
+        "--device",
+        help="cpu, cuda[:N] or auto (overrides the config's device; the tiny recipe's default is cpu)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="tiny recipe: any TinyRecipe field, dotted for nested ones (e.g. episode.grid=12)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny recipe: a few-minute smoke run")
     p.add_argument("--ship-to", help="tiny recipe: also copy the trained model here (e.g. the assets folder)")
     p.set_defaults(func=run)
@@ -41,12 +53,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def recipe_from_args(args: argparse.Namespace) -> TinyRecipe:
     """Build the tiny recipe the flags ask for; a flag that cannot apply to it is an error, not ignored."""
+    from spatial_mllm_ros.config import from_dict, parse_assignments
     from spatial_mllm_ros.multispa.train.tiny import TinyRecipe
 
     if args.resume:  # the recipe reuses its episodes and stage-1 tower on its own; stage 2 restarts
         raise ValueError("--resume is for --config runs; a rerun of --recipe tiny in the same --output "
                          "reuses its rendered episodes and stage-1 tower by itself")
     recipe = TinyRecipe.quick() if args.quick else TinyRecipe()
+    recipe = from_dict(TinyRecipe, parse_assignments(args.set), base=recipe)  # flags below win
     if args.max_steps:  # a step count, unlike --minutes, gives the same run on a slower machine
         recipe.stage2_steps = args.max_steps
     if args.output:
@@ -55,7 +69,27 @@ def recipe_from_args(args: argparse.Namespace) -> TinyRecipe:
         recipe.minutes = args.minutes
     if args.ship_to:
         recipe.ship_to = args.ship_to
+    if args.device:
+        recipe.device = args.device
     return recipe
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Read --config and apply the flags that override it."""
+    from spatial_mllm_ros.multispa.train.config import TrainConfig
+
+    if args.set:
+        raise ValueError("--set is for --recipe tiny; a --config run's settings are its YAML file")
+    config = TrainConfig.from_yaml(args.config)
+    if args.output:
+        config.output_dir = args.output
+    if args.resume:
+        config.resume = args.resume
+    if args.max_steps:
+        config.max_steps = args.max_steps
+    if args.device:
+        config.device = args.device
+    return config
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,17 +99,9 @@ def run(args: argparse.Namespace) -> int:
 
         print(json.dumps(run_recipe(recipe_from_args(args)), indent=2, default=str))
         return 0
-    from spatial_mllm_ros.multispa.train.config import TrainConfig
     from spatial_mllm_ros.multispa.train.loop import train
 
-    config = TrainConfig.from_yaml(args.config)
-    if args.output:
-        config.output_dir = args.output
-    if args.resume:
-        config.resume = args.resume
-    if args.max_steps:
-        config.max_steps = args.max_steps
-    result = train(config)
+    result = train(config_from_args(args))
     if int(os.environ.get("RANK", "0")) == 0:  # one summary per run, not per process
         print(
             json.dumps(

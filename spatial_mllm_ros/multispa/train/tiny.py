@@ -43,6 +43,7 @@ from spatial_mllm_ros.model.factory import (
     _preprocessor_config,
     wrap_tokenizer,
 )
+from spatial_mllm_ros.model.loading import resolve_device
 from spatial_mllm_ros.model.preprocess import ImageSpec, prepare_image
 from spatial_mllm_ros.model.prompts import PromptEncoder
 from spatial_mllm_ros.multispa.format import (
@@ -115,7 +116,10 @@ class TinyRecipe:
     minutes: float = 55.0  # > 0: stage 2's schedule ends when the wall clock runs out (0: never)
     eval_every: int = 1000  # > 0: teacher-forced benchmark accuracy every this many steps (~20 s each)
     threads: int = 2  # 1 on a shared, oversubscribed CPU (it then beats two threads by 3-6x)
-    bf16: bool = True  # bfloat16 matmuls (autocast) where the CPU has them natively; fp32 elsewhere
+    bf16: bool = True  # bfloat16 matmuls (autocast) where the device has them natively; fp32 elsewhere
+    # "cpu" (the budgets above are a 2-core CPU's), "cuda[:N]" or "auto" (cuda when there); rendering
+    # and the question bank stay on the CPU either way
+    device: str = "cpu"
 
     @classmethod
     def quick(cls) -> TinyRecipe:
@@ -295,18 +299,24 @@ class DenseHeads(torch.nn.Module):
         return out[..., :c], out[..., c], out[..., c + 1 :].unflatten(-1, (self.n_entities, 5))
 
 
-def native_bf16() -> bool:
-    """Whether this CPU has native bfloat16 matmuls (AVX512-BF16, AMX); emulated bf16 is slower than fp32."""
+def native_bf16(device: torch.device | None = None) -> bool:
+    """Whether the device has native bfloat16 matmuls (CPU: AVX512-BF16, AMX; CUDA: Ampere and later).
+
+    Emulated bf16 is slower than float32.
+    """
+    if device is not None and device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def bf16_autocast(recipe: TinyRecipe) -> torch.autocast:
-    """Autocast matmuls to bfloat16 when the recipe asks and the CPU has native bf16 (AVX512-BF16, AMX).
+    """Autocast matmuls to bfloat16 when the recipe asks and its device has native bf16.
 
     Both stages run about 1.85x faster on a 2-core Zen 4; weights, optimiser state, norms and losses
     stay float32. Without native support bf16 is emulated and slower than float32, so it stays off.
     """
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16 and native_bf16())
+    device = resolve_device(recipe.device)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.bf16 and native_bf16(device))
 
 
 def _stack(picks: list[tuple[EpisodeData, int]], attr: str) -> torch.Tensor:
@@ -329,7 +339,9 @@ def change_loss(pred: torch.Tensor, truth: torch.Tensor, present: torch.Tensor) 
 def pretrain_vision(model: Any, episodes: list[EpisodeData], recipe: TinyRecipe, log_rows: list) -> dict:
     """Stage 1: dense supervised pretraining of the vision tower on frame pairs of one episode."""
     tower = model.model.vision_tower
+    device = model.device
     heads = DenseHeads(tower.config.hidden_size, episodes[0].seg.shape[-1], episodes[0].globals_.shape[1])
+    heads.to(device)
     params = list(tower.parameters()) + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=recipe.stage1_lr, weight_decay=0.01)
     sched = _cosine(opt, recipe.stage1_steps, warmup=50)
@@ -344,8 +356,10 @@ def pretrain_vision(model: Any, episodes: list[EpisodeData], recipe: TinyRecipe,
         for _ in range(recipe.stage1_batch // 2):
             e = episodes[rng.randrange(len(episodes))]
             picks += [(e, f) for f in rng.sample(range(len(e.pixels)), 2)]
-        seg, depth, glob, present = (_stack(picks, a) for a in ("seg", "depth", "globals_", "present"))
-        pixels = _stack(picks, "pixels").float()  # stacked outside autocast, which refuses float16
+        seg, depth, glob, present = (
+            _stack(picks, a).to(device) for a in ("seg", "depth", "globals_", "present")
+        )
+        pixels = _stack(picks, "pixels").to(device).float()  # outside autocast, which refuses float16
         with bf16_autocast(recipe):
             h = tower(pixel_values=pixels).last_hidden_state[:, 1:]
         c, d, g = heads(h.float())  # the position heads' small differences need float32
@@ -411,7 +425,7 @@ def pretrain_vision_cached(
     first = len(log_rows)
     summary = pretrain_vision(model, episodes, recipe, log_rows)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.contiguous() for k, v in model.model.vision_tower.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.model.vision_tower.state_dict().items()}
     meta = {"fingerprint": fingerprint, "summary": json.dumps(summary), "rows": json.dumps(log_rows[first:])}
     save_file(state, str(path), metadata=meta)
     return summary
@@ -547,7 +561,8 @@ def encode_frames(model: Any, episodes: list[EpisodeData], batch: int = 64) -> l
     pixels = torch.cat([e.pixels for e in episodes])
     out = []
     for k in range(0, len(pixels), batch):
-        h = inner.vision_tower(pixel_values=pixels[k : k + batch].float()).last_hidden_state[:, 1:]
+        tile = pixels[k : k + batch].to(model.device).float()
+        h = inner.vision_tower(pixel_values=tile).last_hidden_state[:, 1:]
         n, t, c = h.shape
         side = int(t**0.5)
         h = inner.pixel_shuffle(h.reshape(n, side, side, c), scale_factor=model.config.downsample_ratio)
@@ -641,8 +656,9 @@ class AuxProbes(torch.nn.Module):
         p_tok = self.tokens(hidden_states[recipe.aux_token_layer][image_mask])
         t_ans, m_ans = self.answer_targets(items)
         p_ans = self.answer(hidden_states[recipe.aux_answer_layer][torch.arange(len(items)), answer_at])
-        total = torch.zeros(())
+        total = torch.zeros((), device=p_tok.device)
         for pred, target, mask in ((p_tok, t_tok, m_tok), (p_ans, t_ans, m_ans)):
+            target, mask = target.to(pred.device), mask.to(pred.device)
             err = F.smooth_l1_loss(pred, target, reduction="none", beta=0.1) * mask
             total = total + err.sum() / mask.sum().clamp(min=1)
         return total
@@ -668,6 +684,7 @@ def forward_items(
         ids[r, : len(it.ids)] = torch.tensor(it.ids)
         labels[r, : len(it.labels)] = torch.tensor(it.labels)
         mask[r, : len(it.ids)] = 1
+    ids, labels, mask = ids.to(model.device), labels.to(model.device), mask.to(model.device)
     raw = torch.cat([feats[it.episode][list(it.frames)].flatten(0, 1).float() for it in items])
     img = model.model.multi_modal_projector(raw)
     embeds = model.get_input_embeddings()(ids)
@@ -694,7 +711,7 @@ def answer_accuracy(
     for k in range(0, len(items), batch):
         chunk = items[k : k + batch]
         out, _, _ = forward_items(model, feats, chunk, pad_id, image_token_id)
-        pred = out.logits[:, :-1].argmax(-1)
+        pred = out.logits[:, :-1].argmax(-1).cpu()
         for r, it in enumerate(chunk):
             lab = torch.tensor(it.labels[1:])
             sel = lab != -100
@@ -735,7 +752,7 @@ def train_questions(
     from tqdm import tqdm
 
     torch.manual_seed(recipe.seed + 2)  # the same probes whether stage 1 ran or was reused
-    probes = AuxProbes(model.config.text_config.hidden_size, episodes[0].globals_.shape[1])
+    probes = AuxProbes(model.config.text_config.hidden_size, episodes[0].globals_.shape[1]).to(model.device)
     params = freeze_vision_tower(model) + list(probes.parameters())
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.01)
     steps = recipe.stage2_steps
@@ -857,6 +874,12 @@ def _plot(log_rows: list, path: Path) -> None:
     plt.close(fig)
 
 
+def _hardware(device: torch.device) -> str:
+    """Describe the run's hardware for the model card."""
+    cpu = f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}"
+    return f"{torch.cuda.get_device_name(device)}, {cpu}" if device.type == "cuda" else cpu
+
+
 def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
     """Generate data, train both stages, save the model (and ship it if asked); returns a summary."""
     if recipe.image_size != recipe.episode.grid * recipe.patch_size:
@@ -864,6 +887,7 @@ def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
             f"image_size {recipe.image_size} must be the targets' patch grid {recipe.episode.grid} x "
             f"patch_size {recipe.patch_size}"
         )
+    device = resolve_device(recipe.device)  # a GPU that is not there is refused before any rendering
     torch.set_num_threads(recipe.threads)
     start = time.monotonic()
     deadline = start + recipe.minutes * 60 if recipe.minutes > 0 else float("inf")
@@ -892,7 +916,7 @@ def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
         [json.loads((p / "truth.json").read_text()) for p in bench_dirs], recipe.bench_seed + 1
     )
     tokenizer = make_tokenizer(question_corpus(bank.questions()), recipe.vocab_size)
-    model = make_model(tokenizer, recipe)
+    model = make_model(tokenizer, recipe).to(device)
     spec = ImageSpec.from_checkpoint("internvl", model.config, None, max_tiles=1)
     prompts = PromptEncoder(tokenizer, "internvl")
     bank.bind(prompts, spec.tokens_per_tile)
@@ -948,7 +972,7 @@ def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
         "stage1": s1,
         "stage2": s2,
         "teacher_forced_accuracy": {"untrained": untrained, "final": final},
-        "hardware": f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}",
+        "hardware": _hardware(device),
     }
     model_dir = save_model(model, tokenizer, recipe, out / "model", summary)
     untrained_model = make_model(tokenizer, recipe)
