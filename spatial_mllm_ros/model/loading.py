@@ -32,9 +32,10 @@ MODEL_TYPES: dict[str, str] = {
 }
 REMOTE_CODE_TYPES = frozenset({"internvl_chat"})
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# The oldest transformers the runtime is tested with (requirements/base.txt says the same). Under 5.17
-# closed-set scores drifted from the native forward by up to 0.09 and Qwen-VL generation refused our
-# precomputed vision embeddings: wrong answers, not errors, so an older version is refused at load.
+# The oldest transformers the runtime works with (requirements/base.txt says the same). Under 5.17 and
+# 5.21-5.23 closed-set scores drifted from the native forward (by up to 0.09 under 5.17) and under 5.17
+# Qwen-VL generation refused our precomputed vision embeddings: wrong answers, not errors, so an older
+# version is refused at load.
 MIN_TRANSFORMERS = "5.24"
 
 
