@@ -95,7 +95,7 @@ def cpu_bench(steps: int, threads: int) -> None:
         forward_items(model, feats, items, pad, img)[0].loss.backward()
 
     def shared_bf16() -> None:
-        with bf16_autocast(recipe):
+        with bf16_autocast(recipe, torch.device("cpu")):
             loss = forward_items(model, feats, items, pad, img)[0].loss
         loss.backward()
 

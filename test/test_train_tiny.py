@@ -276,9 +276,9 @@ def test_bf16_autocast_only_where_asked_and_native() -> None:
 
     layer, x = torch.nn.Linear(4, 4), torch.ones(2, 4)
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    with bf16_autocast(TinyRecipe()):
+    with bf16_autocast(TinyRecipe(), torch.device("cpu")):
         assert layer(x).dtype == (torch.bfloat16 if native else torch.float32)
-    with bf16_autocast(TinyRecipe(bf16=False)):
+    with bf16_autocast(TinyRecipe(bf16=False), torch.device("cpu")):
         assert layer(x).dtype == torch.float32
 
 

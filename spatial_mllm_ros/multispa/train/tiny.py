@@ -309,13 +309,12 @@ def native_bf16(device: torch.device | None = None) -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def bf16_autocast(recipe: TinyRecipe) -> torch.autocast:
-    """Autocast matmuls to bfloat16 when the recipe asks and its device has native bf16.
+def bf16_autocast(recipe: TinyRecipe, device: torch.device) -> torch.autocast:
+    """Autocast matmuls to bfloat16 when the recipe asks and the model's device has native bf16.
 
     Both stages run about 1.85x faster on a 2-core Zen 4; weights, optimiser state, norms and losses
     stay float32. Without native support bf16 is emulated and slower than float32, so it stays off.
     """
-    device = resolve_device(recipe.device)
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.bf16 and native_bf16(device))
 
 
@@ -360,7 +359,7 @@ def pretrain_vision(model: Any, episodes: list[EpisodeData], recipe: TinyRecipe,
             _stack(picks, a).to(device) for a in ("seg", "depth", "globals_", "present")
         )
         pixels = _stack(picks, "pixels").to(device).float()  # outside autocast, which refuses float16
-        with bf16_autocast(recipe):
+        with bf16_autocast(recipe, device):
             h = tower(pixel_values=pixels).last_hidden_state[:, 1:]
         c, d, g = heads(h.float())  # the position heads' small differences need float32
         l_seg = -(seg * F.log_softmax(c, -1)).sum(-1).mean()
@@ -775,7 +774,7 @@ def train_questions(
             group["lr"] = stage2_lr(recipe, step, progress)
         large_first = max(0.0, 1.0 - progress / 0.6)
         items = bank.sample(rng, recipe.batch_questions, recipe.questions_per_pair, large_first)
-        with bf16_autocast(recipe):
+        with bf16_autocast(recipe, model.device):
             out, image_mask, answer_at = forward_items(model, feats, items, pad_id, image_token_id, with_aux)
             answer_loss = out.loss
             loss = answer_loss
