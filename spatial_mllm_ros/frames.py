@@ -94,7 +94,11 @@ class FramesConfig:
         help="keyframes: minimum mean absolute change (0..1) against the last kept frame on a ~32x32 sample",
         range=(0.0, 1.0),
     )
-    max_pixels: int = option(DEFAULT_MAX_PIXELS, help="images larger than this are rejected", range=(1, None))
+    max_pixels: int = option(
+        DEFAULT_MAX_PIXELS,
+        help="images with more pixels are refused before decoding (compressed ones by their header size)",
+        range=(1, None),
+    )
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ of `data` (rows of `step` bytes, sliced to `width`) and copied once into RGB uin
 from __future__ import annotations
 
 import sys
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,11 +26,30 @@ from spatial_mllm_ros.errors import (
     UnknownEncodingError,
 )
 
-DEFAULT_MAX_PIXELS = 1 << 26  # 67 Mpx (8192 x 8192): anything larger from the network is refused
+# 16.8 Mpx (4096 x 4096): 4K UHD and 16 MP sensors fit, at most 48 MB of RGB per frame. Anything larger
+# from the network is refused before it is allocated; compressed images by the size in their header.
+DEFAULT_MAX_PIXELS = 1 << 24
 MM_PER_M = 1000.0
+SUPPORTED_COMPRESSED = "jpeg, png, compressedDepth png"
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
+_JPEG_STANDALONE = frozenset((0x01, *range(0xD0, 0xD8)))  # TEM, RST0..7: no length field
+_JPEG_NOT_BEFORE_FRAME = frozenset((0x00, 0xD8, 0xD9, 0xDA))  # stuffing, SOI, EOI, start of scan
+# SOF0..SOF15 (baseline, extended, progressive, lossless, hierarchical, arithmetic); C4, C8 and CC in that
+# range are DHT, JPG and DAC.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_SOF_FIELDS = 8  # length field, precision, height, width, component count
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_PNG_IHDR = b"\x00\x00\x00\x0dIHDR"  # the first chunk: length 13, type IHDR
+_PNG_HEADER_BYTES = 33  # signature 8 + IHDR chunk (length 4, type 4, data 13, CRC 4)
+# Colour types and the bit depths the PNG spec allows for each; all decode to arrays _decoded_to_rgb takes.
+_PNG_COLOUR_TYPES: dict[int, tuple[str, tuple[int, ...]]] = {
+    0: ("grey", (1, 2, 4, 8, 16)),
+    2: ("RGB", (8, 16)),
+    3: ("palette", (1, 2, 4, 8)),
+    4: ("grey+alpha", (8, 16)),
+    6: ("RGBA", (8, 16)),
+}
 _COMPRESSED_DEPTH_HEADER = 12  # compressed_depth_image_transport ConfigHeader: int32 format, float32[2]
 
 
@@ -169,55 +189,119 @@ def image_to_numpy(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIma
     return spec.convert(np.ndarray(shape, dtype, buffer=buf, strides=strides))
 
 
-def _jpeg_size(buf: bytes) -> tuple[int, int] | None:
-    """(width, height) from the first SOF segment; None when the marker stream is broken."""
-    pos = 2
-    while pos + 4 <= len(buf):
-        if buf[pos] != 0xFF:
-            return None
-        marker = buf[pos + 1]
-        if marker == 0xFF:  # fill byte
+@dataclass(frozen=True)
+class _FileHeader:
+    """A compressed file's size as its header states it: checked before decoding, compared after."""
+
+    kind: str  # "JPEG" or "PNG"
+    width: int
+    height: int
+    bit_depth: int
+    colour_type: int | None = None  # PNG only
+
+    @property
+    def summary(self) -> str:
+        """How error messages name the file, e.g. '640x480 16-bit PNG grey'."""
+        colour = "" if self.colour_type is None else f" {_PNG_COLOUR_TYPES[self.colour_type][0]}"
+        return f"{self.width}x{self.height} {self.bit_depth}-bit {self.kind}{colour}"
+
+
+def _jpeg_header(data: memoryview) -> _FileHeader:
+    """Follow segment lengths from SOI to the first start-of-frame segment and read its size.
+
+    Walks the whole payload, not a fixed head: EXIF and ICC segments before the frame header can exceed
+    64 KB. The walk stops at the frame header, so it costs a few segments whatever the image size.
+    """
+    if b"\xff\xd9" not in data[-32:].tobytes():
+        raise CorruptImageError(f"JPEG of {len(data)} bytes has no end-of-image marker (truncated)")
+    end, pos = len(data), 2
+    while pos + 1 < end:
+        if data[pos] != 0xFF:
+            raise CorruptImageError(
+                f"JPEG header is broken: byte 0x{data[pos]:02x} at offset {pos} where a marker should be"
+            )
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte: any number of them may precede a marker
             pos += 1
             continue
-        if marker in (0x01, *range(0xD0, 0xD8)):  # standalone markers carry no length
+        if marker in _JPEG_STANDALONE:
             pos += 2
             continue
-        length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if pos + 9 > len(buf):
-                return None
-            height = int.from_bytes(buf[pos + 5 : pos + 7], "big")
-            return int.from_bytes(buf[pos + 7 : pos + 9], "big"), height
+        if marker in _JPEG_NOT_BEFORE_FRAME:
+            raise CorruptImageError(
+                f"JPEG header is broken: marker 0x{marker:02x} at offset {pos} before any frame header "
+                "(no image size)"
+            )
+        if pos + 4 > end:
+            break
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if length < (_JPEG_SOF_FIELDS if marker in _JPEG_SOF else 2):
+            raise CorruptImageError(f"JPEG header is broken: marker 0x{marker:02x} with length {length}")
+        if marker in _JPEG_SOF:
+            if pos + 2 + _JPEG_SOF_FIELDS > end:
+                break
+            height = int.from_bytes(data[pos + 5 : pos + 7], "big")
+            return _FileHeader("JPEG", int.from_bytes(data[pos + 7 : pos + 9], "big"), height, data[pos + 4])
         pos += 2 + length
-    return None
+    raise CorruptImageError(f"JPEG of {end} bytes ends before its frame header (truncated, no image size)")
 
 
-def _png_size(buf: bytes) -> tuple[int, int] | None:
-    if len(buf) < 24 or buf[12:16] != b"IHDR":
-        return None
-    return int.from_bytes(buf[16:20], "big"), int.from_bytes(buf[20:24], "big")
+def _png_header(data: memoryview) -> _FileHeader:
+    """Size, bit depth and colour type from IHDR, which the PNG spec puts first; refuse what is not PNG."""
+    if len(data) < _PNG_HEADER_BYTES:
+        raise CorruptImageError(
+            f"PNG of {len(data)} bytes is shorter than its signature + IHDR ({_PNG_HEADER_BYTES} bytes): "
+            "truncated"
+        )
+    if data[8:16] != _PNG_IHDR:
+        raise CorruptImageError("PNG header is broken: the first chunk is not a 13-byte IHDR")
+    if zlib.crc32(data[12:29]) != int.from_bytes(data[29:33], "big"):
+        raise CorruptImageError("PNG header is broken: IHDR checksum does not match its bytes")
+    bit_depth, colour_type, compression, filtering, interlace = data[24:29]
+    name, depths = _PNG_COLOUR_TYPES.get(colour_type, (f"colour type {colour_type}", ()))
+    if bit_depth not in depths:
+        allowed = "; ".join(f"{n} {'/'.join(map(str, d))}" for n, d in _PNG_COLOUR_TYPES.values())
+        raise CorruptImageError(f"PNG {name} with bit depth {bit_depth} is not valid PNG; valid: {allowed}")
+    if compression or filtering or interlace > 1:
+        raise CorruptImageError(
+            f"PNG header is broken: compression {compression}, filter {filtering}, interlace {interlace} "
+            "(PNG defines 0, 0 and 0 or 1)"
+        )
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return _FileHeader("PNG", width, height, bit_depth, colour_type)
 
 
-def _decode_file(buf: np.ndarray, fmt: str, max_pixels: int) -> tuple[str, np.ndarray]:
-    """Decode a JPEG (straight to RGB) or PNG (as stored) after checking its header size against the limit."""
-    head = buf[:65536].tobytes()  # JPEG headers (EXIF, ICC) sit well within this
-    if head.startswith(_JPEG_MAGIC):
-        kind, size = "JPEG", _jpeg_size(head)
-        if b"\xff\xd9" not in buf[-32:].tobytes():
-            raise CorruptImageError(f"JPEG of {buf.size} bytes has no end-of-image marker (truncated)")
-    elif head.startswith(_PNG_MAGIC):
-        kind, size = "PNG", _png_size(head)
-    elif any(name in fmt for name in ("jpeg", "jpg", "png")) or not fmt:
+def _file_header(buf: np.ndarray, fmt: str) -> _FileHeader:
+    """Tell JPEG from PNG by signature (`format` is only a hint) and read the header, without decoding."""
+    data = memoryview(buf)
+    if data[:3] == _JPEG_MAGIC:
+        return _jpeg_header(data)
+    if data[:8] == _PNG_MAGIC:
+        return _png_header(data)
+    if not fmt or any(name in fmt for name in ("jpeg", "jpg", "png")):
         raise CorruptImageError(f"payload of {buf.size} bytes has no JPEG/PNG signature (format {fmt!r})")
-    else:
-        raise UnknownEncodingError(f"compressed format {fmt!r}; supported: jpeg, png, compressedDepth png")
-    if size is None:
-        raise CorruptImageError(f"{kind} header is broken: no image size found")
-    _check_size(size[0], size[1], max_pixels, kind)
-    image = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB if kind == "JPEG" else cv2.IMREAD_UNCHANGED)
+    raise UnknownEncodingError(
+        f"compressed format {fmt!r}; supported: {SUPPORTED_COMPRESSED} "
+        "(only their headers are read to check the size before decoding)"
+    )
+
+
+def _decode_file(buf: np.ndarray, header: _FileHeader, max_pixels: int) -> np.ndarray:
+    """Decode a JPEG (straight to RGB) or PNG (as stored) whose header size is within the limit."""
+    _check_size(header.width, header.height, max_pixels, header.kind)
+    image = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB if header.kind == "JPEG" else cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise CorruptImageError(f"{kind} data of {buf.size} bytes could not be decoded")
-    return kind, image
+        raise CorruptImageError(f"{header.kind} data of {buf.size} bytes could not be decoded")
+    got = image.shape[1], image.shape[0]
+    # Defence in depth: the decoder must have read the size that was checked. OpenCV applies a JPEG's
+    # EXIF orientation, which may swap width and height.
+    if got != (header.width, header.height) and not (
+        header.kind == "JPEG" and got == (header.height, header.width)
+    ):
+        raise CorruptImageError(
+            f"{header.kind} decoded to {got[0]}x{got[1]} but its header says {header.width}x{header.height}"
+        )
+    return image
 
 
 def _decoded_to_rgb(image: np.ndarray, is_depth_mm: bool) -> DecodedImage:
@@ -233,38 +317,41 @@ def _decoded_to_rgb(image: np.ndarray, is_depth_mm: bool) -> DecodedImage:
 
 
 def _compressed_depth(buf: np.ndarray, encoding: str, fmt: str, max_pixels: int) -> DecodedImage:
-    """compressed_depth_image_transport payload: 12-byte header, then a 16-bit PNG."""
-    if buf.size <= _COMPRESSED_DEPTH_HEADER:
-        raise CorruptImageError(f"compressedDepth payload of {buf.size} bytes has no room for header + PNG")
-    quant_a, quant_b = (float(x) for x in buf[4:12].view("<f4"))
-    payload = buf[_COMPRESSED_DEPTH_HEADER:]
+    """compressed_depth_image_transport payload: 12-byte header, then a 16-bit single-channel PNG."""
     if "rvl" in fmt:
         raise UnknownEncodingError(f"compressed format {fmt!r}: only compressedDepth png is supported")
-    kind, image = _decode_file(payload, "png", max_pixels)
-    if kind != "PNG" or image.ndim != 2 or image.dtype != np.uint16:
-        raise CorruptImageError(
-            f"compressedDepth PNG is {image.dtype} {image.shape}, expected 16-bit single channel"
-        )
+    if encoding not in ("16uc1", "32fc1"):
+        raise UnknownEncodingError(f"compressedDepth of encoding {encoding!r}; supported: 16UC1, 32FC1")
+    if buf.size <= _COMPRESSED_DEPTH_HEADER:
+        raise CorruptImageError(f"compressedDepth payload of {buf.size} bytes has no room for header + PNG")
+    payload = buf[_COMPRESSED_DEPTH_HEADER:]
+    header = _file_header(payload, "png")
+    if (header.kind, header.colour_type, header.bit_depth) != ("PNG", 0, 16):
+        raise CorruptImageError(f"compressedDepth payload is a {header.summary}, expected a 16-bit grey PNG")
+    image = _decode_file(payload, header, max_pixels)
     if encoding == "16uc1":
         return _depth_mm(image)
-    if encoding == "32fc1":
-        inv = image.astype(np.float32)
-        with np.errstate(divide="ignore"):
-            depth = np.float32(quant_a) / (inv - np.float32(quant_b))
-        depth[image == 0] = np.nan
-        return DecodedImage(depth_to_rgb(depth), depth)
-    raise UnknownEncodingError(f"compressedDepth of encoding {encoding!r}; supported: 16UC1, 32FC1")
+    quant_a, quant_b = (np.float32(x) for x in buf[4:12].view("<f4"))
+    with np.errstate(divide="ignore"):
+        depth = quant_a / (image.astype(np.float32) - quant_b)
+    depth[image == 0] = np.nan
+    return DecodedImage(depth_to_rgb(depth), depth)
 
 
 def compressed_to_numpy(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
-    """sensor_msgs/CompressedImage (jpeg, png, "compressedDepth") -> the same outputs as image_to_numpy."""
+    """sensor_msgs/CompressedImage (jpeg, png, "compressedDepth") -> the same outputs as image_to_numpy.
+
+    The size in the file header is checked against max_pixels before anything is decoded, so a small
+    message that claims a huge image (a decompression bomb) costs a header read, not the image.
+    """
     fmt = str(msg.format).strip().lower()
     encoding = fmt.split(";", 1)[0].strip() if ";" in fmt else ""
-    buf = byte_view(msg.data)
+    buf = np.ascontiguousarray(byte_view(msg.data))  # a no-op for message data, which is contiguous
     if "compresseddepth" in fmt:
         return _compressed_depth(buf, encoding, fmt, max_pixels)
-    kind, image = _decode_file(buf, fmt, max_pixels)
-    if kind == "JPEG":
+    header = _file_header(buf, fmt)
+    image = _decode_file(buf, header, max_pixels)
+    if header.kind == "JPEG":
         return DecodedImage(image)
     return _decoded_to_rgb(image, is_depth_mm=encoding == "16uc1")
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from spatial_mllm_ros.config import from_dict
-from spatial_mllm_ros.errors import ConfigError, InvalidFrameError
+from spatial_mllm_ros.errors import ConfigError, ImageTooLargeError, InvalidFrameError
 from spatial_mllm_ros.frames import BufferStats, Frame, FrameBuffer, FramesConfig, frame_from_msg, stamp_ns
-from spatial_mllm_ros.images import numpy_to_image_fields
+from spatial_mllm_ros.images import DEFAULT_MAX_PIXELS, numpy_to_image_fields
 
 SEC = 1_000_000_000
 
@@ -235,3 +235,18 @@ def test_frame_from_messages() -> None:
     mm = np.full((8, 10), 1500, np.uint16)
     depth = frame_from_msg(SimpleNamespace(header=header, **numpy_to_image_fields(mm, "16UC1")))
     assert depth.depth is not None and float(depth.depth[0, 0]) == pytest.approx(1.5)
+
+
+def test_pixel_limit_applies_before_decoding_or_copying() -> None:
+    """The node passes buffer.max_pixels; its default refuses 8000x8000 (the size of issue 25's bomb)."""
+    header = SimpleNamespace(stamp=SimpleNamespace(sec=1, nanosec=0), frame_id="cam_optical")
+    limit = FramesConfig().max_pixels
+    assert limit == DEFAULT_MAX_PIXELS < 8000 * 8000
+    claim = dict(height=8000, width=8000, encoding="rgb8", is_bigendian=0, step=8000 * 3)
+    with pytest.raises(
+        ImageTooLargeError, match="8000x8000"
+    ):  # from the fields: the short data is never read
+        frame_from_msg(SimpleNamespace(header=header, data=bytes(16), **claim), max_pixels=limit)
+    png = cv2.imencode(".png", np.zeros((8, 10, 3), np.uint8))[1].tobytes()
+    with pytest.raises(ImageTooLargeError, match="10x8 = 80 px > limit 79 px"):
+        frame_from_msg(SimpleNamespace(header=header, format="png", data=png), max_pixels=79)

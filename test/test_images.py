@@ -4,6 +4,8 @@ clear typed error per malformed case. Expected values are computed here independ
 from __future__ import annotations
 
 import array
+import struct
+import zlib
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -24,6 +26,7 @@ from spatial_mllm_ros.errors import (
     UnknownEncodingError,
 )
 from spatial_mllm_ros.images import (
+    DEFAULT_MAX_PIXELS,
     ENCODINGS,
     compressed_to_numpy,
     decode,
@@ -404,6 +407,23 @@ def _png() -> bytes:
     return _encode(".png", _u8(40, 48, 3))
 
 
+def _splice(data: bytes, at: int, new: bytes, drop: int = 0) -> bytes:
+    """`data` with `drop` bytes at offset `at` replaced by `new`."""
+    return data[:at] + new + data[at + drop :]
+
+
+def _segment(marker: int, body: bytes) -> bytes:
+    """One JPEG marker segment: FF, marker, big-endian length (itself included), body."""
+    return bytes((0xFF, marker)) + struct.pack(">H", len(body) + 2) + body
+
+
+def _with_ihdr(png: bytes, at: int, value: bytes) -> bytes:
+    """The PNG with IHDR data bytes from `at` replaced and the chunk CRC recomputed, as a valid file has."""
+    chunk = bytearray(png[12:29])  # chunk type + 13 data bytes: what the CRC covers
+    chunk[4 + at : 4 + at + len(value)] = value
+    return png[:12] + bytes(chunk) + struct.pack(">I", zlib.crc32(chunk)) + png[33:]
+
+
 def _corrupt_jpeg_body() -> bytes:
     data = bytearray(_jpeg())
     dht = data.index(b"\xff\xc4")
@@ -455,7 +475,58 @@ COMPRESSED_MALFORMED: dict[str, tuple[Callable[[], Any], type[ImageDecodeError],
             "16UC1; compressedDepth png", _compressed_depth_header() + _encode(".png", _u8(4, 4))
         ),
         CorruptImageError,
-        "16-bit",
+        "4x4 8-bit PNG grey, expected a 16-bit grey PNG",
+    ),
+    "jpeg garbage where a marker should be": (
+        lambda: _compressed("jpeg", _splice(_jpeg(), 20, b"\x00")),  # after the 18-byte APP0 segment
+        CorruptImageError,
+        "byte 0x00 at offset 20 where a marker should be",
+    ),
+    "jpeg scan before any frame header": (
+        lambda: _compressed("jpeg", b"\xff\xd8" + _segment(0xDA, bytes(4)) + b"\xff\xd9"),
+        CorruptImageError,
+        "marker 0xda at offset 2 before any frame header",
+    ),
+    "jpeg truncated inside its header": (
+        lambda: _compressed("jpeg", _jpeg()[:60] + b"\xff\xd9"),
+        CorruptImageError,
+        "ends before its frame header",
+    ),
+    "jpeg frame header too short": (
+        lambda: _compressed("jpeg", b"\xff\xd8" + _segment(0xC0, b"\x08\x00") + b"\xff\xd9"),
+        CorruptImageError,
+        "marker 0xc0 with length 4",
+    ),
+    "png truncated inside IHDR": (lambda: _compressed("png", _png()[:20]), CorruptImageError, "truncated"),
+    "png IHDR checksum": (
+        lambda: _compressed("png", _splice(_png(), 29, bytes(4), drop=4)),
+        CorruptImageError,
+        "IHDR checksum",
+    ),
+    "png bit depth invalid for its colour type": (
+        lambda: _compressed("png", _with_ihdr(_png(), 8, bytes((4, 2)))),
+        CorruptImageError,
+        "PNG RGB with bit depth 4 is not valid PNG; valid: grey 1/2/4/8/16; RGB 8/16",
+    ),
+    "png unknown colour type": (
+        lambda: _compressed("png", _with_ihdr(_png(), 8, bytes((8, 5)))),
+        CorruptImageError,
+        "colour type 5",
+    ),
+    "png unknown interlace method": (
+        lambda: _compressed("png", _with_ihdr(_png(), 12, b"\x02")),
+        CorruptImageError,
+        "interlace 2",
+    ),
+    "webp": (
+        lambda: _compressed("webp", b"RIFF\x24\x00\x00\x00WEBPVP8 " + bytes(24)),
+        UnknownEncodingError,
+        "supported: jpeg, png, compressedDepth png",
+    ),
+    "compressedDepth holding a jpeg": (
+        lambda: _compressed("16UC1; compressedDepth png", _compressed_depth_header() + _jpeg()),
+        CorruptImageError,
+        "payload is a 48x40 8-bit JPEG, expected a 16-bit grey PNG",
     ),
     "jpeg over pixel limit": (
         lambda: SimpleNamespace(format="jpeg", data=_jpeg(), limit=1000),
@@ -475,8 +546,171 @@ def test_malformed_compressed_gives_its_own_error(case: str) -> None:
     make, error, text = COMPRESSED_MALFORMED[case]
     msg = make()
     with pytest.raises(error) as info:
-        compressed_to_numpy(msg, max_pixels=getattr(msg, "limit", 1 << 26))
+        compressed_to_numpy(msg, max_pixels=getattr(msg, "limit", DEFAULT_MAX_PIXELS))
     assert text in str(info.value)
+
+
+# --- decompression bombs: the header size is checked before anything is decoded -------------------
+
+BOMB_SIDE = 8000  # issue 25: a 2 KB JPEG whose header claimed 8000 x 8000 was decoded (+184 MB RSS)
+
+
+def _claim_jpeg(jpeg: bytes, sof: bytes, width: int, height: int) -> bytes:
+    """The JPEG with the size in its frame header (marker `sof`) replaced; the scan data stays 16x16."""
+    out = bytearray(jpeg)
+    at = out.index(sof)
+    out[at + 5 : at + 9] = struct.pack(">HH", height, width)
+    return bytes(out)
+
+
+BOMBS: dict[str, Callable[[], SimpleNamespace]] = {
+    "jpeg": lambda: _compressed(
+        "rgb8; jpeg compressed bgr8",
+        _claim_jpeg(_encode(".jpg", _u8(16, 16, 3)), b"\xff\xc0", BOMB_SIDE, BOMB_SIDE),
+    ),
+    "progressive jpeg": lambda: _compressed(
+        "jpeg",
+        _claim_jpeg(
+            _encode(".jpg", _u8(16, 16, 3), cv2.IMWRITE_JPEG_PROGRESSIVE, 1),
+            b"\xff\xc2",
+            BOMB_SIDE,
+            BOMB_SIDE,
+        ),
+    ),
+    "png": lambda: _compressed(
+        "rgb8; png compressed bgr8",
+        _with_ihdr(_encode(".png", _u8(16, 16, 3)), 0, struct.pack(">II", BOMB_SIDE, BOMB_SIDE)),
+    ),
+    "compressedDepth": lambda: _compressed(
+        "16UC1; compressedDepth png",
+        _compressed_depth_header()
+        + _with_ihdr(
+            _encode(".png", _u8(16, 16).astype(np.uint16)), 0, struct.pack(">II", BOMB_SIDE, BOMB_SIDE)
+        ),
+    ),
+}
+
+
+@pytest.fixture
+def imdecode_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of the payloads cv2.imdecode is given (it still decodes for real)."""
+    calls: list[int] = []
+    real = cv2.imdecode
+
+    def counting(buf: np.ndarray, flags: int) -> np.ndarray | None:
+        calls.append(len(buf))
+        return real(buf, flags)
+
+    monkeypatch.setattr(cv2, "imdecode", counting)
+    return calls
+
+
+@pytest.mark.parametrize("case", BOMBS)
+def test_decompression_bomb_is_refused_from_its_header(case: str, imdecode_calls: list[int]) -> None:
+    msg = BOMBS[case]()
+    assert len(msg.data) < 2048
+    assert (
+        BOMB_SIDE * BOMB_SIDE > DEFAULT_MAX_PIXELS
+    )  # a real image of the claimed size is over the limit too
+    with pytest.raises(ImageTooLargeError) as info:
+        compressed_to_numpy(msg)  # the default limit, as buffer.max_pixels defaults to
+    assert info.value.reason == "too_large" and f"{BOMB_SIDE}x{BOMB_SIDE} = 64000000 px" in str(info.value)
+    assert imdecode_calls == []  # refused from the header: nothing was decoded or allocated
+
+
+AT_LIMIT: dict[str, Callable[[], SimpleNamespace]] = {
+    "jpeg": lambda: _compressed("jpeg", _jpeg()),
+    "png": lambda: _compressed("png", _png()),
+    "compressedDepth": lambda: _compressed(
+        "16UC1; compressedDepth png",
+        _compressed_depth_header() + _encode(".png", _u8(40, 48).astype(np.uint16)),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", AT_LIMIT)
+def test_image_at_the_pixel_limit_decodes(case: str, imdecode_calls: list[int]) -> None:
+    msg = AT_LIMIT[case]()
+    assert compressed_to_numpy(msg, max_pixels=48 * 40).rgb.shape == (40, 48, 3)
+    with pytest.raises(ImageTooLargeError, match="48x40 = 1920 px > limit 1919 px"):
+        compressed_to_numpy(msg, max_pixels=48 * 40 - 1)
+    assert len(imdecode_calls) == 1  # only the image within the limit was decoded
+
+
+def _decoded_jpeg(jpeg: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR_RGB)
+
+
+def test_jpeg_frame_header_after_64_kb_of_metadata() -> None:
+    """EXIF thumbnails and ICC profiles can put the frame header beyond the first 64 KB."""
+    jpeg = _jpeg()
+    comment = _segment(0xFE, bytes(40_000))
+    decoded = compressed_to_numpy(_compressed("jpeg", _splice(jpeg, 2, comment + comment)))
+    np.testing.assert_array_equal(decoded.rgb, _decoded_jpeg(jpeg))
+
+
+def test_jpeg_marker_walk_skips_fill_bytes_standalone_markers_and_tables() -> None:
+    """DHT (C4) and DAC (CC) share the SOF marker range; tables may come before the frame header."""
+    jpeg = _jpeg()
+    sof, dht, sos = jpeg.index(b"\xff\xc0"), jpeg.index(b"\xff\xc4"), jpeg.index(b"\xff\xda")
+    moved = (
+        jpeg[:sof] + b"\xff\xff\xff\x01" + jpeg[dht:sos] + _segment(0xCC, b"") + jpeg[sof:dht] + jpeg[sos:]
+    )
+    np.testing.assert_array_equal(compressed_to_numpy(_compressed("jpeg", moved)).rgb, _decoded_jpeg(jpeg))
+
+
+def _exif_orientation(value: int) -> bytes:
+    """An APP1 Exif segment holding only the orientation tag (0x0112, SHORT)."""
+    ifd = struct.pack(">HHHIHHI", 1, 0x0112, 3, 1, value, 0, 0)
+    return _segment(0xE1, b"Exif\x00\x00MM\x00\x2a" + struct.pack(">I", 8) + ifd)
+
+
+def test_exif_rotated_jpeg_passes_the_size_check() -> None:
+    """OpenCV turns a JPEG by its EXIF orientation: width and height swap, and that is not a mismatch."""
+    jpeg = _jpeg()
+    decoded = compressed_to_numpy(_compressed("jpeg", _splice(jpeg, 2, _exif_orientation(6))))
+    np.testing.assert_array_equal(decoded.rgb, cv2.rotate(_decoded_jpeg(jpeg), cv2.ROTATE_90_CLOCKWISE))
+
+
+def test_decoded_size_must_match_the_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence in depth: should the decoder ever read another size than the one checked, refuse it."""
+    monkeypatch.setattr(cv2, "imdecode", lambda buf, flags: np.zeros((41, 48, 3), np.uint8))
+    with pytest.raises(CorruptImageError, match="PNG decoded to 48x41 but its header says 48x40"):
+        compressed_to_numpy(_compressed("png", _png()))
+
+
+def _png_file(bit_depth: int, colour_type: int, row: bytes, palette: bytes = b"") -> bytes:
+    """A one-row PNG written from the spec (OpenCV cannot write all of these kinds)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", 2, 1, bit_depth, colour_type, 0, 0, 0)
+    plte = chunk(b"PLTE", palette) if palette else b""
+    idat = chunk(b"IDAT", zlib.compress(b"\x00" + row))  # filter type 0, then the samples
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + plte + idat + chunk(b"IEND", b"")
+
+
+VALID_PNG_KINDS: dict[str, tuple[bytes, list[list[int]]]] = {
+    # name: (PNG of 2x1 pixels, expected RGB of the two pixels)
+    "grey 1-bit": (_png_file(1, 0, b"\x80"), [[255, 255, 255], [0, 0, 0]]),
+    "palette 8-bit": (
+        _png_file(8, 3, b"\x01\x00", b"\x0a\x14\x1e\xc8\x64\x32"),
+        [[200, 100, 50], [10, 20, 30]],
+    ),
+    "grey+alpha 8-bit": (_png_file(8, 4, b"\x50\xff\x90\x00"), [[80, 80, 80], [144, 144, 144]]),
+    "RGB 16-bit": (
+        _png_file(16, 2, bytes.fromhex("123456789abcffff00008000")),
+        [[0x12, 0x56, 0x9A], [255, 0, 128]],
+    ),
+    "RGBA 8-bit": (_png_file(8, 6, bytes.fromhex("0102030405060708")), [[1, 2, 3], [5, 6, 7]]),
+}
+
+
+@pytest.mark.parametrize("kind", VALID_PNG_KINDS)
+def test_every_png_colour_type_decodes_to_rgb(kind: str) -> None:
+    png, rgb = VALID_PNG_KINDS[kind]
+    np.testing.assert_array_equal(compressed_to_numpy(_compressed("png", png)).rgb, np.array([rgb], np.uint8))
 
 
 # --- numpy -> Image for publishing ---------------------------------------------------------------
