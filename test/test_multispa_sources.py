@@ -20,7 +20,12 @@ from spatial_mllm_ros.multispa.errors import (
 )
 from spatial_mllm_ros.multispa.sources import ScanNetSource, TapVid3DSource, make_source
 from spatial_mllm_ros.multispa.sources.base import visibility_matrix
-from spatial_mllm_ros.multispa.sources.synthetic import ROOM, write_scannet_scene, write_tapvid3d_clip
+from spatial_mllm_ros.multispa.sources.synthetic import (
+    ROOM,
+    write_ply,
+    write_scannet_scene,
+    write_tapvid3d_clip,
+)
 
 
 @pytest.fixture(scope="module")
@@ -125,20 +130,6 @@ def test_tapvid3d_bad_input_is_typed(tmp_path: Path) -> None:
         TapVid3DSource(tmp_path).load("adt/infpose")
 
 
-def _write_ply(path: Path, pts: np.ndarray, binary: bool) -> None:
-    header = ("ply\nformat {} 1.0\nelement vertex {}\nproperty float x\nproperty float y\nproperty float z\n"
-              "property uchar red\nproperty uchar green\nproperty uchar blue\nproperty uchar alpha\n"
-              "element face 0\nproperty list uchar int vertex_indices\nend_header\n")
-    if binary:
-        rec = np.zeros(len(pts), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"),
-                                         ("b", "u1"), ("a", "u1")])
-        rec["x"], rec["y"], rec["z"] = pts.T
-        path.write_bytes(header.format("binary_little_endian", len(pts)).encode() + rec.tobytes())
-    else:
-        rows = "".join(f"{x} {y} {z} 1 2 3 255\n" for x, y, z in pts)
-        path.write_text(header.format("ascii", len(pts)) + rows)
-
-
 @pytest.mark.parametrize("binary", [True, False])
 def test_scannet_reads_the_raw_annotation_files(tmp_path: Path, scannet_root: Path, binary: bool) -> None:
     scene_dir = tmp_path / "scene0000_00"
@@ -155,7 +146,7 @@ def test_scannet_reads_the_raw_annotation_files(tmp_path: Path, scannet_root: Pa
     seg = np.arange(len(pts)) // 7 + 1000
     groups = [{"objectId": int(i) - 1, "label": labels[str(i)],
                "segments": sorted(set(seg[inst == i].tolist()))} for i in np.unique(inst) if i > 0]
-    _write_ply(scene_dir / "scene0000_00_vh_clean_2.ply", pts, binary)
+    write_ply(scene_dir / "scene0000_00_vh_clean_2.ply", pts, binary)
     segs = json.dumps({"segIndices": seg.tolist()})
     (scene_dir / "scene0000_00_vh_clean_2.0.010000.segs.json").write_text(segs)
     (scene_dir / "scene0000_00.aggregation.json").write_text(json.dumps({"segGroups": groups}))

@@ -9,7 +9,7 @@ from pathlib import Path
 from spatial_mllm_ros.multispa.benchmark import DEFAULT_PER_TASK, SIM_HELD_OUT_FIRST_SEED, build_benchmark
 from spatial_mllm_ros.multispa.engine import GenerateConfig, Summary, generate, merge_summaries
 from spatial_mllm_ros.multispa.sources import SOURCES
-from spatial_mllm_ros.multispa.tasks import TASKS
+from spatial_mllm_ros.multispa.tasks import META_ALIASES, TASKS
 
 
 def _scene_list(path: str | None) -> tuple[str, ...]:
@@ -23,7 +23,8 @@ def _config(args: argparse.Namespace, sim_first_seed: int) -> GenerateConfig:
         source=args.source, out=Path(args.out), root=Path(args.root) if args.root else None, tasks=args.tasks,
         seed=args.seed, workers=args.workers, num_shards=args.num_shards, shard_index=args.shard_index,
         max_per_scene=args.max_per_scene, scenes=_scene_list(args.scenes),
-        visibility_tolerance_m=args.visibility_tolerance, allow_pickle=args.allow_pickle,
+        visibility_tolerance_m=args.visibility_tolerance, paper_exact=args.paper_exact,
+        allow_pickle=args.allow_pickle,
         sim_scenes=args.sim_scenes, sim_first_seed=sim_first_seed, progress=not args.quiet,
     )
 
@@ -67,6 +68,9 @@ def _summary(args: argparse.Namespace) -> int:
 def _tasks(args: argparse.Namespace) -> int:
     for spec in TASKS.values():
         print(f"{spec.name:<34} {spec.family:<16} {spec.kind.value:<11} {spec.description}")
+    print("\nMeta's Multi-SpatialMLLM names, accepted by --tasks:")
+    for alias, names in META_ALIASES.items():
+        print(f"{alias:<40} -> {', '.join(names)}")
     return 0
 
 
@@ -86,6 +90,9 @@ def _common(p: argparse.ArgumentParser, default_tasks: str, default_max: int) ->
     p.add_argument("--scenes", help="file with one scene id per line (a split list, e.g. scannetv2_val.txt)")
     p.add_argument("--visibility-tolerance", type=float, default=None, metavar="M",
                    help="depth-test tolerance in metres (default: the paper's strict test)")
+    p.add_argument("--paper-exact", action="store_true",
+                   help="invert poses with the full matrix inverse as Meta's engine does (default: the rigid "
+                        "R^T inverse; they differ by ~1e-6 on 6-decimal pose files)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="read TAPVid-3D images_jpeg_bytes stored as pickled object arrays (trusted only)")
     p.add_argument("--sim-scenes", type=int, default=8, help="simulation: number of scenes")

@@ -34,6 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from spatial_mllm_ros.multispa.errors import (
+    EmptyRunError,
     ManifestError,
     MultispaError,
     NoApplicableTaskError,
@@ -64,6 +65,7 @@ class GenerateConfig:
     max_per_scene: int = 10  # samples per sub-task per scene (upper bound)
     scenes: tuple[str, ...] = ()  # explicit scene ids (a split list); empty = all under root
     visibility_tolerance_m: float | None = None  # None = the paper's strict depth test
+    paper_exact: bool = False  # invert poses with np.linalg.inv as Meta's engine (else the rigid R^T inverse)
     allow_pickle: bool = False  # TAPVid-3D images_jpeg_bytes stored as pickled object arrays
     sim_scenes: int = 8  # simulation: number of scenes, seeds sim_first_seed...
     sim_first_seed: int = 0
@@ -89,9 +91,12 @@ class GenerateConfig:
 
     def header(self) -> dict[str, Any]:
         """Return what must match for a resumed run to continue this output."""
-        return {"source": self.source, "seed": self.seed, "tasks": list(self.tasks),
-                "max_per_scene": self.max_per_scene, "visibility_tolerance_m": self.visibility_tolerance_m,
-                "num_shards": self.num_shards, "shard_index": self.shard_index}
+        header = {"source": self.source, "seed": self.seed, "tasks": list(self.tasks),
+                  "max_per_scene": self.max_per_scene, "visibility_tolerance_m": self.visibility_tolerance_m,
+                  "num_shards": self.num_shards, "shard_index": self.shard_index}
+        if self.paper_exact:  # only when set, so outputs written before the switch existed still resume
+            header["paper_exact"] = True
+        return header
 
 
 @dataclass
@@ -164,7 +169,8 @@ def process_scene(config: GenerateConfig, scene_id: str) -> SceneResult:
     try:
         scene = open_source(config).load(scene_id)
         store = ImageStore(config.out, scene_id)
-        ctx = TaskContext(scene, np.random.default_rng(0), store, config.visibility_tolerance_m)
+        ctx = TaskContext(scene, np.random.default_rng(0), store, config.visibility_tolerance_m,
+                          config.paper_exact)
         result = SceneResult(scene_id, "done")
         applicable = [TASKS[n] for n in config.tasks if TASKS[n].applies_to(scene)]
         if not applicable:
@@ -280,7 +286,10 @@ def _results(config: GenerateConfig, todo: list[str]) -> Iterator[SceneResult]:
 
 
 def generate(config: GenerateConfig) -> Summary:
-    """Run (or resume) one shard of a generation run and write its summary."""
+    """Run (or resume) one shard of a generation run and write its summary.
+
+    A run that ends with no sample at all raises EmptyRunError saying why (after writing the summary).
+    """
     start = time.perf_counter()
     config.out.mkdir(parents=True, exist_ok=True)
     source = open_source(config)
@@ -310,8 +319,32 @@ def generate(config: GenerateConfig) -> Summary:
     bar.close()
     summary = summarize(manifest.records, time.perf_counter() - start, {
         "samples": samples_path.name, "manifest": manifest.path.name, "images": "images/"})
-    (config.out / f"summary{config.suffix}.json").write_text(summary.to_json() + "\n")
+    summary_path = config.out / f"summary{config.suffix}.json"
+    summary_path.write_text(summary.to_json() + "\n")
+    if summary.samples == 0:
+        raise EmptyRunError(empty_run_reason(config, len(ids), len(mine), summary, summary_path))
     return summary
+
+
+def empty_run_reason(config: GenerateConfig, n_listed: int, n_mine: int, summary: Summary,
+                     summary_path: Path) -> str:
+    """Why a run wrote no sample, and what to change."""
+    if n_listed == 0:
+        where = f"under {config.root}" if config.root else "to simulate (--sim-scenes)"
+        return f"no sample written: no {config.source} scenes {where}"
+    if n_mine == 0:
+        return (f"no sample written: shard {config.shard_index} of {config.num_shards} got none of the "
+                f"{n_listed} scenes; use --num-shards {n_listed} or fewer")
+    if summary.scenes_skipped:
+        example: dict[str, str] = {}
+        for skip in summary.skipped:
+            detail = f": {skip['detail']}" if skip["detail"] else ""
+            example.setdefault(skip["reason"], skip["scene"] + detail)
+        reasons = "; ".join(f"{reason} x{n} (e.g. {example[reason]})"
+                            for reason, n in summary.skip_reasons.items())
+        return (f"no sample written: {summary.scenes_skipped} of {n_mine} scenes skipped: {reasons}. "
+                f"Every scene's reason is in {summary_path}")
+    return f"no sample written from {summary.scenes_done} scenes (tasks {', '.join(config.tasks)})"
 
 
 def summarize(records: list[dict[str, Any]], seconds: float, files: dict[str, str]) -> Summary:

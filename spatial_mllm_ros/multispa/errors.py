@@ -91,3 +91,11 @@ class NoSamplesError(SceneError):
 
 class ManifestError(MultispaError):
     """An output directory whose manifest does not match the run (other source, seed or shards)."""
+
+
+class NoScenesError(MultispaError):
+    """A data root in which no scene of any accepted layout was found."""
+
+
+class EmptyRunError(MultispaError):
+    """A generation run that wrote no sample; the message says why (no scenes, all skipped, ...)."""

@@ -46,8 +46,14 @@ def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ matrix[:3, :3].T + matrix[:3, 3]
 
 
-def invert_pose(pose: np.ndarray) -> np.ndarray:
-    """Inverse of a rigid 4x4 transform (exact for rotation + translation)."""
+def invert_pose(pose: np.ndarray, full: bool = False) -> np.ndarray:
+    """Inverse of a rigid 4x4 transform: (R^T, -R^T t), or with full=True np.linalg.inv as Meta's engine.
+
+    The two differ only where R is not exactly orthonormal: by ~1e-6 for ScanNet's 6-decimal pose files,
+    enough to flip a label whose value is ~0 or to move a truncated millimetre.
+    """
+    if full:
+        return np.linalg.inv(np.asarray(pose, dtype=np.float64))
     inv = np.eye(4)
     rot = pose[:3, :3]
     inv[:3, :3] = rot.T
@@ -63,9 +69,10 @@ class Projection:
     z: np.ndarray
 
 
-def project(points_world: np.ndarray, c2w: np.ndarray, intrinsics: np.ndarray) -> Projection:
+def project(points_world: np.ndarray, c2w: np.ndarray, intrinsics: np.ndarray,
+            full_inverse: bool = False) -> Projection:
     """p_c = E^-1 [p; 1]; (u, v) = K p_c / z. Points behind the camera get z <= 0 (and junk uv)."""
-    p_c = transform_points(invert_pose(np.asarray(c2w, dtype=np.float64)), points_world)
+    p_c = transform_points(invert_pose(np.asarray(c2w, dtype=np.float64), full_inverse), points_world)
     z = p_c[:, 2]
     safe = np.where(np.abs(z) > 1e-9, z, 1e-9)
     k = np.asarray(intrinsics, dtype=np.float64)
@@ -239,9 +246,9 @@ class CameraMotion:
         return int(abs(self.pitch_deg))
 
 
-def camera_motion(c2w_1: np.ndarray, c2w_2: np.ndarray) -> CameraMotion:
+def camera_motion(c2w_1: np.ndarray, c2w_2: np.ndarray, full_inverse: bool = False) -> CameraMotion:
     """E_rel = E1^-1 E2; translation in camera-1 axes; yaw/pitch from the optical axes' world angles."""
-    rel = invert_pose(np.asarray(c2w_1, dtype=np.float64)) @ np.asarray(c2w_2, dtype=np.float64)
+    rel = invert_pose(np.asarray(c2w_1, dtype=np.float64), full_inverse) @ np.asarray(c2w_2, dtype=np.float64)
     yaw1, pitch1 = heading_elevation(c2w_1)
     yaw2, pitch2 = heading_elevation(c2w_2)
     d = rel[:3, 3]

@@ -1,4 +1,4 @@
-"""Scene sources: ScanNet (processed layout), TAPVid-3D clips and the MuJoCo simulation."""
+"""Scene sources: ScanNet (export or Meta's layout), TAPVid-3D clips and the MuJoCo simulation."""
 
 from __future__ import annotations
 

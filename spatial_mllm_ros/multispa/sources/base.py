@@ -140,11 +140,12 @@ def require_root(root: Path) -> None:
 
 
 def visibility_matrix(
-    scene: Scene, tolerance_m: float | None = None
+    scene: Scene, tolerance_m: float | None = None, full_inverse: bool = False
 ) -> tuple[np.ndarray, list[int]]:
     """(F, N) visibility of the scene's vertices per view; views whose depth fails are dropped.
 
-    Returns the matrix over the kept views and their indices into scene.views.
+    Returns the matrix over the kept views and their indices into scene.views; full_inverse inverts the
+    poses with np.linalg.inv (geometry.invert_pose).
     """
     if scene.points is None:
         raise EmptySceneError(scene.scene_id, "no vertices to test for visibility")
@@ -156,7 +157,7 @@ def visibility_matrix(
         except (CorruptFileError, MissingFileError) as exc:
             scene.drop(exc.reason)
             continue
-        proj = project(scene.points, view.c2w, view.intrinsics)
+        proj = project(scene.points, view.c2w, view.intrinsics, full_inverse)
         rows.append(visible_mask(proj, (view.width, view.height), depth, tolerance_m))
         kept.append(i)
     if not rows:

@@ -17,6 +17,9 @@ Layout, one folder per scan under the root:
 Instead of the three mesh files, ScanNet's own <scene>_vh_clean_2.ply, ..._vh_clean_2.0.010000.segs.json
 and <scene>.aggregation.json may sit in the scan folder (see scannet_raw.py).
 
+Meta's layout (posed_images/<scene>/NNNNN.{jpg,png,txt} next to ScanNet's scans/) is read too, detected
+from the root (see scannet_layout.py).
+
 Frames whose number is a multiple of FRAME_STEP are used (every 5th frame, as in the paper); that
 works for full exports and for exports that already kept only every 5th frame under their original
 numbers.
@@ -39,6 +42,7 @@ from spatial_mllm_ros.multispa.errors import (
 )
 from spatial_mllm_ros.multispa.geometry import align_poses, pose_is_valid, transform_points
 from spatial_mllm_ros.multispa.sources.base import Scene, View, image_size, require_root
+from spatial_mllm_ros.multispa.sources.scannet_layout import detect_layout, no_scenes_error
 from spatial_mllm_ros.multispa.sources.scannet_raw import raw_mesh_files, read_raw_mesh
 
 FRAME_STEP = 5
@@ -81,30 +85,32 @@ def read_axis_alignment(folder: Path, scene_id: str) -> np.ndarray:
 
 @dataclass
 class ScanNetSource:
-    """Scenes of a processed ScanNet export under root (see the module docstring for the layout)."""
+    """Scenes of a ScanNet export under root, in the export layout or Meta's (see scannet_layout.py)."""
 
     root: Path
     frame_step: int = FRAME_STEP
     name: str = "scannet"
 
     def list_scenes(self) -> list[str]:
-        """Folders under root that have a color/ folder, sorted."""
+        """Scan ids of the root's layout, sorted; a root with none raises NoScenesError naming the layouts."""
         require_root(self.root)
-        return sorted(p.name for p in self.root.iterdir() if (p / "color").is_dir())
+        scenes = detect_layout(self.root).list_scenes(self.root)
+        if not scenes:
+            raise no_scenes_error(self.root)
+        return scenes
 
     def load(self, scene_id: str) -> Scene:
         """Load poses, intrinsics, alignment and vertices; frames with bad poses or no depth are dropped."""
-        folder = self.root / scene_id
-        if not (folder / "color").is_dir():
-            raise MissingFileError(scene_id, "no color/ folder")
-        intr = folder / "intrinsic_color.txt"
-        if not intr.is_file():
-            intr = folder / "intrinsic" / "intrinsic_color.txt"
-        k = read_matrix(intr, scene_id)[:3, :3]
-        align = read_axis_alignment(folder, scene_id)
-        points, inst, labels = self._mesh(folder, scene_id)
+        files = detect_layout(self.root).files(self.root, scene_id)
+        if not files.color.is_dir():
+            raise MissingFileError(scene_id, f"no colour-frame folder {files.color}")
+        if not files.annotations.is_dir():
+            raise MissingFileError(scene_id, f"no scan folder {files.annotations} (axis alignment and mesh)")
+        k = read_matrix(files.intrinsics_file(), scene_id)[:3, :3]
+        align = read_axis_alignment(files.annotations, scene_id)
+        points, inst, labels = self._mesh(files.annotations, scene_id)
         frames = sorted(
-            (p for p in (folder / "color").glob("*.jpg")
+            (p for p in files.color.glob("*.jpg")
              if p.stem.isdigit() and int(p.stem) % self.frame_step == 0),
             key=lambda p: int(p.stem),
         )
@@ -117,8 +123,8 @@ class ScanNetSource:
         scene = Scene(scene_id, self.name, points=points, instance_ids=inst, instance_labels=labels)
         n_bad_pose = 0
         for jpg in frames:
-            depth = folder / "depth" / f"{jpg.stem}.png"
-            pose_path = folder / "pose" / f"{jpg.stem}.txt"
+            depth = files.depth / f"{jpg.stem}.png"
+            pose_path = files.pose / f"{jpg.stem}.txt"
             if not depth.is_file() or not pose_path.is_file():
                 scene.drop(MissingFileError.reason)
                 continue
@@ -156,7 +162,8 @@ class ScanNetSource:
         if not all((folder / name).is_file() for name in exported):
             if raw_mesh_files(folder, scene_id) is None:
                 missing = next(n for n in exported if not (folder / n).is_file())
-                raise MissingFileError(scene_id, f"{missing} (or ScanNet's ply + segs + aggregation files)")
+                raise MissingFileError(scene_id,
+                                       f"{folder / missing} (or ScanNet's ply + segs + aggregation files)")
             points, inst, labels = read_raw_mesh(folder, scene_id)
             return self._finite(points, inst, labels, scene_id)
         try:

@@ -1,4 +1,4 @@
-"""Synthetic scenes with known geometry, written in the real layouts (ScanNet export, TAPVid-3D npz).
+"""Synthetic scenes with known geometry, written in the real layouts (ScanNet export and Meta's, TAPVid-3D).
 
 So tests and benchmarks run the real loaders: a box room with box furniture, ray-cast depth; a clip with a
 moving rigid box in front of a static wall, seen by a moving camera.
@@ -7,8 +7,11 @@ moving rigid box in front of a static wall, seen by a moving camera.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -187,6 +190,69 @@ def write_scannet_scene(root: Path, scene_id: str = "scene0000_00", n_frames: in
             raw_pose = np.full((4, 4), -np.inf)
         np.savetxt(folder / "pose" / f"{stem}.txt", raw_pose)
     return folder
+
+
+def write_ply(path: Path, points: np.ndarray, binary: bool = True) -> None:
+    """Write vertices as a ScanNet-style PLY (xyz float, rgba uchar, no faces), binary or ASCII."""
+    header = ("ply\nformat {} 1.0\nelement vertex {}\nproperty float x\nproperty float y\nproperty float z\n"
+              "property uchar red\nproperty uchar green\nproperty uchar blue\nproperty uchar alpha\n"
+              "element face 0\nproperty list uchar int vertex_indices\nend_header\n")
+    if binary:
+        rec = np.zeros(len(points), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"),
+                                           ("b", "u1"), ("a", "u1")])
+        rec["x"], rec["y"], rec["z"] = np.asarray(points).T
+        path.write_bytes(header.format("binary_little_endian", len(points)).encode() + rec.tobytes())
+    else:
+        rows = "".join(f"{x} {y} {z} 1 2 3 255\n" for x, y, z in points)
+        path.write_text(header.format("ascii", len(points)) + rows)
+
+
+def write_scannet_annotations(folder: Path, scene_id: str, points: np.ndarray, instance_ids: np.ndarray,
+                              labels: dict[int, str]) -> None:
+    """Write vertices and instances as ScanNet's download has them: ply, segs and aggregation files.
+
+    Segments of 7 vertices never straddle two instances; objectId = instance id - 1 (0 = no object).
+    """
+    seg = instance_ids.astype(np.int64) * 1_000_000 + np.arange(len(points)) // 7
+    groups = [{"objectId": int(i) - 1, "label": labels[int(i)],
+               "segments": sorted(set(seg[instance_ids == i].tolist()))}
+              for i in np.unique(instance_ids) if i > 0]
+    write_ply(folder / f"{scene_id}_vh_clean_2.ply", points)
+    segs = json.dumps({"segIndices": seg.tolist()})
+    (folder / f"{scene_id}_vh_clean_2.0.010000.segs.json").write_text(segs)
+    (folder / f"{scene_id}.aggregation.json").write_text(json.dumps({"segGroups": groups}))
+
+
+def _save_meta_matrix(path: Path, matrix: np.ndarray) -> None:
+    """Write a 4x4 matrix as Meta's extract_posed_images.py does: float32, one row a line, 6 decimals."""
+    np.savetxt(path, np.asarray(matrix, dtype=np.float32), fmt="%f")
+
+
+def write_meta_scene(root: Path, scene_id: str = "scene0000_00", **scene: Any) -> Path:
+    """Write one synthetic scan in Meta's layout (posed_images/<scene>/ + scans/<scene>/); returns root.
+
+    The scan is write_scannet_scene's (same keyword arguments), re-laid out as Meta's extract_posed_images.py
+    leaves ScanNet's download: frames NNNNN.jpg/.png/.txt (poses and intrinsic.txt in float32 with 6
+    decimals), and in scans/ the <scene>.txt meta with the axis alignment and the raw mesh files. Only
+    every 5th frame is written, the frames both engines read.
+    """
+    frames = root / "posed_images" / scene_id
+    scan = root / "scans" / scene_id
+    frames.mkdir(parents=True, exist_ok=True)
+    scan.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        export = write_scannet_scene(Path(tmp), scene_id, **scene)
+        for jpg in (export / "color").glob("*.jpg"):
+            stem = f"{int(jpg.stem):05d}"
+            shutil.copyfile(jpg, frames / f"{stem}.jpg")
+            shutil.copyfile(export / "depth" / f"{jpg.stem}.png", frames / f"{stem}.png")
+            _save_meta_matrix(frames / f"{stem}.txt", np.loadtxt(export / "pose" / f"{jpg.stem}.txt"))
+        _save_meta_matrix(frames / "intrinsic.txt", np.loadtxt(export / "intrinsic_color.txt"))
+        shutil.copyfile(export / f"{scene_id}.txt", scan / f"{scene_id}.txt")
+        labels = {int(k): v for k, v in json.loads((export / "instance_labels.json").read_text()).items()}
+        write_scannet_annotations(scan, scene_id, np.load(export / "mesh_vertices.npy"),
+                                  np.load(export / "instance_ids.npy"), labels)
+    return root
 
 
 def write_tapvid3d_clip(root: Path, clip: str = "adt/clip_000", n_frames: int = 20, seed: int = 0,

@@ -9,12 +9,14 @@ Benchmark sub-tasks (26, the paper's MultiSPA benchmark):
   object_size (3): object_size_height, object_size_length, object_size_width
 Robot extensions (family "robot", simulation only): robot_{gripper,object}_{direction,yes_no,distance}
 and point-track movement on simulated clips object_{distance,vector}_{coord,dot}_sim.
+Meta's names for the same tasks (x_movement, depth_perception, ...) are accepted too (aliases.py).
 """
 
 from __future__ import annotations
 
 from spatial_mllm_ros.multispa.errors import UnknownTaskError
 from spatial_mllm_ros.multispa.tasks import camera, correspondence, depth, movement, robot, size
+from spatial_mllm_ros.multispa.tasks.aliases import META_ALIASES
 from spatial_mllm_ros.multispa.tasks.base import TaskContext, TaskSpec
 
 TASKS: dict[str, TaskSpec] = {
@@ -30,7 +32,7 @@ BENCHMARK_TASKS: tuple[str, ...] = tuple(n for f in BENCHMARK_FAMILIES for n in 
 
 
 def resolve_tasks(names: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """Expand a comma list of task names, family names, "benchmark" and "all" into sub-task names."""
+    """Expand a comma list of task, family and Meta's names, "benchmark" and "all" into sub-task names."""
     groups = [names] if isinstance(names, str) else list(names)
     items = [x.strip() for group in groups for x in group.split(",") if x.strip()]
     out: list[str] = []
@@ -43,8 +45,10 @@ def resolve_tasks(names: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
             expanded = FAMILIES[item]
         elif item in TASKS:
             expanded = (item,)
+        elif item in META_ALIASES:
+            expanded = resolve_tasks(META_ALIASES[item])
         else:
-            raise UnknownTaskError(item, ("all", "benchmark", *FAMILIES, *TASKS))
+            raise UnknownTaskError(item, ("all", "benchmark", *FAMILIES, *TASKS, *META_ALIASES))
         out += [n for n in expanded if n not in out]
     return tuple(out)
 
@@ -54,5 +58,5 @@ def tasks_for_source(source: str, names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(n for n in names if source in TASKS[n].sources)
 
 
-__all__ = ["BENCHMARK_TASKS", "FAMILIES", "TASKS", "TaskContext", "TaskSpec", "resolve_tasks",
+__all__ = ["BENCHMARK_TASKS", "FAMILIES", "META_ALIASES", "TASKS", "TaskContext", "TaskSpec", "resolve_tasks",
            "tasks_for_source"]

@@ -112,6 +112,7 @@ class TaskContext:
     rng: np.random.Generator
     images: ImageStore
     tolerance_m: float | None = None
+    full_inverse: bool = False  # invert poses with np.linalg.inv, as Meta's engine (--paper-exact)
     _vis: tuple[np.ndarray, list[int]] | None = None
     _overlap: np.ndarray | None = None
     cache: dict[str, Any] = field(default_factory=dict)  # per-scene results a family computes once
@@ -121,7 +122,7 @@ class TaskContext:
     def visibility(self) -> tuple[np.ndarray, list[int]]:
         """(F, N) vertex visibility over the usable views and their indices (computed once per scene)."""
         if self._vis is None:
-            self._vis = visibility_matrix(self.scene, self.tolerance_m)
+            self._vis = visibility_matrix(self.scene, self.tolerance_m, self.full_inverse)
         return self._vis
 
     def overlap(self) -> np.ndarray:
@@ -144,7 +145,7 @@ class TaskContext:
             vis, idx = self.visibility()
             view = self.scene.views[idx[k]]
             ids = np.flatnonzero(vis[k])
-            proj = project(self.scene.points[ids], view.c2w, view.intrinsics)
+            proj = project(self.scene.points[ids], view.c2w, view.intrinsics, self.full_inverse)
             m = marker_radius(view.width)
             keep = ((proj.uv[:, 0] >= m) & (proj.uv[:, 0] < view.width - m)
                     & (proj.uv[:, 1] >= m) & (proj.uv[:, 1] < view.height - m))

@@ -31,7 +31,7 @@ def camera_movement(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
     quantity = spec.params["quantity"]
     out: list[Sample] = []
     for k1, k2, v1, v2 in ctx.view_pairs(n):
-        motion = camera_motion(v1.c2w, v2.c2w)
+        motion = camera_motion(v1.c2w, v2.c2w, ctx.full_inverse)
         value = _label(motion, quantity)
         sid = ctx.next_id(spec.name)
         text = render(_GROUP[quantity], ctx.rng, format_value(spec.kind, value))
