@@ -9,7 +9,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import queue
+import re
 import sys
 import threading
 import time
@@ -35,6 +37,10 @@ QOS_CHOICES = ("sensor_data", "reliable", "best_available")
 TRANSPORT_CHOICES = ("raw", "compressed")
 JSON_FIELDS = frozenset({"id", "question", "frames", "span_s", "camera", "kind", "options"})
 MAX_ID_CHARS = 128
+# How far into an unparseable message the sender's id is looked for (too long, too deep, bad literal).
+ID_SEARCH_CHARS = 1 << 16
+# JSON structure: strings (escapes included) and the punctuation that decides where keys are.
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]')
 
 
 class QuestionError(SpatialMllmError):
@@ -53,7 +59,7 @@ class NodeConfig:
         default_factory=lambda: ["image"],
         help="camera image topics (relative, remappable); several = several cameras, a question may name "
         "one by topic or by a path segment ('front' matches /camera/front/image_raw); a topic ending in "
-        "/compressed is always sensor_msgs/CompressedImage; applied on activate")
+        "/compressed is always sensor_msgs/CompressedImage; applied on configure")
     image_transport: str = option(
         "raw", help="raw: sensor_msgs/Image on each topic; compressed: CompressedImage on <topic>/compressed",
         choices=TRANSPORT_CHOICES)
@@ -109,7 +115,8 @@ class Request:
 
 
 def _as_int(value: Any, name: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or int(value) != value):
         raise QuestionError(f"'{name}' must be an integer, got {value!r}")
     if not low <= value <= high:
         raise QuestionError(f"'{name}' must be in [{low}, {high}], got {value}")
@@ -117,35 +124,88 @@ def _as_int(value: Any, name: str, low: int, high: int) -> int:
 
 
 def _as_float(value: Any, name: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise QuestionError(f"'{name}' must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise QuestionError(f"'{name}' must be a finite number, got {value!r}")
     if not low <= value <= high:
         raise QuestionError(f"'{name}' must be in [{low}, {high}], got {value}")
     return float(value)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _usable_id(value: Any) -> str | None:
+    if isinstance(value, (str, int)) and not isinstance(value, bool) and len(str(value)) <= MAX_ID_CHARS:
+        return str(value)
+    return None
+
+
+def readable_id(text: str) -> str | None:
+    """Find the top-level "id" of a JSON object that cannot be parsed whole (too long, too deep, bad value).
+
+    Scans only structure tokens, so a message nested thousands deep costs no recursion; None when the
+    message is no object or its id is missing or unusable.
+    """
+    text = text[:ID_SEARCH_CHARS]
+    depth, key_next, key = 0, False, None
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        if token in "{[":
+            depth += 1
+            key_next = depth == 1 and token == "{"
+            if depth == 1 and token == "[":
+                return None
+        elif token in "}]":
+            depth -= 1
+            if depth <= 0:
+                return None
+        elif depth != 1:
+            continue
+        elif token == ",":
+            key_next = True
+        elif token == ":":
+            if key == "id":
+                start = len(text) - len(text[match.end():].lstrip())
+                try:
+                    value, _ = json.JSONDecoder(parse_constant=_refuse_constant).raw_decode(text, start)
+                except (ValueError, RecursionError):
+                    return None
+                return _usable_id(value)
+            key = None
+        elif key_next:  # a string right after '{' or ',' at the top level is a key
+            key, key_next = token[1:-1], False
+    return None
+
+
 def parse_question(raw: str, config: NodeConfig, default_id: str) -> Request:
-    """Read a question message: plain text, or the contract's JSON object; raises QuestionError."""
+    """Read a question message: plain text, or the contract's JSON object; raises QuestionError.
+
+    Whenever the message names a usable id it is kept on the error, so the sender can match the answer.
+    """
     if len(raw) > config.max_question_chars:
-        raise QuestionError(f"question too long: {len(raw)} > {config.max_question_chars} characters")
+        raise QuestionError(f"question too long: {len(raw)} > {config.max_question_chars} characters",
+                            question_id=readable_id(raw.lstrip()) if raw.lstrip().startswith("{") else None)
     text = raw.strip()
     if not text:
         raise QuestionError("empty question")
     if not text.startswith(("{", "[")):
         return Request(id=default_id, text=text, frames=config.frames, span_s=config.span_s)
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise QuestionError(f"bad JSON: {exc}") from None
+        obj = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise QuestionError("bad JSON: nested too deeply", question_id=readable_id(text)) from None
+    except ValueError as exc:  # JSONDecodeError, NaN / Infinity, an integer too long to convert
+        raise QuestionError(f"bad JSON: {exc}", question_id=readable_id(text)) from None
     if not isinstance(obj, dict):
         raise QuestionError("bad JSON: expected an object")
-    qid = obj.get("id", default_id)
-    if not isinstance(qid, (str, int)) or isinstance(qid, bool) or len(str(qid)) > MAX_ID_CHARS:
+    qid = _usable_id(obj.get("id", default_id))
+    if qid is None:
         raise QuestionError(f"'id' must be a string of at most {MAX_ID_CHARS} characters")
     try:
-        return _request_from_json(obj, str(qid), config)
+        return _request_from_json(obj, qid, config)
     except QuestionError as exc:
-        raise QuestionError(str(exc), question_id=str(qid)) from None
+        raise QuestionError(str(exc), question_id=qid) from None
 
 
 def _request_from_json(obj: dict[str, Any], qid: str, config: NodeConfig) -> Request:
@@ -156,7 +216,7 @@ def _request_from_json(obj: dict[str, Any], qid: str, config: NodeConfig) -> Req
     if not isinstance(question, str) or not question.strip():
         raise QuestionError("bad JSON: 'question' must be a non-empty string")
     kind = obj.get("kind")
-    if kind is not None and kind not in {k.value for k in QuestionKind}:
+    if kind is not None and (not isinstance(kind, str) or kind not in {k.value for k in QuestionKind}):
         raise QuestionError(f"unknown kind {kind!r} (known: {[k.value for k in QuestionKind]})")
     options = obj.get("options")
     if options is not None and not (isinstance(options, list) and all(isinstance(o, str) for o in options)):
@@ -294,6 +354,12 @@ class QuestionService:
         with self._lock:
             self._inject = n
 
+    @property
+    def pending_failures(self) -> int:
+        """Injected failures not yet spent; a reconfigured node carries them over instead of refilling."""
+        with self._lock:
+            return self._inject
+
     # ---- inputs ------------------------------------------------------------------------------------
     def _camera(self, topic: str) -> _CameraCounter:
         counter = self._cameras.get(topic)
@@ -345,6 +411,10 @@ class QuestionService:
         except QuestionError as exc:
             bad = Request(id=exc.question_id or qid, text=raw[:200], frames=0, span_s=0.0)
             return self._reject(bad, str(exc))
+        except Exception as exc:  # a message no rule foresaw still gets its one answer, and the node lives
+            log.warning("unexpected error reading question %s: %s", qid, exc)
+            bad = Request(id=qid, text=raw[:200], frames=0, span_s=0.0)
+            return self._reject(bad, f"unreadable question: {type(exc).__name__}: {exc}")
         return self.enqueue(request)
 
     def enqueue(self, request: Request) -> Future:

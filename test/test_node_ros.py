@@ -28,7 +28,12 @@ from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile, QoSReliabilityPolicy  # noqa: E402
+from rclpy.qos import (  # noqa: E402
+    QoSDurabilityPolicy,
+    QoSHistoryPolicy,
+    QoSProfile,
+    QoSReliabilityPolicy,
+)
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
@@ -39,7 +44,11 @@ pytestmark = pytest.mark.ros
 
 NODE = "/spatial_mllm_node"
 BROKEN = "/broken/spatial_mllm_node"
-TEXT_QOS = QoSProfile(depth=1000, reliability=QoSReliabilityPolicy.RELIABLE)
+FRESH = "/fresh/spatial_mllm_node"  # autostart off, fed only by this test's frames
+# Keep-all both ways: the test must not lose what it sends or what the node answers in a burst.
+TEXT_QOS = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE, history=QoSHistoryPolicy.KEEP_ALL)
+STATUS_QOS = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
+                        durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
 PERIOD_S = 0.05  # the camera's frame period; stamps are multiples of it
 # Requests that change nothing (configure is invalid while active): probes for a fresh service client.
 HARMLESS = {
@@ -77,10 +86,13 @@ class Client:
         self.answer_images: list[Image] = []
         self.cond = threading.Condition()
         self.clients: dict[str, Any] = {}
+        self.status: dict[str, list[dict]] = {ns: [] for ns in (NODE, BROKEN, FRESH)}
         self.pubs = {ns: self.node.create_publisher(String, f"{ns}/question", TEXT_QOS)
-                     for ns in (NODE, BROKEN)}
-        for ns in (NODE, BROKEN):
+                     for ns in (NODE, BROKEN, FRESH)}
+        for ns in (NODE, BROKEN, FRESH):
             self.node.create_subscription(String, f"{ns}/answer", self._on_answer, TEXT_QOS)
+            self.node.create_subscription(String, f"{ns}/status", lambda m, ns=ns: self._on_status(m, ns),
+                                          STATUS_QOS)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
         self.node.create_subscription(Image, f"{NODE}/answer_image", self.answer_images.append, 10)
         self.executor = SingleThreadedExecutor()
@@ -91,6 +103,11 @@ class Client:
     def _on_answer(self, msg: String) -> None:
         with self.cond:
             self.answers.append(json.loads(msg.data))
+            self.cond.notify_all()
+
+    def _on_status(self, msg: String, ns: str) -> None:
+        with self.cond:
+            self.status[ns].append(json.loads(msg.data))
             self.cond.notify_all()
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
@@ -159,13 +176,13 @@ class Client:
         results = self.call(SetParameters, f"{NODE}/set_parameters", request).results
         assert all(r.successful for r in results), results
 
-    def transition(self, transition_id: int, goal: str) -> None:
+    def transition(self, transition_id: int, goal: str, ns: str = NODE) -> None:
         request = ChangeState.Request(transition=Transition(id=transition_id))
         try:
-            assert self.call(ChangeState, f"{NODE}/change_state", request, timeout=10.0).success
+            assert self.call(ChangeState, f"{ns}/change_state", request, timeout=10.0).success
         except AssertionError:  # the response may be lost (see call): the state says what happened
             deadline = time.monotonic() + 20
-            while self.state() != goal:
+            while self.state(ns) != goal:
                 assert time.monotonic() < deadline, f"transition {transition_id} never reached {goal}"
                 time.sleep(0.2)
 
@@ -190,12 +207,17 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         f"    model:\n      checkpoint: {checkpoint}\n      device: cpu\n")
     broken = tmp / "broken.yaml"
     broken.write_text("/**:\n  ros__parameters:\n    model:\n      checkpoint: /nonexistent/model\n")
+    fresh = tmp / "fresh.yaml"
+    fresh.write_text("/**:\n  ros__parameters:\n    autostart: false\n    qos: reliable\n"
+                     f"    image_topics: [/fresh/image]\n    model:\n      checkpoint: {checkpoint}\n")
     camera = spawn(["-m", "spatial_mllm_ros.ros.pattern_camera", "--topic", "/image", "--compressed-topic",
                     "/wrist/image/compressed", "--rate", str(1 / PERIOD_S), "--size", "64x48",
                     "--quantum-ms", str(PERIOD_S * 1000), "--frame-id", "cam_optical"], tmp / "camera.log")
     node = spawn(["-m", "spatial_mllm_ros", "bringup", "--params-file", str(params)], tmp / "node.log")
     broken_node = spawn(["-m", "spatial_mllm_ros", "bringup", "--params-file", str(broken), "--namespace",
                          "broken"], tmp / "broken.log")
+    fresh_node = spawn(["-m", "spatial_mllm_ros", "bringup", "--params-file", str(fresh), "--namespace",
+                        "fresh"], tmp / "fresh.log")
     client = None
     try:
         rclpy.init()
@@ -205,12 +227,12 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
                         and int(client.diag().get("/wrist/image: kept", 0)) > 25,
                         120, "node active with frames")
         client.wait_for(lambda: client.pubs[NODE].get_subscription_count() > 0, 10, "question subscriber")
-        yield {"client": client, "node": node, "broken": broken_node, "tmp": tmp}
+        yield {"client": client, "node": node, "broken": broken_node, "fresh": fresh_node, "tmp": tmp}
     finally:
         if client is not None:
             client.close()
         rclpy.try_shutdown()
-        for proc in (node, broken_node, camera):
+        for proc in (node, broken_node, fresh_node, camera):
             stop(proc)
         print((tmp / "node.log").read_text()[-3000:])
 
@@ -349,6 +371,72 @@ def test_flood_of_500_questions_none_lost(system: dict) -> None:
     client.wait_for(lambda: client.diag().get("queue_depth") == "0", 10, "queue drained")
 
 
+def test_burst_of_5000_questions_each_answered_once(system: dict) -> None:
+    client: Client = system["client"]
+    start = len(client.answers)
+    t0 = time.monotonic()
+    for i in range(5000):  # as fast as one publisher can
+        client.send({"id": f"burst-{i}", "question": "Did the square move left?"})
+    sent_s = time.monotonic() - t0
+    ids = {f"burst-{i}" for i in range(5000)}
+    client.wait_for(lambda: ids <= {a["id"] for a in client.answers[start:]}, 120,
+                    "an answer to each of the 5000 questions")
+    burst = [a for a in client.answers[start:] if a["id"] in ids]
+    assert len(burst) == 5000  # exactly once each
+    refused = [a for a in burst if a["error"]]
+    assert all(a["error"].startswith("queue full") for a in refused)
+    print(f"burst: 5000 sent in {sent_s:.1f} s, {5000 - len(refused)} answered, {len(refused)} 'queue full'")
+    client.wait_for(lambda: client.diag().get("queue_depth") == "0", 30, "queue drained")
+
+
+@pytest.mark.parametrize("message, qid", [
+    ('{"id": "nan", "question": "x?", "frames": NaN}', "nan"),
+    ('{"id": "inf", "question": "x?", "span_s": Infinity}', "inf"),
+    ('{"id": "big", "question": "x?", "frames": 1e400}', "big"),
+    ('{"id": "deep", "question": "x?", "options": ' + "[" * 1500 + "]" * 1500 + "}", "deep"),
+])
+def test_unreadable_numbers_and_deep_json_answered_once(system: dict, message: str, qid: str) -> None:
+    client: Client = system["client"]
+    start = len(client.answers)
+    client.send(message)
+    answer = client.wait_for(lambda: next((a for a in client.answers[start:] if a["id"] == qid), None), 20,
+                             f"the answer to {qid}")
+    assert answer["error"]
+    time.sleep(0.5)
+    assert [a["id"] for a in client.answers[start:]].count(qid) == 1
+    assert "Traceback" not in (system["tmp"] / "node.log").read_text()
+
+
+def test_status_is_latched_and_frames_right_after_ready_are_used(system: dict) -> None:
+    client: Client = system["client"]
+    client.wait_for(lambda: client.status[NODE] and client.status[NODE][-1]["ready"], 10,
+                    "the active node's latched status (sent before this test subscribed)")
+    assert client.status[NODE][-1]["state"] == "active"
+    assert client.wait_for(lambda: client.status[FRESH], 60, "the fresh node's status")[-1]["state"] == \
+        "unconfigured"
+    camera = client.node.create_publisher(Image, "/fresh/image", QoSProfile(
+        depth=10, reliability=QoSReliabilityPolicy.RELIABLE))
+    client.transition(Transition.TRANSITION_CONFIGURE, "inactive", ns=FRESH)
+    # the image subscription exists from configure on, so discovery is done before the gate opens
+    client.wait_for(lambda: camera.get_subscription_count() > 0, 10, "the fresh node's image subscription")
+    assert client.wait_for(lambda: client.status[FRESH][-1]["state"] == "inactive" and client.status[FRESH],
+                           10, "status inactive")[-1]["ready"] is False
+    client.transition(Transition.TRANSITION_ACTIVATE, "active", ns=FRESH)
+    client.wait_for(lambda: client.status[FRESH][-1]["ready"], 10, "status ready")
+    now = client.node.get_clock().now().nanoseconds
+    for k in range(3):  # at once, as a client that waited for `ready` does
+        stamp = now - (2 - k) * 500_000_000
+        msg = Image(height=48, width=64, encoding="rgb8", step=192, data=bytes([40 * k]) * (48 * 192))
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        camera.publish(msg)
+    # all three kept (none dropped by a closed gate); the question's topic is not ordered with the images'
+    client.wait_for(lambda: client.diag(FRESH).get("/fresh/image: kept") == "3", 10, "3 frames kept")
+    answer = client.ask({"id": "fresh-1", "question": "Did the camera move left?"}, ns=FRESH)
+    assert answer["error"] is None, answer
+    assert len(answer["frame_stamps"]) == 2
+    client.node.destroy_publisher(camera)
+
+
 def test_model_failure_injected_then_recovery(system: dict) -> None:
     client: Client = system["client"]
     client.set_params(inject_failures=2)
@@ -367,7 +455,12 @@ def test_invalid_lifecycle_transition_does_not_kill_node(system: dict) -> None:
     change = client.node.create_client(ChangeState, f"{NODE}/change_state")
     assert change.wait_for_service(timeout_sec=10)
     configure_while_active = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE))
-    client._call_once(change, configure_while_active, 3.0)  # rclpy raises in the service callback
+    activate_while_active = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVATE))
+    client._call_once(change, configure_while_active, 3.0)  # the first responses may be lost (see call)
+    for request in (configure_while_active, activate_while_active):
+        response = client._call_once(change, request, 5.0)
+        assert response is not None, "a refused transition must still be answered"
+        assert response.success is False
     assert system["node"].poll() is None and client.state() == "active"
     assert client.ask({"id": "still-alive", "question": "Did it move up?"})["error"] is None
     client.node.destroy_client(change)
@@ -391,6 +484,23 @@ def test_lifecycle_cycles_without_memory_growth(system: dict) -> None:
     kept = int(client.diag()["/image: kept"])
     client.wait_for(lambda: int(client.diag()["/image: kept"]) > kept + 25, 20, "frames after reactivation")
     assert client.ask({"id": "after-cycles", "question": "Did it move left?"})["error"] is None
+
+
+def test_spent_injected_failures_stay_spent_after_cleanup_and_configure(system: dict) -> None:
+    client: Client = system["client"]  # test_model_failure_injected_then_recovery spent inject_failures=2
+    for transition, goal in ((Transition.TRANSITION_DEACTIVATE, "inactive"),
+                             (Transition.TRANSITION_CLEANUP, "unconfigured"),
+                             (Transition.TRANSITION_CONFIGURE, "inactive"),
+                             (Transition.TRANSITION_ACTIVATE, "active")):
+        client.transition(transition, goal)
+    client.wait_for(lambda: client.status[NODE][-1]["ready"], 10, "ready again")
+    # configure made a new service: its counters start again at 0
+    def fresh_frames() -> bool:
+        d = client.diag()
+        return d.get("answered") == "0" and int(d.get("/image: kept", 0)) > 25
+
+    client.wait_for(fresh_frames, 20, "frames after configure")
+    assert client.ask({"id": "after-reconfigure", "question": "Did it move up?"})["error"] is None
 
 
 def test_unloadable_model_leaves_node_unconfigured(system: dict) -> None:

@@ -290,3 +290,79 @@ def test_render_answer_image(tmp_path: Path) -> None:
     img = render_answer_image(frames, "Did the gripper move left?", "`left`", height=120)
     assert img.dtype == np.uint8 and img.shape[1] == 3 * 160 and img.shape[0] > 120
     assert img[:, :, :].max() == 255  # the text is drawn
+
+
+def malformed_questions(n_random: int = 300) -> list[tuple[str, str | None]]:
+    """(message, the id its answer must carry or None for a generated one): a table of bad JSON."""
+    rng = np.random.default_rng(0)
+    deep = "[" * 1500 + "]" * 1500
+    bad_values = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", '"2"', "[]", "{}", "null", "true",
+                  "2.5", "1" + "0" * 30, "1" * 5000, deep, '"' + "x" * 50 + '"']
+    cases: list[tuple[str, str | None]] = []
+    for i, value in enumerate(bad_values):
+        for field in ("frames", "span_s", "question", "kind", "options", "camera", "spam"):
+            qid = f"v{i}-{field}"
+            question = '"Did it move left?"' if field != "question" else value
+            body = f'"question": {question}' + (f', "{field}": {value}' if field != "question" else "")
+            cases.append((f'{{"id": "{qid}", {body}}}', qid))
+            cases.append((f'{{{body}, "id": "{qid}"}}', qid))  # the id after the bad value
+    for value in ("true", "[1]", "{}", "1.5", '"' + "x" * 200 + '"', "NaN", deep):
+        cases.append((f'{{"id": {value}, "question": "x?"}}', None))  # no usable id: a generated one
+    cases += [(deep, None), ("{" * 2000, None), ('{"a": ' * 1500 + "1" + "}" * 1500, None),
+              ('{"id": "too-long", "question": "' + "x" * 3000 + '"}', "too-long"),
+              ('{"question": "' + "x" * 3000 + '", "id": "long-late"}', "long-late")]
+    for k in range(n_random):  # a valid message cut, or with bytes flipped, after its id
+        qid = f"r{k}"
+        text = json.dumps({"id": qid, "question": "Which way did the cube move?", "frames": 2, "span_s": 1.0})
+        head = len(f'{{"id": "{qid}",')
+        chars = list(text)
+        if k % 2:
+            text = text[: int(rng.integers(head, len(text) - 1))]
+        else:
+            for pos in rng.integers(head, len(chars) - 1, size=3):
+                chars[pos] = "{[]}:,\"\\N1e"[int(rng.integers(0, 11))]
+            text = "".join(chars)
+        cases.append((text, qid))
+    return [(raw, qid) for raw, qid in cases if _refused(raw)]  # e.g. "span_s": 2.5 is a fine question
+
+
+def _refused(raw: str) -> bool:
+    try:
+        parse_question(raw, NodeConfig(), "unused")
+    except QuestionError:
+        return True
+    return False
+
+
+def test_malformed_json_gets_exactly_one_answer_with_its_id(model: SpatialModel) -> None:
+    cases = malformed_questions()
+    assert len(cases) > 400
+    service, published, clock = make_service()
+    service.set_model(model)
+    feed(service, clock)
+    service.start()
+    futures = [service.submit(raw) for raw, _ in cases]
+    answers = [f.result(timeout=10) for f in futures]
+    service.stop()
+    assert len(published) == len(cases)  # exactly one answer each, none raised out of submit
+    for (raw, qid), answer in zip(cases, answers):
+        assert answer["error"], raw[:80]
+        if qid is not None:
+            assert answer["id"] == qid, (raw[:80], answer)
+        else:
+            assert answer["id"].startswith("q"), (raw[:80], answer)
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "1e400", "-1e400"])
+def test_non_finite_numbers_are_refused_with_the_id(value: str) -> None:
+    for field in ("frames", "span_s"):
+        with pytest.raises(QuestionError) as err:
+            parse_question(f'{{"id": "n", "question": "x?", "{field}": {value}}}', NodeConfig(), "q")
+        assert err.value.question_id == "n"
+
+
+def test_injected_failures_are_not_refilled() -> None:
+    service, _, _ = make_service(NodeConfig(inject_failures=3))
+    assert service.pending_failures == 3
+    service.inject_failures(1)
+    assert service.pending_failures == 1

@@ -20,10 +20,12 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (
+    QoSDurabilityPolicy,
     QoSHistoryPolicy,
     QoSProfile,
     QoSReliabilityPolicy,
@@ -47,9 +49,16 @@ from spatial_mllm_ros.ros.convert import numpy_to_image
 from spatial_mllm_ros.ros.params import declare_config, read_config, validate_parameters
 
 NODE_NAME = "spatial_mllm_node"
-# Questions and answers are small and must not be lost: reliable, deep enough for a 500-question burst.
+# Answers are small and must not be lost: reliable, deep enough for a burst of answers.
 TEXT_QOS = QoSProfile(depth=1000, reliability=QoSReliabilityPolicy.RELIABLE,
                       history=QoSHistoryPolicy.KEEP_LAST)
+# Questions: keep-all, so a burst waits in DDS until the callback refuses or queues each one (a keep-last
+# history silently replaced the oldest of a >1000-question burst before the node ever saw them).
+QUESTION_QOS = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
+                          history=QoSHistoryPolicy.KEEP_ALL)
+# ~/status: the last word stays readable by clients that join later (latched).
+STATUS_QOS = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
+                        durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
 IMAGE_QOS = {"sensor_data": qos_profile_sensor_data, "reliable": QoSProfile(
     depth=10, reliability=QoSReliabilityPolicy.RELIABLE), "best_available": qos_profile_best_available}
 GIL_SWITCH_INTERVAL_S = 0.0005
@@ -61,7 +70,10 @@ LIVE = {"frames", "span_s", "standing_questions", "standing_period_s", "publish_
 
 
 class SpatialNode(LifecycleNode):
-    """Lifecycle node: configure loads the model, activate subscribes, deactivate frees GPU memory."""
+    """Lifecycle node: configure loads the model and subscribes, activate opens the camera gate.
+
+    Deactivate closes the gate and frees GPU memory; `~/status` (latched) says when frames are served.
+    """
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
@@ -69,6 +81,7 @@ class SpatialNode(LifecycleNode):
         self.model: Any = None  # a SpatialModel once configured
         self.service = self._make_service()
         self._image_subs: list[Any] = []
+        self._accepting_frames = False  # the gate: image subscriptions exist from configure, used when active
         self._standing_timer: Any = None
         self._images_group = MutuallyExclusiveCallbackGroup()
         self._ask_group = ReentrantCallbackGroup()
@@ -79,9 +92,33 @@ class SpatialNode(LifecycleNode):
         self._answer_pub = self.create_publisher(String, "~/answer", TEXT_QOS)
         self._answer_image_pub = self.create_publisher(Image, "~/answer_image", 2)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(String, "~/question", self._on_question, TEXT_QOS)
+        self._status_pub = self.create_publisher(String, "~/status", STATUS_QOS)
+        self.create_subscription(String, "~/question", self._on_question, QUESTION_QOS)
         self.create_service(Trigger, "~/ask", self._on_ask, callback_group=self._ask_group)
         self._diag_timer = self.create_timer(self.config.diagnostics_period_s, self._publish_diagnostics)
+        self._answer_invalid_transitions()
+        self._publish_status("unconfigured")
+
+    def _answer_invalid_transitions(self) -> None:
+        """Answer a ChangeState request the state machine refuses (activate while active) with success=false.
+
+        rclpy raises inside its own service callback then, and the caller waits for a response that
+        never comes until its own timeout.
+        """
+        service = self._service_change_state
+        handle = service.callback
+
+        def change_state(request: Any, response: Any) -> Any:
+            try:
+                return handle(request, response)
+            except _rclpy.RCLError as exc:
+                self.get_logger().warning(f"lifecycle transition {request.transition.id} "
+                                          f"'{request.transition.label}' refused in state "
+                                          f"{self.lifecycle_state}: {str(exc).splitlines()[0]}")
+                response.success = False
+                return response
+
+        service.callback = change_state
 
     # ---- lifecycle -------------------------------------------------------------------------------
     @property
@@ -120,34 +157,49 @@ class SpatialNode(LifecycleNode):
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.config = read_config(self, NodeConfig)
+        spent = self.service.pending_failures  # a test hook's count is used up, not refilled
         self.service = self._make_service()
-        return TransitionCallbackReturn.SUCCESS if self._load_model() else TransitionCallbackReturn.FAILURE
+        self.service.inject_failures(spent)
+        if not self._load_model():
+            self._publish_status("unconfigured")
+            return TransitionCallbackReturn.FAILURE
+        # Subscribed here, gated until activate: discovery runs while the node waits to be activated. After
+        # the model load, so `qos: best_available` resolves against cameras that had time to appear.
+        self._subscribe_images()
+        self._publish_status("inactive")
+        return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self.model is None and not self._load_model():
             return TransitionCallbackReturn.FAILURE
-        self._subscribe_images()
         self.service.start()
+        self._accepting_frames = True
         self._restart_standing_timer()
+        self._publish_status("active")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_inputs("node inactive")
         if not self.config.keep_model_loaded:
             self._close_model("deactivated (model released; activate reloads it)")
+        self._publish_status("inactive")
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._unsubscribe_images()
         self._close_model("not configured")
+        self._publish_status("unconfigured")
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.close()
+        self._publish_status("finalized")
         return TransitionCallbackReturn.SUCCESS
 
     def close(self) -> None:
         """Stop inputs and the worker and free the model (idempotent; used by shutdown paths)."""
         self._stop_inputs("node shutting down")
+        self._unsubscribe_images()
         self._close_model("node shut down")
 
     def autostart(self) -> None:
@@ -158,9 +210,7 @@ class SpatialNode(LifecycleNode):
             self.trigger_activate()
 
     def _stop_inputs(self, reason: str) -> None:
-        for sub in self._image_subs:
-            self.destroy_subscription(sub)
-        self._image_subs = []
+        self._accepting_frames = False
         if self._standing_timer is not None:
             self.destroy_timer(self._standing_timer)
             self._standing_timer = None
@@ -168,7 +218,13 @@ class SpatialNode(LifecycleNode):
         self.service.buffer.clear()
 
     # ---- inputs ----------------------------------------------------------------------------------
+    def _unsubscribe_images(self) -> None:
+        for sub in self._image_subs:
+            self.destroy_subscription(sub)
+        self._image_subs = []
+
     def _subscribe_images(self) -> None:
+        self._unsubscribe_images()
         qos = copy.copy(IMAGE_QOS[self.config.qos])
         qos.depth = self.config.image_queue_depth
         cameras = []
@@ -186,6 +242,8 @@ class SpatialNode(LifecycleNode):
         self.service.cameras = cameras
 
     def _on_image(self, msg: Image | CompressedImage, camera: str) -> None:
+        if not self._accepting_frames:  # configured, not active: the gate is closed
+            return
         started = time.perf_counter()
         try:
             frame = frame_from_msg(msg, camera, self.config.buffer.max_pixels)
@@ -251,6 +309,14 @@ class SpatialNode(LifecycleNode):
                     for k, v in [("lifecycle_state", state), *stats_key_values(stats)]],
         )
         self._diag_pub.publish(DiagnosticArray(header=self._header(), status=[status]))
+
+    def _publish_status(self, state: str) -> None:
+        """Latch the lifecycle state on ~/status: `ready` is true once frames and questions are served."""
+        if not self.context.ok():
+            return
+        status = {"state": state, "ready": state == "active", "cameras": list(self.service.cameras),
+                  "model": getattr(self.model, "name", ""), "stamp": self._now_ns() * 1e-9}
+        self._status_pub.publish(String(data=json.dumps(status)))
 
     def _header(self) -> Header:
         return Header(stamp=self.get_clock().now().to_msg())
