@@ -28,12 +28,12 @@ import numpy as np
 import torch
 
 from spatial_mllm_ros.answers import Question
+from spatial_mllm_ros.conventions import QuestionKind
 from spatial_mllm_ros.model.config import ModelConfig
 from spatial_mllm_ros.model.factory import REAL_SHAPES, make_real_shape_model, make_tiny_model
 from spatial_mllm_ros.model.preprocess import prepare_image
 from spatial_mllm_ros.model.runtime import SpatialModel
 from spatial_mllm_ros.model.vision import OnnxRuntimeBackend, TorchBackend
-from spatial_mllm_ros.multispa.format import QuestionKind
 
 QUESTIONS = [
     "Did the camera move left or right?",

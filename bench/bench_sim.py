@@ -1,7 +1,9 @@
 """Simulation throughput on this machine, as ratios to a baseline measured in the same run.
 
 Baseline: RGB frames/s of one camera at 320x240 with shadows off. Measured: RGB and RGB+depth+seg
-frames/s at 320x240 and 640x480, shadows off and on; physics steps/s; episodes/minute generated and
+frames/s at 320x240 and 640x480, shadows off and on; RGB frames/s with appearance randomisation (the
+"randomized" profile: lights, textures, shadows in a share of scenes, sensor effects) against the plain
+look over the same seeds, as a ratio (target >= 0.7); physics steps/s; episodes/minute generated and
 recorded to mcap (4 cameras, 16 frames, RGB only, raw and JPEG). Each figure is the best of a few
 rounds (the least disturbed by other load on a shared machine).
 
@@ -19,7 +21,13 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from spatial_mllm_ros.sim import EpisodeRecorder, SceneConfig, SimWorld, generate_episodes  # noqa: E402
+from spatial_mllm_ros.sim import (  # noqa: E402
+    EpisodeRecorder,
+    SceneConfig,
+    SimWorld,
+    generate_episodes,
+    shift_profile,
+)
 
 SIZES = ((320, 240), (640, 480))
 
@@ -35,6 +43,29 @@ def render_fps(width: int, height: int, shadows: bool, full: bool, frames: int, 
                 world.render("front", depth=full, seg=full)
             best = max(best, frames / (time.perf_counter() - t0))
     return best
+
+
+def appearance_fps(seeds: int, frames: int, rounds: int) -> tuple[float, float, int]:
+    """Front-camera RGB frames/s at 320x240 over `seeds` scenes: plain look, randomized look, and how
+    many randomized scenes cast shadows (the profile's share is 0.1; they cost the most).
+
+    Each seed is timed in both looks back to back (best of rounds), so load on a shared machine hits both.
+    """
+    seconds = {"in_distribution": 0.0, "randomized": 0.0}
+    shadowed = 0
+    for seed in range(seeds):
+        for name in seconds:
+            with SimWorld(shift_profile(name).scene_config(seed)) as world:
+                shadowed += name == "randomized" and bool(world.model.light_castshadow.any())
+                world.render("front", depth=False, seg=False)
+                best = float("inf")
+                for _ in range(rounds):
+                    t0 = time.perf_counter()
+                    for _ in range(frames):
+                        world.render("front", depth=False, seg=False)
+                    best = min(best, time.perf_counter() - t0)
+            seconds[name] += best
+    return seeds * frames / seconds["in_distribution"], seeds * frames / seconds["randomized"], shadowed
 
 
 def physics_steps_per_s(steps: int, rounds: int) -> float:
@@ -80,6 +111,13 @@ def main() -> None:
                 out = "rgb+depth+seg" if full else "rgb"
                 size = f"{width}x{height}"
                 print(f"{size:>8} {'on' if shadows else 'off':>7} {out:>14} {fps:9.1f} {fps / base:10.2f}")
+    n_seeds = 13 if args.quick else 40 if args.full else 20  # seed 12 is the first with shadows
+    plain, randomized, shadowed = appearance_fps(n_seeds, max(5, frames // 4), rounds)
+    print(
+        f"\nappearance over {n_seeds} seeds ({shadowed} randomized with shadows), front RGB 320x240: "
+        f"plain {plain:.1f} frames/s, randomized {randomized:.1f} frames/s = {randomized / plain:.2f}x plain "
+        "(target >= 0.7)"
+    )
     steps = physics_steps_per_s(2000, rounds)
     print(f"\nphysics: {steps:,.0f} steps/s ({steps * 0.002:.1f}x real time at dt = 2 ms)")
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,22 +20,20 @@ import time
 import numpy as np
 import torch
 
+from spatial_mllm_ros.conventions import QuestionKind, build_prompt, task_description
 from spatial_mllm_ros.model.prompts import PromptEncoder
-from spatial_mllm_ros.multispa.format import QuestionKind, build_prompt, task_description
 from spatial_mllm_ros.multispa.train.questions import Question
-from spatial_mllm_ros.multispa.train.tiny import (
-    EpisodeData,
-    Item,
-    TinyRecipe,
+from spatial_mllm_ros.multispa.train.tiny import TinyRecipe
+from spatial_mllm_ros.multispa.train.tiny.bank import Item
+from spatial_mllm_ros.multispa.train.tiny.episodes import EpisodeData
+from spatial_mllm_ros.multispa.train.tiny.network import (
     bf16_autocast,
-    encode_frames,
-    forward_items,
-    freeze_vision_tower,
     make_model,
     make_tokenizer,
     native_bf16,
     question_corpus,
 )
+from spatial_mllm_ros.multispa.train.tiny.stage2 import encode_frames, forward_items, freeze_vision_tower
 
 QUESTION = "Did the gripper move left, right, up, down, forward or backward?"
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from spatial_mllm_ros.multispa.format import (
+from spatial_mllm_ros.conventions import (
     ANGLE_UNIT,
     CHOICE_LETTERS,
     DIRECTIONS,

@@ -26,10 +26,10 @@ import numpy as np
 
 from spatial_mllm_ros.answers import Question
 from spatial_mllm_ros.config import option
+from spatial_mllm_ros.conventions import QuestionKind
 from spatial_mllm_ros.errors import SpatialMllmError
 from spatial_mllm_ros.frames import Frame, FrameBuffer, FramesConfig
 from spatial_mllm_ros.model.config import ModelConfig
-from spatial_mllm_ros.multispa.format import QuestionKind
 
 log = logging.getLogger(__name__)
 

@@ -7,16 +7,14 @@ import json
 import pytest
 
 from spatial_mllm_ros.answers import Answer, Question, classify_question, closed_options, parse_answer
-from spatial_mllm_ros.multispa.format import (
+from spatial_mllm_ros.conventions import (
     DID_NOT_MOVE,
     QuestionKind,
     build_prompt,
     format_value,
-    make_sample,
-    sample_from_json,
-    sample_to_json,
     to_norm_coords,
 )
+from spatial_mllm_ros.multispa.format import make_sample, sample_from_json, sample_to_json
 
 K = QuestionKind
 

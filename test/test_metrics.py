@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from spatial_mllm_ros.multispa.format import QuestionKind
-from spatial_mllm_ros.multispa.metrics import (
-    TABLE2_ROWS,
-    Scores,
+from spatial_mllm_ros.conventions import (
+    QuestionKind,
     best_numeric_answer,
     is_correct,
     numeric_correct,
     pixel_correct,
-    score_all,
-    table2_row,
-    wilson_interval,
 )
+from spatial_mllm_ros.multispa.metrics import TABLE2_ROWS, Scores, score_all, table2_row, wilson_interval
 
 K = QuestionKind
 

@@ -13,18 +13,13 @@ from PIL import Image
 
 from spatial_mllm_ros.cli import main
 from spatial_mllm_ros.model.config import ModelConfig
+from spatial_mllm_ros.model.encoder import engine_path, onnx_paths
 from spatial_mllm_ros.model.errors import BackendUnavailableError
 from spatial_mllm_ros.model.factory import make_tiny_model
 from spatial_mllm_ros.model.loading import load
 from spatial_mllm_ros.model.preprocess import prepare_image
 from spatial_mllm_ros.model.runtime import SpatialModel
-from spatial_mllm_ros.model.vision import (
-    TensorRTBackend,
-    TorchBackend,
-    engine_path,
-    onnx_paths,
-    select_backend,
-)
+from spatial_mllm_ros.model.vision import TensorRTBackend, TorchBackend, select_backend
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from spatial_mllm_ros.answers import Question
+from spatial_mllm_ros.conventions import QuestionKind, task_description
 from spatial_mllm_ros.model.config import ModelConfig
 from spatial_mllm_ros.model.factory import make_tiny_model
 from spatial_mllm_ros.model.preprocess import prepare_image
 from spatial_mllm_ros.model.runtime import SpatialModel
-from spatial_mllm_ros.multispa.format import QuestionKind, task_description
 
 
 def _frames(n: int, seed: int = 0, size: tuple[int, int] = (240, 320)) -> list[np.ndarray]:
@@ -240,8 +240,8 @@ def test_integer_answers_score_their_whole_value_distribution(shipped: SpatialMo
     """The digit tree's probabilities are the model's own: each value's full sequence teacher-forced."""
     from dataclasses import replace
 
+    from spatial_mllm_ros.conventions import best_numeric_answer
     from spatial_mllm_ros.model.language import RowRequest
-    from spatial_mllm_ros.multispa.metrics import best_numeric_answer
 
     spec = shipped.number_spec
     assert spec is not None and len(set(spec.digits)) == 10 and spec.end not in spec.digits

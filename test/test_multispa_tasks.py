@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from spatial_mllm_ros.answers import parse_answer
-from spatial_mllm_ros.multispa.format import DID_NOT_MOVE, QuestionKind
+from spatial_mllm_ros.conventions import DID_NOT_MOVE, QuestionKind
 from spatial_mllm_ros.multispa.geometry import camera_motion, covers_dimension
 from spatial_mllm_ros.multispa.sources import ScanNetSource, TapVid3DSource
 from spatial_mllm_ros.multispa.sources.synthetic import write_scannet_scene, write_tapvid3d_clip

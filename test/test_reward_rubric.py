@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from spatial_mllm_ros.answers import parse_answer
-from spatial_mllm_ros.multispa.format import QuestionKind
+from spatial_mllm_ros.conventions import QuestionKind
 from spatial_mllm_ros.reward import (
     EpisodeResult,
     Label,

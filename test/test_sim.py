@@ -29,6 +29,7 @@ from spatial_mllm_ros.sim import (
     translate,
 )
 from spatial_mllm_ros.sim.geometry import project, to_camera
+from spatial_mllm_ros.sim.topics import camera_frames
 
 SMALL = {"width": 160, "height": 120}
 
@@ -116,7 +117,7 @@ def test_move_left_10cm_is_left_in_truth_and_in_pixels(tmp_path) -> None:
     assert not ep.object_motion(ep.object_names[0], 0, -1, "front").moved
     assert ep.stamps_ns.tolist() == [i * 100_000_000 for i in range(6)]
     assert ep.gripper_motion(0, 0, "front").direction is None
-    frames = ep.frames("front")
+    frames = camera_frames(ep, "front")
     assert [f.stamp_ns for f in frames] == ep.stamps_ns.tolist()
     assert frames[0].topic == "/camera/front/image_raw" and frames[0].frame_id == "front_camera_optical_frame"
     back = Episode.load(ep.save(tmp_path / "ep"))

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from spatial_mllm_ros.conventions import format_value
 from spatial_mllm_ros.model.factory import make_tiny_model
-from spatial_mllm_ros.multispa.format import format_value, make_sample, sample_to_json
+from spatial_mllm_ros.multispa.format import make_sample, sample_to_json
 from spatial_mllm_ros.multispa.train.config import TrainConfig
 from spatial_mllm_ros.multispa.train.errors import FamilyMismatchError, TrainConfigError
 from spatial_mllm_ros.multispa.train.loop import train

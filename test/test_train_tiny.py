@@ -133,7 +133,7 @@ def test_question_stage_warms_up_the_same_whatever_the_step_cap() -> None:
 
     from spatial_mllm_ros.cli import build_parser
     from spatial_mllm_ros.cli.train import recipe_from_args
-    from spatial_mllm_ros.multispa.train.tiny import stage2_lr
+    from spatial_mllm_ros.multispa.train.tiny.stage2 import stage2_lr
 
     parser = build_parser()
     capped = recipe_from_args(parser.parse_args(["train", "--recipe", "tiny", "--max-steps", "3727"]))
@@ -152,19 +152,14 @@ def test_projector_centring_and_the_training_probes_targets() -> None:
     import numpy as np
     import torch
 
-    from spatial_mllm_ros.multispa.format import QuestionKind
+    from spatial_mllm_ros.conventions import QuestionKind
     from spatial_mllm_ros.multispa.train.questions import Question
-    from spatial_mllm_ros.multispa.train.tiny import (
-        AuxProbes,
-        EpisodeData,
-        Item,
-        TinyRecipe,
-        center_projector,
-        encode_frames,
-        make_model,
-        make_tokenizer,
-        question_corpus,
-    )
+    from spatial_mllm_ros.multispa.train.tiny import TinyRecipe
+    from spatial_mllm_ros.multispa.train.tiny.bank import Item
+    from spatial_mllm_ros.multispa.train.tiny.episodes import EpisodeData
+    from spatial_mllm_ros.multispa.train.tiny.network import make_model, make_tokenizer, question_corpus
+    from spatial_mllm_ros.multispa.train.tiny.probes import AuxProbes
+    from spatial_mllm_ros.multispa.train.tiny.stage2 import center_projector, encode_frames
 
     recipe = TinyRecipe()
     model = make_model(make_tokenizer(question_corpus([]), 512), recipe)
@@ -217,7 +212,7 @@ def test_stage1_change_loss_by_hand() -> None:
     """
     import torch
 
-    from spatial_mllm_ros.multispa.train.tiny import change_loss
+    from spatial_mllm_ros.multispa.train.tiny.stage1 import change_loss
 
     truth = torch.zeros(2, 3, 3)
     truth[1, 0, 0] = 0.05
@@ -236,9 +231,9 @@ def test_question_draws_balance_sub_tasks_and_answers() -> None:
 
     import numpy as np
 
-    from spatial_mllm_ros.multispa.format import QuestionKind
+    from spatial_mllm_ros.conventions import QuestionKind
     from spatial_mllm_ros.multispa.train.questions import Question
-    from spatial_mllm_ros.multispa.train.tiny import QuestionBank, balance_weights
+    from spatial_mllm_ros.multispa.train.tiny.bank import QuestionBank, balance_weights
 
     def q(task: str, kind: QuestionKind, answer: str) -> Question:
         return Question(task, kind, "", "", answer, 0, 1, {})
@@ -272,7 +267,8 @@ def test_bf16_autocast_only_where_asked_and_native() -> None:
     """Matmuls run in bfloat16 when the recipe asks and the CPU has native bf16; float32 otherwise."""
     import torch
 
-    from spatial_mllm_ros.multispa.train.tiny import TinyRecipe, bf16_autocast
+    from spatial_mllm_ros.multispa.train.tiny import TinyRecipe
+    from spatial_mllm_ros.multispa.train.tiny.network import bf16_autocast
 
     layer, x = torch.nn.Linear(4, 4), torch.ones(2, 4)
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
@@ -286,7 +282,7 @@ def test_a_clear_motion_is_asked_a_minimal_yes_no_pair() -> None:
     """The same frames get "did it move <true direction>?" (yes) and one other direction (no)."""
     import numpy as np
 
-    from spatial_mllm_ros.multispa.format import OPPOSITE_DIRECTION
+    from spatial_mllm_ros.conventions import OPPOSITE_DIRECTION
     from spatial_mllm_ros.multispa.train.questions import pair_questions
 
     truth = {  # the gripper moves 10 cm right (camera x), a cube stays put
@@ -336,14 +332,10 @@ def test_stage1_tower_is_reused_only_with_the_same_settings(tmp_path: Path) -> N
     import numpy as np
     import torch
 
-    from spatial_mllm_ros.multispa.train.tiny import (
-        EpisodeData,
-        TinyRecipe,
-        make_model,
-        make_tokenizer,
-        pretrain_vision_cached,
-        question_corpus,
-    )
+    from spatial_mllm_ros.multispa.train.tiny import TinyRecipe
+    from spatial_mllm_ros.multispa.train.tiny.episodes import EpisodeData
+    from spatial_mllm_ros.multispa.train.tiny.network import make_model, make_tokenizer, question_corpus
+    from spatial_mllm_ros.multispa.train.tiny.stage1 import pretrain_vision_cached
 
     rng = np.random.default_rng(0)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from spatial_mllm_ros.answers import Question
+from spatial_mllm_ros.conventions import QuestionKind
 from spatial_mllm_ros.model.config import ModelConfig
 from spatial_mllm_ros.model.errors import FrameError
-from spatial_mllm_ros.multispa.format import QuestionKind
 
 
 def read_image(path: str) -> np.ndarray:

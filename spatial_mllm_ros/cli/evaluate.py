@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from spatial_mllm_ros.model.config import ModelConfig
@@ -18,11 +19,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--checkpoint", help="model directory (our runtime answers every question)")
-    what.add_argument("--answers", help='JSONL of {"id": ..., "answer": raw text} from any model')
-    p.add_argument(
-        "--benchmark", required=True, help="benchmark directory (benchmark.jsonl + images) or .jsonl"
+    what.add_argument(
+        "--answers",
+        help='JSONL of {"id": ..., "answer": raw text, "confidence"?, "probabilities"?} from any model; '
+        "for several sets a directory of NAME/answers.jsonl",
     )
-    p.add_argument("--output", help="report directory (default: <benchmark>/eval-<name>)")
+    sets = p.add_mutually_exclusive_group(required=True)
+    sets.add_argument(
+        "--benchmark",
+        help="benchmark directory (benchmark.jsonl + images) or .jsonl; or a directory of "
+        "NAME/benchmark.jsonl sets (a suite), each reported as a set",
+    )
+    sets.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=PATH",
+        dest="sets",
+        help="a named benchmark set (repeat for several)",
+    )
+    p.add_argument(
+        "--fit-temperature",
+        metavar="SET",
+        help="fit one temperature for closed-set probabilities on this (held-out) set and report every "
+        "set's ECE after it too; writes calibration.json to the report directory and, with --checkpoint, "
+        "next to the checkpoint's config.json",
+    )
+    p.add_argument("--output", help="report directory (default: <benchmark or the sets' folder>/eval-<name>)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (with --checkpoint)")
     p.add_argument("--title", default="", help="report title")
     p.add_argument(
@@ -38,29 +60,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Answer (or read answers), score, write scores.json / scores.md, print the Markdown."""
-    from spatial_mllm_ros.multispa.evaluate import (
-        answer_with_model,
-        load_benchmark,
-        read_answers,
-        score_answers,
-        write_report,
-    )
+def named_sets(args: argparse.Namespace) -> dict[str, Path]:
+    """Name the sets asked for: --benchmark (one set or a suite folder) or repeated --set NAME=PATH."""
+    from spatial_mllm_ros.multispa.evaluate import BenchmarkError, benchmark_sets
 
-    bench = load_benchmark(args.benchmark)
+    if args.benchmark:
+        return benchmark_sets(args.benchmark)
+    sets: dict[str, Path] = {}
+    for spec in args.sets:
+        name, sep, path = spec.partition("=")
+        if not (sep and name and path) or name in sets:
+            raise BenchmarkError(f"--set {spec!r}: expected NAME=PATH with a name not used before")
+        sets[name] = Path(path)
+    return sets
+
+
+def run(args: argparse.Namespace) -> int:
+    """Answer (or read answers), score every set, write the report files, print the Markdown."""
+    from spatial_mllm_ros.multispa.calibration import save_calibration
+    from spatial_mllm_ros.multispa.evaluate import answer_sets, load_benchmark, read_answer_sets
+    from spatial_mllm_ros.multispa.report import evaluate_sets, write_report
+
+    paths = named_sets(args)
+    benches = {name: load_benchmark(path) for name, path in paths.items()}
     source = Path(args.checkpoint or args.answers)
     answers = (
-        answer_with_model(bench, source, args.device, max_tiles=args.max_tiles, number_beam=args.number_beam)
+        answer_sets(benches, source, args.device, max_tiles=args.max_tiles, number_beam=args.number_beam)
         if args.checkpoint
-        else read_answers(source)
+        else read_answer_sets(source, benches)
     )
-    scores = score_answers(bench, answers)
-    bench_dir = Path(args.benchmark) if Path(args.benchmark).is_dir() else Path(args.benchmark).parent
-    out = Path(args.output) if args.output else bench_dir / f"eval-{source.stem or source.name}"
-    write_report(
-        scores, out, args.title or f"{source.name} on {bench_dir.name}", answers if args.checkpoint else None
-    )
-    print((out / "scores.md").read_text())
-    print(f"report: {out}/scores.json")
+    where = Path(args.benchmark or os.path.commonpath([p.resolve() for p in paths.values()]))
+    where = where if where.is_dir() else where.parent
+    title = args.title or f"{source.name} on {where.name}"
+    report = evaluate_sets(benches, answers, title, args.fit_temperature)
+    out = Path(args.output) if args.output else where / f"eval-{source.stem or source.name}"
+    markdown = write_report(report, out, answers if args.checkpoint else None)
+    print(markdown.read_text())
+    print(f"report: {markdown.with_suffix('.json')}, heat map: {out / 'heatmap.png'}")
+    if report.calibration and args.checkpoint:
+        print(f"temperature saved with the checkpoint: {save_calibration(report.calibration, source)}")
     return 0

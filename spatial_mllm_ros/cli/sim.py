@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from spatial_mllm_ros.sim.profiles import PROFILES, shift_profile
 from spatial_mllm_ros.sim.scene import CAMERA_NAMES, SceneConfig
 
 
 def _scene(args: argparse.Namespace) -> SceneConfig:
-    return SceneConfig(
-        seed=args.seed,
+    base = SceneConfig(
         n_objects=args.objects,
         width=args.width,
         height=args.height,
         cameras=tuple(args.cameras.split(",")),
         shadows=args.shadows,
     )
+    return shift_profile(args.appearance).scene_config(args.seed, base)
 
 
 def _record(args: argparse.Namespace) -> int:
@@ -42,9 +43,10 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _preview(args: argparse.Namespace) -> int:
-    from spatial_mllm_ros.sim.preview import save_preview
+    from spatial_mllm_ros.sim.preview import save_grid, save_preview
 
-    path = save_preview(_scene(args), Path(args.out))
+    scene, out = _scene(args), Path(args.out)
+    path = save_grid(scene, args.grid, out) if args.grid else save_preview(scene, out)
     print(f"wrote {path}")
     return 0
 
@@ -76,6 +78,12 @@ def _scene_args(p: argparse.ArgumentParser) -> None:
         "--cameras", default=",".join(CAMERA_NAMES), help="comma-separated: front,side,overhead,wrist"
     )
     p.add_argument("--shadows", action="store_true", help="render shadows (about 10x slower on CPU)")
+    p.add_argument(
+        "--appearance",
+        default="in_distribution",
+        choices=list(PROFILES),
+        help="named look: " + "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values()),
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -101,8 +109,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     _scene_args(rec)
     rec.set_defaults(func=_record)
 
-    prev = sim.add_parser("preview", help="save a PNG with every camera's RGB, depth and segmentation")
+    prev = sim.add_parser(
+        "preview", help="save a PNG with every camera's RGB, depth and segmentation, or a grid of seeds"
+    )
     prev.add_argument("--out", default="sim_preview.png")
+    prev.add_argument(
+        "--grid",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: seeds seed..seed+N-1 from the first camera, e.g. --grid 12 --appearance randomized",
+    )
     _scene_args(prev)
     prev.set_defaults(func=_preview)
 

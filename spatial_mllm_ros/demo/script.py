@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from spatial_mllm_ros.conventions import DIRECTIONS
 from spatial_mllm_ros.demo.errors import DemoError, ModelMissingError, NoDemoSceneError
-from spatial_mllm_ros.multispa.format import DIRECTIONS
 from spatial_mllm_ros.sim.errors import SimError
 from spatial_mllm_ros.sim.motions import Push, parse_motion
 from spatial_mllm_ros.sim.node_config import SimNodeConfig

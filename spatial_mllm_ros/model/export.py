@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
+from spatial_mllm_ros.model.encoder import VisionTower, onnx_paths, vision_fingerprint
 from spatial_mllm_ros.model.errors import ExportError
-from spatial_mllm_ros.model.vision import VisionTower, onnx_paths, vision_fingerprint
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spatial_mllm_ros.model.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
-from spatial_mllm_ros.multispa.format import (
+from spatial_mllm_ros.conventions import (
     CHOICE_LETTERS,
     DID_NOT_MOVE,
     DIRECTIONS,
@@ -26,6 +25,7 @@ from spatial_mllm_ros.multispa.format import (
     format_value,
     task_description,
 )
+from spatial_mllm_ros.model.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 
 FAMILIES: tuple[str, ...] = ("internvl", "qwen2_5_vl", "qwen3_vl")
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"

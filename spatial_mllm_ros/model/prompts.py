@@ -1,9 +1,9 @@
 """Token-level prompts in the MultiSPA conversation format for each model family.
 
-The text comes from multispa.format (image lines, task description, question); this module wraps it in
-the checkpoint's chat template and expands each `<image>` into the family's image tokens. A prompt is
-split into a part shared by every question over the same frames (chat head + image lines) and a
-per-question part, so the runtime can encode the frames' tokens once for a batch of questions.
+The text comes from spatial_mllm_ros.conventions (image lines, task description, question); this module
+wraps it in the checkpoint's chat template and expands each `<image>` into the family's image tokens. A
+prompt is split into a part shared by every question over the same frames (chat head + image lines) and
+a per-question part, so the runtime can encode the frames' tokens once for a batch of questions.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from spatial_mllm_ros.multispa.format import IMAGE_TOKEN, build_prompt, image_prefix
+from spatial_mllm_ros.conventions import IMAGE_TOKEN, build_prompt, image_prefix
 
 _SENTINEL = "\x00CONTENT\x00"
 FALLBACK_TEMPLATE_HEAD = "<|im_start|>user\n"

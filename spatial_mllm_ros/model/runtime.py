@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from spatial_mllm_ros.answers import Answer, Question, QuestionKind, parse_answer
+from spatial_mllm_ros.conventions import best_numeric_answer, format_value, task_description
 from spatial_mllm_ros.model.config import ModelConfig
 from spatial_mllm_ros.model.errors import FrameError, ModelError, QuestionError, TooManyFramesError
 from spatial_mllm_ros.model.language import LanguageDecoder, NumberSpec, RowRequest, make_decoder
@@ -27,8 +28,6 @@ from spatial_mllm_ros.model.loading import LoadedModel, load
 from spatial_mllm_ros.model.preprocess import ImageSpec, check_frame, image_token_count, prepare_image
 from spatial_mllm_ros.model.prompts import PromptEncoder
 from spatial_mllm_ros.model.vision import FrameFeatures, VisionBackend, select_backend
-from spatial_mllm_ros.multispa.format import format_value, task_description
-from spatial_mllm_ros.multispa.metrics import best_numeric_answer
 
 log = logging.getLogger(__name__)
 

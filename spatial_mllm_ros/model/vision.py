@@ -8,11 +8,8 @@ reason, which is logged before falling back to the next.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from spatial_mllm_ros.model.encoder import VisionTower, engine_path, onnx_paths, vision_fingerprint
 from spatial_mllm_ros.model.errors import BackendUnavailableError
+from spatial_mllm_ros.model.export import export_onnx
 from spatial_mllm_ros.model.preprocess import PreparedImage
 
 log = logging.getLogger(__name__)
-
-EXPORT_DIRNAME = "vision_export"
-ONNX_NAME = "vision.onnx"
-ONNX_META = "vision.onnx.json"
 
 
 @dataclass
@@ -44,27 +39,6 @@ class FrameFeatures:
         """Memory held, for the byte-bounded cache."""
         extra = sum(t.numel() * t.element_size() for t in self.deepstack or [])
         return self.embeds.numel() * self.embeds.element_size() + extra
-
-
-class VisionTower(torch.nn.Module):
-    """InternVL vision tower + pixel shuffle + projector as one module: tiles -> (tiles, tokens, hidden)."""
-
-    def __init__(self, model: Any) -> None:
-        super().__init__()
-        self.inner = model.model if hasattr(model, "model") else model
-        cfg = model.config
-        self.layer = cfg.vision_feature_layer
-        self.strategy = cfg.vision_feature_select_strategy
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Encode a stack of tiles."""
-        out = self.inner.get_image_features(
-            pixel_values=pixel_values,
-            vision_feature_layer=self.layer,
-            vision_feature_select_strategy=self.strategy,
-            return_dict=True,
-        )
-        return out.pooler_output
 
 
 class VisionBackend:
@@ -138,34 +112,6 @@ class TorchBackend(VisionBackend):
         return result
 
 
-def artifact_dir(checkpoint: Path) -> Path:
-    """Where exported graphs/engines live: next to the checkpoint, or a user cache if it is read-only."""
-    here = checkpoint / EXPORT_DIRNAME
-    if os.access(checkpoint, os.W_OK):
-        return here
-    digest = hashlib.sha1(str(checkpoint.resolve()).encode()).hexdigest()[:12]
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "spatial_mllm_ros"
-    return base / f"{checkpoint.name}-{digest}"
-
-
-def vision_fingerprint(model: Any) -> str:
-    """Hash the vision tower + projector weights: an exported graph is valid only for these."""
-    h = hashlib.sha1()
-    inner = model.model if hasattr(model, "model") else model
-    for part in ("vision_tower", "multi_modal_projector"):
-        for name, p in getattr(inner, part).named_parameters():
-            h.update(name.encode())
-            h.update(str(tuple(p.shape)).encode())
-            h.update(p.detach().flatten()[:256].float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def onnx_paths(checkpoint: Path) -> tuple[Path, Path]:
-    """(graph, metadata) paths of the exported ONNX vision encoder of a checkpoint."""
-    d = artifact_dir(checkpoint)
-    return d / ONNX_NAME, d / ONNX_META
-
-
 class OnnxRuntimeBackend(VisionBackend):
     """The exported ONNX graph (spatial-mllm export-vision) in onnxruntime; CUDA provider when present."""
 
@@ -215,12 +161,6 @@ class OnnxRuntimeBackend(VisionBackend):
         self.session = None
 
 
-def engine_path(checkpoint: Path, trt_version: str, gpu_name: str) -> Path:
-    """TensorRT engines are specific to TensorRT version and GPU: the file name carries both."""
-    gpu = re.sub(r"[^A-Za-z0-9]+", "-", gpu_name).strip("-").lower() or "gpu"
-    return artifact_dir(checkpoint) / f"vision_trt{trt_version}_{gpu}_fp16.engine"
-
-
 class TensorRTBackend(VisionBackend):
     """An fp16 TensorRT engine built from the ONNX graph, cached next to the checkpoint per TRT+GPU.
 
@@ -257,8 +197,6 @@ class TensorRTBackend(VisionBackend):
         graph, _ = onnx_paths(checkpoint)
         if not self.path.is_file():
             if not graph.is_file():
-                from spatial_mllm_ros.model.export import export_onnx
-
                 export_onnx(model, checkpoint)
             self.build(graph, self.path, max_tiles)
         runtime = trt.Runtime(self.logger)

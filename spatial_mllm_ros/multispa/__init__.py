@@ -1,3 +1,6 @@
-"""MultiSPA: the conversation format, answer conventions and the multi-frame spatial data engine."""
+"""MultiSPA: the sample format, the multi-frame spatial data engine, training and evaluation.
+
+The conversation format and answer conventions it follows live in spatial_mllm_ros.conventions.
+"""
 
 __all__ = ["format"]

@@ -4,6 +4,10 @@ Answers come from a checkpoint (our runtime answers every question) or from any 
 
 Answer file (`--answers`): JSONL, one {"id": <sample id>, "answer": <raw model text>} per line; the text
 is parsed the way our runtime's answers are (answers.parse_answer), so external models compare fairly.
+Optional per line: "confidence" (0-1, for the calibration error) and "probabilities" ({option: p}, for
+temperature scaling of closed-set answers); our runtime writes both.
+
+Several benchmark sets (a suite) are a folder of NAME/benchmark.jsonl; their answers NAME/answers.jsonl.
 """
 
 from __future__ import annotations
@@ -11,17 +15,20 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from spatial_mllm_ros.answers import parse_answer
+from spatial_mllm_ros.conventions import is_correct
 from spatial_mllm_ros.multispa.format import Sample, sample_from_json
 from spatial_mllm_ros.multispa.metrics import Scores, score_all
 from spatial_mllm_ros.multispa.train.errors import TrainError
 
 log = logging.getLogger(__name__)
 BENCHMARK_FILE = "benchmark.jsonl"
+ANSWERS_FILE = "answers.jsonl"
 
 
 class BenchmarkError(TrainError, ValueError):
@@ -58,6 +65,20 @@ def load_benchmark(path: str | Path) -> Benchmark:
     return Benchmark(samples, files[0].parent)
 
 
+def benchmark_sets(path: str | Path) -> dict[str, Path]:
+    """Name the sets at a path: one benchmark (named after its folder or file) or a folder of NAME/ sets."""
+    p = Path(path)
+    if p.is_file():
+        return {p.parent.name if p.name == BENCHMARK_FILE else p.stem: p}
+    if (p / BENCHMARK_FILE).is_file() or any(p.glob("samples*.jsonl")):
+        return {p.name: p}
+    sets = {d.name: d for d in sorted(p.iterdir()) if (d / BENCHMARK_FILE).is_file()} if p.is_dir() else {}
+    if not sets:
+        raise BenchmarkError(f"no benchmark found at {p} (expected {BENCHMARK_FILE}, samples*.jsonl "
+                             f"or NAME/{BENCHMARK_FILE} sets)")
+    return sets
+
+
 def question_text(sample: Sample) -> str:
     """Return the question line of a prompt (its last line: image lines and description come first)."""
     return sample.prompt.strip().splitlines()[-1]
@@ -69,20 +90,85 @@ def _size(sample: Sample) -> tuple[int, int] | None:
     return None
 
 
-def score_answers(bench: Benchmark, answers: dict[str, str]) -> Scores:
-    """Score raw answer texts by sample id; a missing answer counts as wrong (and unparsed)."""
-    rows = []
+@dataclass(frozen=True)
+class Reply:
+    """A model's reply to one question: raw text and, where the model gives them, how sure it was.
+
+    probabilities: per option for closed answer sets (what a temperature rescales); for numbers, the
+    likeliest values.
+    """
+
+    text: str
+    confidence: float | None = None
+    probabilities: dict[str, float] | None = None
+
+    def to_json(self, id: str) -> dict[str, Any]:
+        """One answer-file line (without the fields the model did not give)."""
+        line: dict[str, Any] = {"id": id, "answer": self.text}
+        if self.confidence is not None:
+            line["confidence"] = self.confidence
+        if self.probabilities is not None:
+            line["probabilities"] = self.probabilities
+        return line
+
+
+@dataclass(frozen=True)
+class Graded:
+    """One benchmark question with its parsed truth and prediction, and the reply (None: unanswered)."""
+
+    sample: Sample
+    truth: Any
+    prediction: Any
+    reply: Reply | None
+
+    @property
+    def task(self) -> str:
+        """The sub-task name ("unknown" when the sample has none)."""
+        return self.sample.task or "unknown"
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """(width, height) of the last frame, which pixel answers refer to."""
+        return _size(self.sample)
+
+    @property
+    def correct(self) -> bool:
+        """Whether the prediction is right by the paper's rule for the question's kind."""
+        return is_correct(self.sample.kind, self.prediction, self.truth, *(self.size or (None, None)))
+
+
+def grade(bench: Benchmark, answers: Mapping[str, Reply]) -> list[Graded]:
+    """Parse every question's truth and its reply (by sample id) the same way."""
+    graded = []
     for s in bench.samples:
-        gt = parse_answer(s.answer, s.kind).value
-        raw = answers.get(s.id)
-        pred = parse_answer(raw, s.kind).value if raw is not None else None
-        rows.append((s.task or "unknown", s.kind, pred, gt, _size(s)))
-    return score_all(rows)
+        reply = answers.get(s.id)
+        pred = parse_answer(reply.text, s.kind).value if reply is not None else None
+        graded.append(Graded(s, parse_answer(s.answer, s.kind).value, pred, reply))
+    return graded
 
 
-def read_answers(path: str | Path) -> dict[str, str]:
-    """Answer JSONL -> {id: raw text}."""
-    out: dict[str, str] = {}
+def score_graded(graded: Iterable[Graded]) -> Scores:
+    """Score graded questions by sub-task with the paper's rules; unanswered ones are wrong (and unparsed)."""
+    return score_all((g.task, g.sample.kind, g.prediction, g.truth, g.size) for g in graded)
+
+
+def score_answers(bench: Benchmark, answers: Mapping[str, Reply]) -> Scores:
+    """Score replies by sample id; a missing answer counts as wrong (and unparsed)."""
+    return score_graded(grade(bench, answers))
+
+
+def _reply(d: dict[str, Any]) -> Reply:
+    confidence, probabilities = d.get("confidence"), d.get("probabilities")
+    return Reply(
+        str(d["answer"]),
+        None if confidence is None else float(confidence),
+        None if probabilities is None else {str(k): float(v) for k, v in probabilities.items()},
+    )
+
+
+def read_answers(path: str | Path) -> dict[str, Reply]:
+    """Answer JSONL -> {id: reply}."""
+    out: dict[str, Reply] = {}
     p = Path(path)
     if not p.is_file():
         raise BenchmarkError(f"answer file not found: {p}")
@@ -91,10 +177,25 @@ def read_answers(path: str | Path) -> dict[str, str]:
             continue
         try:
             d = json.loads(line)
-            out[str(d["id"])] = str(d["answer"])
-        except (ValueError, KeyError, TypeError) as exc:
+            out[str(d["id"])] = _reply(d)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise BenchmarkError(f'{p}:{n}: expected {{"id": ..., "answer": ...}} ({exc})') from exc
     return out
+
+
+def read_answer_sets(path: str | Path, names: Iterable[str]) -> dict[str, dict[str, Reply]]:
+    """Answers of each named set: PATH itself for a lone set given a file, else PATH/NAME/answers.jsonl."""
+    p, names = Path(path), list(names)
+    if p.is_file() and len(names) == 1:
+        return {names[0]: read_answers(p)}
+    return {name: read_answers(p / name / ANSWERS_FILE) for name in names}
+
+
+def write_answers(answers: Mapping[str, Reply], path: Path) -> Path:
+    """Write an answer file that read_answers reads back."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r.to_json(i)) + "\n" for i, r in answers.items()))
+    return path
 
 
 def checkpoint_tiles(checkpoint: Path) -> int:
@@ -112,10 +213,23 @@ def answer_with_model(
     progress: bool = True,
     max_tiles: int | None = None,
     number_beam: int | None = None,
-) -> dict[str, str]:
-    """Ask our runtime every question (questions over the same frames go as one batch); {id: raw text}.
+) -> dict[str, Reply]:
+    """Ask our runtime every question of one benchmark; {id: reply} (see answer_sets)."""
+    return answer_sets({"": bench}, checkpoint, device, progress, max_tiles, number_beam)[""]
 
-    number_beam: digit prefixes the runtime follows for integer answers (None: its default; 0: greedy).
+
+def answer_sets(
+    sets: Mapping[str, Benchmark],
+    checkpoint: str | Path,
+    device: str = "auto",
+    progress: bool = True,
+    max_tiles: int | None = None,
+    number_beam: int | None = None,
+) -> dict[str, dict[str, Reply]]:
+    """Ask our runtime every question of every set, the model loaded once; {set: {id: reply}}.
+
+    Questions over the same frames go as one batch. number_beam: digit prefixes the runtime follows for
+    integer answers (None: its default; 0: greedy).
     """
     from tqdm import tqdm
 
@@ -134,33 +248,23 @@ def answer_with_model(
             **({} if number_beam is None else {"number_beam": number_beam}),
         )
     )
-    groups: dict[tuple[str, ...], list[Sample]] = defaultdict(list)
-    for s in bench.samples:
-        groups[tuple(s.image)].append(s)
-    out: dict[str, str] = {}
+    out: dict[str, dict[str, Reply]] = {}
     try:
-        for images, samples in tqdm(groups.items(), desc="answering", unit="frames", disable=not progress):
-            frames = [load_rgb(bench.root / p) for p in images]
-            answers = model.ask_many(
-                frames, [Question(question_text(s), kind=s.kind, id=s.id) for s in samples]
-            )
-            for s, a in zip(samples, answers):
-                out[s.id] = a.raw if a.probabilities is None else f"`{a.value}`"
+        for name, bench in sets.items():
+            groups: dict[tuple[str, ...], list[Sample]] = defaultdict(list)
+            for s in bench.samples:
+                groups[tuple(s.image)].append(s)
+            replies = out[name] = {}
+            desc = f"answering {name}".strip()
+            for images, samples in tqdm(groups.items(), desc=desc, unit="frames", disable=not progress):
+                frames = [load_rgb(bench.root / p) for p in images]
+                answers = model.ask_many(
+                    frames, [Question(question_text(s), kind=s.kind, id=s.id) for s in samples]
+                )
+                for s, a in zip(samples, answers):
+                    text = a.raw if a.probabilities is None else f"`{a.value}`"
+                    replies[s.id] = Reply(text, a.confidence, a.probabilities)
     finally:
         model.close()
     return out
 
-
-def write_report(
-    scores: Scores, out_dir: Path, title: str, answers: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """Write scores.json, scores.md (and answers.jsonl when given) under out_dir; returns the JSON."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report = {"title": title, **scores.to_json()}
-    (out_dir / "scores.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out_dir / "scores.md").write_text(scores.to_markdown(title))
-    if answers is not None:
-        (out_dir / "answers.jsonl").write_text(
-            "".join(json.dumps({"id": k, "answer": v}) + "\n" for k, v in answers.items())
-        )
-    return report

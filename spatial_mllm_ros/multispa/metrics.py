@@ -1,36 +1,15 @@
-"""The paper's benchmark metrics: per-answer correctness, per-sub-task accuracy and the Table 2 rows.
+"""The paper's benchmark metrics over many answers: per-sub-task accuracy, intervals and the Table 2 rows.
 
-Correctness rules (Multi-SpatialMLLM, Sec. 5):
-- qualitative and multiple-choice answers (direction, yes/no, letters, counts, text): exact match;
-- scalars and vectors (distance, depth, angle, vector): correct iff |pred - gt|_2 <= 0.2 * |gt|_2;
-- pixel coordinates (0..1000 scale per axis): correct iff within 5% of the image width, in pixels.
-The paper leaves a zero ground truth undefined (0.2 * 0 admits only an exact zero); we define it:
-a zero ground truth is matched by a prediction within an absolute tolerance, ZERO_TOLERANCE per kind
-(10 mm for lengths, the "did not move" threshold; 1 degree for angles).
+Whether one answer is right is decided by spatial_mllm_ros.conventions.is_correct (the paper's rules).
 """
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from spatial_mllm_ros.multispa.format import COORD_SCALE, STATIC_THRESHOLD_M, QuestionKind
-
-RELATIVE_TOLERANCE = 0.2
-PIXEL_TOLERANCE = 0.05  # fraction of the image width
-ZERO_TOLERANCE: dict[QuestionKind, float] = {
-    QuestionKind.DISTANCE: 1000 * STATIC_THRESHOLD_M,
-    QuestionKind.DEPTH: 1000 * STATIC_THRESHOLD_M,
-    QuestionKind.VECTOR: 1000 * STATIC_THRESHOLD_M,
-    QuestionKind.ANGLE: 1.0,
-}
-NUMERIC_KINDS = frozenset(ZERO_TOLERANCE)
-EXACT_KINDS = frozenset(
-    {QuestionKind.DIRECTION, QuestionKind.YES_NO, QuestionKind.CHOICE, QuestionKind.COUNT, QuestionKind.FREE}
-)
+from spatial_mllm_ros.conventions import NUMERIC_KINDS, QuestionKind, as_vector, is_correct
 
 # The 12 grouped rows of the paper's Table 2, in its order; "Average" is their unweighted mean.
 TABLE2_ROWS: tuple[str, ...] = (
@@ -47,114 +26,6 @@ TABLE2_ROWS: tuple[str, ...] = (
     "Object movement vector",
     "Object size",
 )
-
-
-def _as_vector(value: object) -> list[float] | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return [float(value)]
-    if isinstance(value, (list, tuple)):
-        try:
-            return [float(v) for v in value]
-        except (TypeError, ValueError):
-            return None
-    return None
-
-
-def _norm_text(value: object) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return " ".join(str(value).strip().strip("`").strip().rstrip(".").lower().split())
-
-
-def numeric_correct(kind: QuestionKind | str, pred: object, gt: object) -> bool:
-    """Relative L2 error <= 20% (scalars and vectors); zero ground truth uses ZERO_TOLERANCE."""
-    kind = QuestionKind(kind)
-    p, g = _as_vector(pred), _as_vector(gt)
-    if p is None or g is None or len(p) != len(g) or not all(map(math.isfinite, p)):
-        return False
-    err = math.dist(p, g)
-    gt_norm = math.hypot(*g)
-    if gt_norm == 0.0:
-        return err <= ZERO_TOLERANCE.get(kind, 0.0)
-    return err <= RELATIVE_TOLERANCE * gt_norm
-
-
-def best_numeric_answer(kind: QuestionKind | str, distribution: dict[int, float]) -> tuple[int, float]:
-    """Pick the value most likely to be scored correct, and that likelihood, from a value distribution.
-
-    Greedy digit-by-digit decoding commits to the first digit before it has weighed the rest: it says
-    "111" when the mass is spread over 90-150. Under the paper's rule the best single answer is the value
-    whose tolerance window holds the most probability (the Bayes decision for this metric). Guesses are
-    kept to what the answer convention can mean: 0 ("did not move", which takes every value under the
-    zero tolerance) or a value at or over it, so a likely zero never turns into a borderline 10 mm. The
-    values (non-negative) need not sum to one (a pruned distribution); the likelihood is relative to what
-    is there.
-    """
-    total = sum(distribution.values())
-    if not distribution or total <= 0:
-        raise ValueError("empty value distribution")
-    zero = ZERO_TOLERANCE.get(QuestionKind(kind), 0.0)
-    still, moved = 0.0, []
-    for t, p in distribution.items():
-        if t == 0 or abs(t) < zero:
-            still += p
-        else:
-            moved.append((t, p))
-    moved.sort()
-    truths = [t for t, _ in moved]
-    cum = list(itertools.accumulate((p for _, p in moved), initial=0.0))
-    lo, hi = 1 - RELATIVE_TOLERANCE, 1 + RELATIVE_TOLERANCE
-
-    def window(v: int) -> float:
-        """Probability of the truths v is right for: lo t <= v <= hi t, a run of the sorted ones."""
-        a, b = bisect.bisect_left(truths, v / hi), bisect.bisect_right(truths, v / lo)
-        # the metric itself decides the run's ends, whatever the rounding of the bounds
-        while a > 0 and numeric_correct(kind, v, truths[a - 1]):
-            a -= 1
-        while a < b and not numeric_correct(kind, v, truths[a]):
-            a += 1
-        while b < len(truths) and numeric_correct(kind, v, truths[b]):
-            b += 1
-        while b > a and not numeric_correct(kind, v, truths[b - 1]):
-            b -= 1
-        return cum[b] - cum[a]
-
-    # a guess's window only changes where v crosses lo t or hi t: those points and the values themselves
-    # are all the guesses worth weighing
-    guesses = {g for t in truths for g in (t, math.ceil(lo * t), math.floor(hi * t)) if abs(g) >= zero and g}
-    mass = {v: window(v) for v in guesses}
-    best = max(sorted(guesses), key=lambda v: (mass[v], distribution.get(v, 0.0)), default=0)
-    if not guesses or still >= mass[best]:
-        return 0, still / total
-    return best, mass[best] / total
-
-
-def pixel_correct(pred: object, gt: object, width: int | None = None, height: int | None = None) -> bool:
-    """Check normalised [x, y] (0..1000) is within 5% of the image width in pixels (square if no size)."""
-    p, g = _as_vector(pred), _as_vector(gt)
-    if p is None or g is None or len(p) != 2 or len(g) != 2:
-        return False
-    w = float(width) if width else float(COORD_SCALE)
-    h = float(height) if height else w
-    dx = (p[0] - g[0]) * w / COORD_SCALE
-    dy = (p[1] - g[1]) * h / COORD_SCALE
-    return math.hypot(dx, dy) <= PIXEL_TOLERANCE * w
-
-
-def is_correct(
-    kind: QuestionKind | str, pred: object, gt: object, width: int | None = None, height: int | None = None
-) -> bool:
-    """Score one parsed answer value against the ground-truth value with the paper's rule for its kind."""
-    kind = QuestionKind(kind)
-    if pred is None:
-        return False
-    if kind is QuestionKind.COORDINATE:
-        return pixel_correct(pred, gt, width, height)
-    if kind in NUMERIC_KINDS:
-        return numeric_correct(kind, pred, gt)
-    return _norm_text(pred) == _norm_text(gt)
 
 
 def table2_row(task: str, kind: QuestionKind | str) -> str | None:
@@ -370,7 +241,7 @@ def score_all(
     scores = Scores()
     for task, kind, pred, gt, size in items:
         w, h = (size[0], size[1]) if size else (None, None)
-        truth = _as_vector(gt) if QuestionKind(kind) in NUMERIC_KINDS else None
+        truth = as_vector(gt) if QuestionKind(kind) in NUMERIC_KINDS else None
         zero = truth is not None and not any(truth)
         scores.add(task, kind, is_correct(kind, pred, gt, w, h), parsed=pred is not None, zero=zero)
     return scores

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from spatial_mllm_ros.answers import Answer, Question
-from spatial_mllm_ros.multispa.format import DIRECTIONS, STATIC_THRESHOLD_M, YES_NO, QuestionKind
+from spatial_mllm_ros.conventions import DIRECTIONS, STATIC_THRESHOLD_M, YES_NO, QuestionKind
 from spatial_mllm_ros.reward.errors import RubricError
 
 CHECK_TYPES = ("direction", "metric", "static")

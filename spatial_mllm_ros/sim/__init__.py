@@ -1,5 +1,6 @@
 """MuJoCo tabletop simulation: scenes, scripted motions, ground truth and rosbag2 recording."""
 
+from spatial_mllm_ros.sim.appearance import AppearanceConfig
 from spatial_mllm_ros.sim.episodes import generate_episodes
 from spatial_mllm_ros.sim.errors import (
     MotionError,
@@ -30,6 +31,7 @@ from spatial_mllm_ros.sim.motions import (
     translate,
 )
 from spatial_mllm_ros.sim.node_config import SimNodeConfig
+from spatial_mllm_ros.sim.profiles import PROFILES, ShiftProfile, shift_profile
 from spatial_mllm_ros.sim.recorder import EpisodeRecorder, record_episodes
 from spatial_mllm_ros.sim.scene import (
     CAMERA_NAMES,
@@ -40,14 +42,17 @@ from spatial_mllm_ros.sim.scene import (
     SceneConfig,
     build_scene,
 )
-from spatial_mllm_ros.sim.truth import CameraFrame, CameraTrack, Episode, MotionTruth, direction_of
+from spatial_mllm_ros.sim.sensor import SensorEffects
+from spatial_mllm_ros.sim.truth import CameraFrame, CameraTrack, Episode, MotionTruth
 from spatial_mllm_ros.sim.world import Pose, RenderedFrame, SimWorld
 
 __all__ = [
     "CAMERA_NAMES",
     "COLOURS",
     "MOTIONS",
+    "PROFILES",
     "SHAPES",
+    "AppearanceConfig",
     "CameraDolly",
     "CameraFrame",
     "CameraOrbit",
@@ -72,6 +77,8 @@ __all__ = [
     "ScriptedEpisode",
     "SceneConfig",
     "SceneConfigError",
+    "SensorEffects",
+    "ShiftProfile",
     "SimError",
     "SimNodeConfig",
     "SimWorld",
@@ -80,11 +87,11 @@ __all__ = [
     "UnknownObjectError",
     "UnreachableTargetError",
     "build_scene",
-    "direction_of",
     "generate_episodes",
     "parse_motion",
     "random_motion",
     "record_episodes",
     "run_episode",
+    "shift_profile",
     "translate",
 ]

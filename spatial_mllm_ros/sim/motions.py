@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from spatial_mllm_ros.multispa.format import DIRECTIONS
+from spatial_mllm_ros.conventions import DIRECTIONS, direction_of
 from spatial_mllm_ros.sim.errors import MotionError, SceneConfigError, UnreachableTargetError
 from spatial_mllm_ros.sim.geometry import make_pose, quat_to_mat, rot_z
 from spatial_mllm_ros.sim.scene import (
@@ -20,7 +20,7 @@ from spatial_mllm_ros.sim.scene import (
     SceneConfig,
     check_reachable,
 )
-from spatial_mllm_ros.sim.truth import CameraTrack, Episode, direction_of, direction_vector
+from spatial_mllm_ros.sim.truth import CameraTrack, Episode, direction_vector
 from spatial_mllm_ros.sim.world import RenderedFrame, SimWorld
 
 LIFT_M = 0.10  # clearance above an object's top when carrying or approaching it
@@ -502,13 +502,23 @@ def _random_kinds(spec: str) -> list[str] | None:
     return [k for k in spec.partition(":")[2].split(",") if k] or None
 
 
-def random_motion(world: SimWorld, rng: np.random.Generator, kinds: Sequence[str] | None = None) -> Motion:
-    """Draw a random motion that is feasible in `world` (retries until its plan resolves)."""
+def random_motion(
+    world: SimWorld,
+    rng: np.random.Generator,
+    kinds: Sequence[str] | None = None,
+    cameras: Sequence[str] | None = None,
+) -> Motion:
+    """Draw a random motion that is feasible in `world` (retries until its plan resolves).
+
+    Directions are worded in one of `cameras`; by default the scene's fixed cameras, or the wrist camera
+    when it is the scene's only one (camera motions need a fixed camera and are redrawn for the wrist).
+    """
     kinds = _known_kinds(kinds)
     fixed = [c for c in _CAMERA_FOR_DIRECTIONS if c in world.scene.cameras] or list(world.scene.cameras)
+    cameras = list(cameras or fixed)
     for _ in range(50):
         motion = _random_of_kind(
-            str(rng.choice(kinds)), str(rng.choice(fixed)), str(rng.choice(world.scene.object_names)), rng
+            str(rng.choice(kinds)), str(rng.choice(cameras)), str(rng.choice(world.scene.object_names)), rng
         )
         try:
             motion.plan(world)

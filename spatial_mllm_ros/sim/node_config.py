@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spatial_mllm_ros.config import option
+from spatial_mllm_ros.sim.appearance import AppearanceConfig
 from spatial_mllm_ros.sim.scene import CAMERA_NAMES, MAX_OBJECTS, SceneConfig
 
 TRANSPORTS = ("raw", "compressed", "both")
@@ -33,6 +34,7 @@ class SimNodeConfig:
     randomize: bool = option(
         True, help="randomise colours, sizes, placement, camera poses and lights by seed"
     )
+    appearance: AppearanceConfig = option(default_factory=AppearanceConfig)
     image_transport: str = option(
         "raw",
         help="raw: sensor_msgs/Image on /camera/<cam>/image_raw; compressed: JPEG on .../compressed",
@@ -64,4 +66,5 @@ class SimNodeConfig:
             cameras=tuple(self.cameras),
             shadows=self.shadows,
             randomize=self.randomize,
+            appearance=self.appearance,
         )

@@ -1,12 +1,15 @@
-"""A contact sheet of a scene: every camera's RGB, depth and segmentation side by side in one PNG."""
+"""Preview PNGs: one scene's cameras (RGB, depth, segmentation side by side), or many seeds in a grid."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from spatial_mllm_ros.sim.errors import SceneConfigError
 from spatial_mllm_ros.sim.scene import SceneConfig
 from spatial_mllm_ros.sim.world import RenderedFrame, SimWorld
 
@@ -23,11 +26,30 @@ def colourise(frame: RenderedFrame) -> np.ndarray:
     return np.concatenate([frame.rgb, depth_rgb, palette[frame.seg]], axis=1)
 
 
+def _write(rgb: np.ndarray, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return path
+
+
 def save_preview(config: SceneConfig, path: Path) -> Path:
     """Render every camera of the scene once and write the contact sheet to `path` (PNG)."""
     with SimWorld(config) as world:
         rows = [colourise(world.render(cam)) for cam in config.cameras]
-    sheet = np.concatenate(rows, axis=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    return path
+    return _write(np.concatenate(rows, axis=0), path)
+
+
+def save_grid(config: SceneConfig, n: int, path: Path) -> Path:
+    """Render seeds config.seed .. + n - 1 from the first camera; write them as a labelled grid (PNG)."""
+    if n < 1:
+        raise SceneConfigError(f"a grid needs at least one scene, got {n}")
+    camera, tiles = config.cameras[0], []
+    for seed in range(config.seed, config.seed + n):
+        with SimWorld(dataclasses.replace(config, seed=seed)) as world:
+            tile = world.render(camera, depth=False, seg=False).rgb.copy()
+        cv2.putText(tile, f"seed {seed}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255,) * 3, 1, cv2.LINE_AA)
+        tiles.append(tile)
+    columns = math.ceil(math.sqrt(n))
+    tiles += [np.zeros_like(tiles[0])] * (-n % columns)
+    rows = [np.concatenate(tiles[i : i + columns], axis=1) for i in range(0, len(tiles), columns)]
+    return _write(np.concatenate(rows, axis=0), path)

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from spatial_mllm_ros.config import from_dict
+from spatial_mllm_ros.sim.appearance import (
+    AppearanceConfig,
+    Light,
+    Look,
+    Surface,
+    as_rgb,
+    camera_jitters,
+    randomize_look,
+    shade,
+    stream,
+)
 from spatial_mllm_ros.sim.errors import (
     SceneConfigError,
     UnknownCameraError,
@@ -13,6 +26,8 @@ from spatial_mllm_ros.sim.errors import (
     UnreachableTargetError,
 )
 from spatial_mllm_ros.sim.geometry import MUJOCO_TO_OPTICAL, look_at
+from spatial_mllm_ros.sim.photos import png_bytes
+from spatial_mllm_ros.sim.sensor import SensorEffects
 
 COLOURS: dict[str, tuple[float, float, float]] = {
     "red": (0.85, 0.10, 0.10),
@@ -71,8 +86,11 @@ class SceneConfig:
     fovy_deg: float = 45.0
     timestep_s: float = 0.002
     gripper_start: tuple[float, float, float] = (0.0, 0.0, 0.25)
+    appearance: AppearanceConfig = field(default_factory=AppearanceConfig)  # off: the plain look
 
     def __post_init__(self) -> None:
+        if isinstance(self.appearance, Mapping):  # a saved episode's JSON: read through the config schema
+            object.__setattr__(self, "appearance", from_dict(AppearanceConfig, self.appearance))
         object.__setattr__(self, "objects", tuple(self.objects))
         object.__setattr__(self, "cameras", tuple(self.cameras))
         object.__setattr__(self, "gripper_start", tuple(float(v) for v in self.gripper_start))
@@ -165,12 +183,14 @@ class CameraSpec:
 
 @dataclass(frozen=True)
 class Scene:
-    """A built scene: its objects, cameras, lights and the MJCF text MuJoCo loads."""
+    """A built scene: its objects, cameras, lights, the MJCF text MuJoCo loads and its texture files."""
 
     config: SceneConfig
     objects: tuple[ObjectSpec, ...]
     cameras: dict[str, CameraSpec]
     xml: str
+    assets: dict[str, bytes] = field(default_factory=dict, compare=False)  # photo textures the MJCF names
+    sensor: SensorEffects = SensorEffects()  # what the cameras do to each rendered image
 
     def object(self, name: str) -> ObjectSpec:
         """Return the object called `name`; UnknownObjectError lists the scene's objects otherwise."""
@@ -259,11 +279,15 @@ def _objects(config: SceneConfig, rng: np.random.Generator) -> tuple[ObjectSpec,
     jitter = config.size_jitter if config.randomize else 0.0
     sizes = [config.object_size_m * float(rng.uniform(1 - jitter, 1 + jitter)) for _ in kinds]
     places = _place(sizes, config.randomize, rng)
+    look = config.appearance
+    shades = stream(config.seed, "objects") if look.randomize and look.object_shade > 0 else None
     specs = []
     for i, ((colour, shape), size, xy) in enumerate(zip(kinds, sizes, places)):
         rgb = np.array(COLOURS[colour])
         if config.randomize:  # shade jitter keeps the colour's name true
             rgb = np.clip(rgb * rng.uniform(0.85, 1.1) + rng.uniform(-0.04, 0.04, 3), 0.0, 1.0)
+        if shades is not None:
+            rgb = np.array(shade(colour, tuple(rgb), look.object_shade, shades))
         half_height = (
             size * float(rng.uniform(0.8, 1.6)) if shape == "cylinder" and config.randomize else size
         )
@@ -300,6 +324,12 @@ def _cameras(config: SceneConfig, rng: np.random.Generator) -> dict[str, CameraS
         cams[name] = CameraSpec(
             name, "world", tuple(float(v) for v in eye), look_at(eye, target, up), config.fovy_deg
         )
+    for name, j in camera_jitters(config.appearance, config.seed, CAMERA_NAMES).items():
+        if name in cams:
+            c = cams[name]
+            pos = tuple(float(v) for v in np.add(c.pos, j.shift))
+            fovy = float(np.clip(c.fovy_deg + j.fovy_deg, 10.0, 120.0))
+            cams[name] = CameraSpec(name, c.mount, pos, c.rotation @ j.rotation, fovy)
     return cams
 
 
@@ -353,37 +383,97 @@ def _gripper_xml(config: SceneConfig, cameras: dict[str, CameraSpec]) -> str:
     )
 
 
-def _world_xml(config: SceneConfig, rng: np.random.Generator) -> tuple[str, str]:
-    """Assets (textures, materials) and lights, randomised by seed."""
+def _plain_look(config: SceneConfig, rng: np.random.Generator) -> Look:
+    """Draw the look without appearance randomisation (table colour and lights vary with the layout)."""
     r = config.randomize
     builtin = str(rng.choice(["checker", "flat", "gradient"])) if r else "flat"
     wood = np.array([0.62, 0.48, 0.33])
     table1 = np.clip(wood + (rng.uniform(-0.2, 0.2, 3) if r else 0), 0, 1)
     table2 = np.clip(table1 * (rng.uniform(0.7, 0.95) if r else 0.85), 0, 1)
     floor = np.clip(np.array([0.35, 0.37, 0.4]) + (rng.uniform(-0.15, 0.15, 3) if r else 0), 0, 1)
-    assets = (
-        f'<texture name="table_tex" type="2d" builtin="{builtin}" rgb1="{_fmt(table1)}" '
-        f'rgb2="{_fmt(table2)}" '
-        f'width="256" height="256"/>'
-        f'<material name="table_mat" texture="table_tex" texrepeat="4 4"/>'
-        f'<texture name="floor_tex" type="2d" builtin="checker" rgb1="{_fmt(floor)}" '
-        f'rgb2="{_fmt(floor * 0.8)}" width="256" height="256"/>'
-        f'<material name="floor_mat" texture="floor_tex" texrepeat="8 8"/>'
-        f'<texture name="sky" type="skybox" builtin="gradient" rgb1="0.75 0.8 0.88" rgb2="0.35 0.38 0.45" '
-        f'width="64" height="64"/>'
-    )
     key_dir = np.array([0.3, 0.2, -1.0]) + (rng.uniform(-0.35, 0.35, 3) * [1, 1, 0] if r else 0)
     key = rng.uniform(0.45, 0.8) if r else 0.6
     fill = rng.uniform(0.15, 0.35) if r else 0.25
-    shadow = "true" if config.shadows else "false"
-    lights = (
-        f'<light name="key" directional="true" pos="0 0 3" dir="{_fmt(key_dir)}" '
-        f'diffuse="{key:.3g} {key:.3g} '
-        f'{key:.3g}" specular="0.2 0.2 0.2" castshadow="{shadow}"/>'
-        f'<light name="fill" pos="-1 -1 2" dir="1 1 -2" diffuse="{fill:.3g} {fill:.3g} {fill:.3g}" '
-        f'specular="0 0 0" castshadow="false"/>'
+    ambient = rng.uniform(0.2, 0.4) if r else 0.3
+    return Look(
+        table=Surface(as_rgb(table1), as_rgb(table2), builtin),
+        floor=Surface(as_rgb(floor), as_rgb(floor * 0.8), "checker", (8.0, 8.0)),
+        sky=((0.75, 0.8, 0.88), (0.35, 0.38, 0.45)),
+        walls=None,
+        lights=(
+            Light("key", (0.0, 0.0, 3.0), as_rgb(key_dir), (key,) * 3, (0.2,) * 3, True, config.shadows),
+            Light("fill", (-1.0, -1.0, 2.0), (1.0, 1.0, -2.0), (fill,) * 3, (0.0,) * 3),
+        ),
+        ambient=(ambient,) * 3,
+        headlight=(0.35,) * 3,
+        shadow_map=2048,
     )
-    return assets, lights
+
+
+def _fmt3(values: tuple[float, ...]) -> str:
+    return " ".join(f"{float(v):.3g}" for v in values)
+
+
+def _surface_xml(name: str, surface: Surface, assets: dict[str, bytes]) -> str:
+    """Write a 2D texture and its material (a photo becomes a PNG asset)."""
+    s = surface
+    if s.photo is not None:
+        assets[f"{name}.png"] = png_bytes(s.photo)
+        texture = f'<texture name="{name}_tex" type="2d" file="{name}.png"/>'
+    else:
+        speckle = f' mark="random" random="{s.speckle:.3g}" markrgb="{_fmt(s.rgb2)}"' if s.speckle else ""
+        texture = (
+            f'<texture name="{name}_tex" type="2d" builtin="{s.builtin}" rgb1="{_fmt(s.rgb1)}" '
+            f'rgb2="{_fmt(s.rgb2)}"{speckle} width="256" height="256"/>'
+        )
+    gloss = "".join(
+        f' {key}="{value:.3g}"' for key, value in (("specular", s.specular), ("shininess", s.shininess))
+        if value is not None
+    )
+    material = f'<material name="{name}_mat" texture="{name}_tex" texrepeat="{_fmt(s.texrepeat)}"{gloss}/>'
+    return texture + material
+
+
+def _light_xml(light: Light) -> str:
+    spot = f' cutoff="{light.cutoff_deg:.3g}"' if light.cutoff_deg is not None else ""
+    directional = ' directional="true"' if light.directional else ""
+    return (
+        f'<light name="{light.name}"{directional} '
+        f'pos="{_fmt(light.pos)}" dir="{_fmt(light.dir)}" diffuse="{_fmt3(light.diffuse)}" '
+        f'specular="{_fmt(light.specular)}" castshadow="{"true" if light.castshadow else "false"}"{spot}/>'
+    )
+
+
+def _walls_xml() -> str:
+    """Four walls 2.5 m from the table centre, floor to 2.5 m high, facing in (seen as background)."""
+    half_h = (2.5 + TABLE_LEG_HEIGHT + 0.02) / 2
+    z = 2.5 - half_h
+    sides = {"north": ((0, 2.5), "0 -1 0"), "south": ((0, -2.5), "0 1 0"), "east": ((2.5, 0), "-1 0 0"),
+             "west": ((-2.5, 0), "1 0 0")}
+    return "".join(
+        f'<geom name="backdrop_{side}" type="plane" pos="{x} {y} {z:.6g}" zaxis="{normal}" '
+        f'size="2.5 {half_h:.6g} 0.1" material="walls_mat" contype="0" conaffinity="0"/>'
+        for side, ((x, y), normal) in sides.items()
+    )
+
+
+def _look_xml(look: Look) -> tuple[str, str, str, dict[str, bytes]]:
+    """Visual settings, assets, lights and backdrop geoms of a look, and the texture files they name."""
+    files: dict[str, bytes] = {}
+    visual = (
+        f'<quality shadowsize="{look.shadow_map}"/><map znear="0.01" zfar="50"/>'
+        f'<headlight ambient="{_fmt3(look.ambient)}" diffuse="{_fmt3(look.headlight)}" '
+        f'specular="0.05 0.05 0.05"/>'
+    )
+    assets = (
+        _surface_xml("table", look.table, files)
+        + _surface_xml("floor", look.floor, files)
+        + (_surface_xml("walls", look.walls, files) if look.walls else "")
+        + f'<texture name="sky" type="skybox" builtin="gradient" rgb1="{_fmt(look.sky[0])}" '
+        f'rgb2="{_fmt(look.sky[1])}" width="64" height="64"/>'
+    )
+    lights = "".join(_light_xml(light) for light in look.lights)
+    return visual, assets, lights + (_walls_xml() if look.walls else ""), files
 
 
 def _table_xml() -> str:
@@ -405,17 +495,14 @@ def build_scene(config: SceneConfig) -> Scene:
     rng = np.random.default_rng(config.seed)
     objects = _objects(config, rng)
     cameras = _cameras(config, rng)
-    assets, lights = _world_xml(config, rng)
-    ambient = rng.uniform(0.2, 0.4) if config.randomize else 0.3
+    look = randomize_look(config.appearance, config.seed, _plain_look(config, rng))
+    visual, assets, lights, files = _look_xml(look)
     world_cams = "".join(_camera_xml(c) for c in cameras.values() if c.mount == "world")
     xml = (
         '<mujoco model="spatial_mllm_tabletop">'
         f'<option timestep="{config.timestep_s:.6g}" gravity="0 0 -9.81" cone="elliptic"/>'
         '<statistic extent="1" center="0 0 0.1"/>'
-        f'<visual><global offwidth="{config.width}" offheight="{config.height}"/>'
-        f'<quality shadowsize="2048"/><map znear="0.01" zfar="50"/>'
-        f'<headlight ambient="{ambient:.3g} {ambient:.3g} {ambient:.3g}" diffuse="0.35 0.35 0.35" '
-        f'specular="0.05 0.05 0.05"/></visual>'
+        f'<visual><global offwidth="{config.width}" offheight="{config.height}"/>{visual}</visual>'
         f"<asset>{assets}</asset>"
         f"<worldbody>{lights}"
         f'<geom name="floor" type="plane" pos="0 0 {-TABLE_LEG_HEIGHT - 0.02:.6g}" size="4 4 0.1" '
@@ -424,4 +511,4 @@ def build_scene(config: SceneConfig) -> Scene:
         + "".join(_object_xml(o) for o in objects)
         + "</worldbody></mujoco>"
     )
-    return Scene(config, objects, cameras, xml)
+    return Scene(config, objects, cameras, xml, files, look.sensor)

@@ -9,6 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from spatial_mllm_ros.frames import Frame
 from spatial_mllm_ros.sim.errors import RecordError
 from spatial_mllm_ros.sim.geometry import mat_to_quat
 from spatial_mllm_ros.sim.scene import Scene
@@ -54,6 +55,12 @@ def object_topic(name: str) -> str:
 def optical_frame(camera: str) -> str:
     """Name the optical frame (x right, y down, z forward) of a camera, for header.frame_id."""
     return f"{camera}_camera_optical_frame"
+
+
+def camera_frames(episode: Episode, camera: str) -> list[Frame]:
+    """Return a camera's images as core Frames, with the topic and frame_id the sim node publishes them on."""
+    frames = [episode.frame(camera, i) for i in range(episode.n_frames)]
+    return [Frame(f.rgb, f.stamp_ns, optical_frame(camera), image_topic(camera), f.depth) for f in frames]
 
 
 def camera_info_values(k: np.ndarray, width: int, height: int) -> dict[str, Any]:

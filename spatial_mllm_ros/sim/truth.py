@@ -10,26 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from spatial_mllm_ros.frames import Frame
-from spatial_mllm_ros.multispa.format import DIRECTIONS, STATIC_THRESHOLD_M
+from spatial_mllm_ros.conventions import DIRECTION_VECTORS, DIRECTIONS, STATIC_THRESHOLD_M, direction_of
 from spatial_mllm_ros.sim.errors import MotionError, UnknownCameraError, UnknownObjectError
 from spatial_mllm_ros.sim.geometry import make_pose, project, quat_to_mat, rotation_angle_deg, to_camera
 from spatial_mllm_ros.sim.scene import Scene, SceneConfig, build_scene
 
-# Unit vectors of the direction words in the camera optical frame (x right, y down, z forward).
-DIRECTION_VECTORS: dict[str, tuple[float, float, float]] = dict(
-    zip(
-        DIRECTIONS,
-        (
-            (-1.0, 0.0, 0.0),
-            (1.0, 0.0, 0.0),
-            (0.0, -1.0, 0.0),
-            (0.0, 1.0, 0.0),
-            (0.0, 0.0, 1.0),
-            (0.0, 0.0, -1.0),
-        ),
-    )
-)
 OCCLUSION_TOLERANCE_M = 0.01  # a track point is visible when the depth image is no nearer than this
 MIN_FACING_COS = 0.2  # ... and its surface faces the camera by more than a grazing angle
 
@@ -39,12 +24,6 @@ def direction_vector(direction: str) -> np.ndarray:
     if direction not in DIRECTION_VECTORS:
         raise MotionError(f"unknown direction {direction!r}; expected one of {list(DIRECTIONS)}")
     return np.array(DIRECTION_VECTORS[direction])
-
-
-def direction_of(vector_cam: np.ndarray) -> str:
-    """Name the direction of a camera-frame vector: its dominant axis and sign."""
-    v = np.asarray(vector_cam, float)
-    return max(DIRECTIONS, key=lambda d: float(v @ DIRECTION_VECTORS[d]))
 
 
 @dataclass(frozen=True)
@@ -167,22 +146,6 @@ class Episode:
             c.T_world_cam[i],
             int(self.stamps_ns[i]),
         )
-
-    def frames(self, camera: str) -> list[Frame]:
-        """Return the camera's images as core Frames (topic and frame_id as the sim node publishes them)."""
-        from spatial_mllm_ros.sim.topics import image_topic, optical_frame  # topics imports this module
-
-        c = self._camera(camera)
-        return [
-            Frame(
-                c.rgb[i],
-                int(self.stamps_ns[i]),
-                optical_frame(camera),
-                image_topic(camera),
-                None if c.depth is None else c.depth[i],
-            )
-            for i in range(self.n_frames)
-        ]
 
     def save(self, path: str | Path) -> Path:
         """Write the episode to one compressed .npz (arrays + JSON of config, labels, fps)."""

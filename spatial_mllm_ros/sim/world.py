@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from spatial_mllm_ros.sim.appearance import stream_seed
 from spatial_mllm_ros.sim.errors import (
     RenderBackendError,
     SceneConfigError,
@@ -34,6 +35,7 @@ from spatial_mllm_ros.sim.scene import (
     build_scene,
     check_reachable,
 )
+from spatial_mllm_ros.sim.sensor import Sensor
 
 if TYPE_CHECKING:
     import mujoco
@@ -65,7 +67,7 @@ class RenderedFrame(NamedTuple):
     """One camera image: RGB uint8 HxWx3, depth float32 metres HxW (optical z), segmentation uint8 ids.
 
     Segmentation ids are Scene.seg_ids (0 background, 1 table, 2 gripper, 3+ objects); background pixels
-    (the sky) have the far-plane depth, 50 m.
+    (the sky) have the far-plane depth, 50 m, or the distance of the walls a randomised look may add.
     """
 
     rgb: np.ndarray
@@ -101,7 +103,7 @@ class SimWorld:
         self.config = self.scene.config
         self._mj = load_mujoco()
         mj = self._mj
-        self.model: mujoco.MjModel = mj.MjModel.from_xml_string(self.scene.xml)
+        self.model: mujoco.MjModel = mj.MjModel.from_xml_string(self.scene.xml, self.scene.assets)
         self.data: mujoco.MjData = mj.MjData(self.model)
         self._renderer: mujoco.Renderer | None = None
         self._cam_ids = {c: mj.mj_name2id(self.model, mj.mjtObj.mjOBJ_CAMERA, c) for c in self.scene.cameras}
@@ -122,6 +124,7 @@ class SimWorld:
             n: int(self.model.jnt_dofadr[self.model.body_jntadr[b]]) for n, b in self._bodies.items()
         }
         self._seg_lut = self._segmentation_lut()
+        self._sensor = Sensor(self.scene.sensor, stream_seed(self.config.seed, "sensor_frames"))
         self.reset()
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -137,6 +140,7 @@ class SimWorld:
         self._velocity = np.zeros(3)
         self._yaw_rate = 0.0
         self._attached: tuple[str, np.ndarray] | None = None
+        self._sensor.reset()
         self.step(max(1, round(SETTLE_S / self.model.opt.timestep)))
         self.data.time = 0.0
 
@@ -340,7 +344,7 @@ class SimWorld:
         return self._renderer
 
     def render(self, camera: str, depth: bool = True, seg: bool = True) -> RenderedFrame:
-        """Render `camera`: RGB, and optionally depth (m, optical z) and segmentation ids (Scene.seg_ids)."""
+        """Render `camera`: RGB as its sensor delivers it, optionally depth (m, optical z) and seg ids."""
         cid = self._cam(camera)
         r = self._get_renderer()
         r.update_scene(self.data, camera=cid)
@@ -356,4 +360,4 @@ class SimWorld:
             r.disable_segmentation_rendering()
             ids = np.where(raw[..., 1] == int(self._mj.mjtObj.mjOBJ_GEOM), raw[..., 0], -1)
             seg_img = self._seg_lut[ids + 1]
-        return RenderedFrame(rgb.copy(), depth_img, seg_img)
+        return RenderedFrame(self._sensor(rgb.copy()), depth_img, seg_img)

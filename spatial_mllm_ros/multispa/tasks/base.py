@@ -12,7 +12,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from spatial_mllm_ros.multispa.format import QuestionKind, Sample, format_value, make_sample
+from spatial_mllm_ros.conventions import QuestionKind, format_value
+from spatial_mllm_ros.multispa.format import Sample, make_sample
 from spatial_mllm_ros.multispa.geometry import overlap_matrix, project, sample_overlap_pairs
 from spatial_mllm_ros.multispa.sources.base import Scene, View, visibility_matrix
 from spatial_mllm_ros.multispa.templates import Rendered

@@ -5,7 +5,8 @@ Translation direction per axis, yaw/pitch direction, distance, angles and the tr
 
 from __future__ import annotations
 
-from spatial_mllm_ros.multispa.format import QuestionKind, Sample, format_value
+from spatial_mllm_ros.conventions import QuestionKind, format_value
+from spatial_mllm_ros.multispa.format import Sample
 from spatial_mllm_ros.multispa.geometry import CameraMotion, camera_motion
 from spatial_mllm_ros.multispa.tasks.base import TaskContext, TaskSpec
 from spatial_mllm_ros.multispa.templates import render

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from spatial_mllm_ros.multispa.format import (
-    CHOICE_LETTERS,
-    QuestionKind,
-    Sample,
-    format_value,
-    to_norm_coords,
-)
+from spatial_mllm_ros.conventions import CHOICE_LETTERS, QuestionKind, format_value, to_norm_coords
+from spatial_mllm_ros.multispa.format import Sample
 from spatial_mllm_ros.multispa.tasks.base import TaskContext, TaskSpec, coord_text, draw_dots, marker_radius
 from spatial_mllm_ros.multispa.templates import point_ref, render
 

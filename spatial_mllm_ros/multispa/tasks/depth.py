@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from spatial_mllm_ros.multispa.format import QuestionKind, Sample, format_value, to_norm_coords
+from spatial_mllm_ros.conventions import QuestionKind, format_value, to_norm_coords
+from spatial_mllm_ros.multispa.format import Sample
 from spatial_mllm_ros.multispa.sources.base import View
 from spatial_mllm_ros.multispa.tasks.base import TaskContext, TaskSpec, coord_text
 from spatial_mllm_ros.multispa.templates import point_ref, render

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from spatial_mllm_ros.multispa.format import (
+from spatial_mllm_ros.conventions import (
     DID_NOT_MOVE,
     STATIC_THRESHOLD_M,
     QuestionKind,
-    Sample,
     format_value,
     to_norm_coords,
 )
+from spatial_mllm_ros.multispa.format import Sample
 from spatial_mllm_ros.multispa.geometry import invert_pose, project, quota_sample, rigid_groups
 from spatial_mllm_ros.multispa.tasks.base import TaskContext, TaskSpec, coord_text, marker_radius
 from spatial_mllm_ros.multispa.templates import point_ref, render, static_answer

@@ -10,18 +10,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spatial_mllm_ros.multispa.format import (
+from spatial_mllm_ros.conventions import (
+    DIRECTION_VECTORS,
     DIRECTIONS,
     OPPOSITE_DIRECTION,
     STATIC_THRESHOLD_M,
     QuestionKind,
-    Sample,
+    direction_of,
     format_value,
 )
+from spatial_mllm_ros.multispa.format import Sample
 from spatial_mllm_ros.multispa.geometry import invert_pose, quota_sample
 from spatial_mllm_ros.multispa.tasks.base import TaskContext, TaskSpec
 from spatial_mllm_ros.multispa.templates import render, static_answer, upper_first
-from spatial_mllm_ros.sim.truth import DIRECTION_VECTORS, direction_of
 
 GRIPPER = "gripper"
 DOMINANCE = 1.5  # a direction question needs its axis this much larger than the next one

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from spatial_mllm_ros.multispa.format import QuestionKind, Sample, format_value
+from spatial_mllm_ros.conventions import QuestionKind, format_value
+from spatial_mllm_ros.multispa.format import Sample
 from spatial_mllm_ros.multispa.geometry import SIZE_DIMENSIONS, box_dimensions, minimal_image_sets
 from spatial_mllm_ros.multispa.tasks.base import TaskContext, TaskSpec
 from spatial_mllm_ros.multispa.templates import render

@@ -19,9 +19,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from spatial_mllm_ros.conventions import IMAGE_TOKEN
 from spatial_mllm_ros.model.preprocess import ImageSpec, prepare_image
 from spatial_mllm_ros.model.prompts import PromptEncoder
-from spatial_mllm_ros.multispa.format import IMAGE_TOKEN, Sample, sample_from_json
+from spatial_mllm_ros.multispa.format import Sample, sample_from_json
 from spatial_mllm_ros.multispa.train.config import DataSource
 
 IGNORE_INDEX = -100

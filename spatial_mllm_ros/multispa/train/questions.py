@@ -13,15 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spatial_mllm_ros.multispa.format import (
+from spatial_mllm_ros.conventions import (
     DIRECTIONS,
     OPPOSITE_DIRECTION,
     STATIC_THRESHOLD_M,
     QuestionKind,
+    direction_of,
     format_value,
 )
 from spatial_mllm_ros.multispa.templates import render
-from spatial_mllm_ros.sim.truth import direction_of
 
 DOMINANCE = 1.5  # direction questions need the main axis this much larger than the next (as the engine)
 _MOVED_AT_ALL = (
