@@ -5,12 +5,17 @@ Usage: nice .venv/bin/python bench/bench_reward.py [--quick|--full] [--checkpoin
 Bags are recorded by the MuJoCo sim (320x240, front camera); the model is the given checkpoint or a tiny
 random one (throughput only, not quality). Model-only and pipeline runs share one warmed-up model, its
 embedding cache cleared before each run, and are interleaved `--reps` times (best time kept) because
-this machine is shared.
+this machine is shared. Then `spatial-mllm annotate --jobs 1` and `--jobs 2` run as the user runs them
+(fresh processes, no thread variables set) on the same bags, interleaved, and their wall-time ratio is
+printed: on few cores N = 2 must not be slower than N = 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -133,6 +138,32 @@ def main() -> None:
         dec, mod, pipe = t["decode only"], t["model only"], t["pipeline (overlapped)"]
         print(f"[{clock}] pipeline/model-only {mod / pipe:.2f}x, pipeline/decode-only {dec / pipe:.3f}x, "
               f"pipeline/serial(decode+model) {(dec + mod) / pipe:.2f}x")
+    model.close()
+    if len(bags) < 2:  # --jobs 2 needs a bag for each worker
+        (tmp / "second").mkdir()
+        bags = bags + sim_bags(tmp / "second", 1, n_eps, n_frames)
+    jobs_ratio(bags, args.rubric, checkpoint, args.device, reps, tmp)
+
+
+def jobs_ratio(bags: list[Path], rubric: str, checkpoint: str, device: str, reps: int, tmp: Path) -> None:
+    """Wall time of the CLI with --jobs 1 and --jobs 2, start-up and model loading included."""
+    from spatial_mllm_ros.reward.workers import THREAD_ENV, available_cores, threads_per_worker
+
+    env = {k: v for k, v in os.environ.items() if k not in (*THREAD_ENV, "OPENBLAS_NUM_THREADS")}
+    wall: dict[int, float] = {}
+    for rep in range(reps):
+        for jobs in (1, 2):
+            cmd = [sys.executable, "-m", "spatial_mllm_ros", "annotate", *map(str, bags), "--rubric", rubric,
+                   "--out", str(tmp / f"jobs{jobs}_{rep}"), "--checkpoint", checkpoint, "--device", device,
+                   "--split", "marker", "--every", "1", "--jobs", str(jobs), "--no-plots", "--no-progress"]
+            t0 = time.perf_counter()
+            res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise SystemExit(f"annotate --jobs {jobs} failed:\n{res.stderr[-2000:]}")
+            wall[jobs] = min(wall.get(jobs, float("inf")), time.perf_counter() - t0)
+    print(f"annotate CLI on {len(bags)} bags, {available_cores()} cores ({threads_per_worker(2)} torch "
+          f"thread(s) per worker at --jobs 2), best of {reps}: --jobs 1 {wall[1]:.1f} s, --jobs 2 "
+          f"{wall[2]:.1f} s, jobs2/jobs1 {wall[2] / wall[1]:.2f}x (<= 1: not slower); load {_load()}")
 
 
 def quality(n: int, checkpoint: str, device: str) -> None:
@@ -163,8 +194,6 @@ def quality(n: int, checkpoint: str, device: str) -> None:
 
 
 def _load() -> str:
-    import os
-
     return f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
 
 

@@ -141,6 +141,58 @@ def test_cli_resumes_after_kill_9(
     assert sorted({r["episode"] for r in rows}) == list(range(4))
 
 
+def test_kill_9_of_the_cli_ends_its_workers(
+    tmp_path: Path, tiny_model: Path, python_exe: str, sim_episodes: list,
+) -> None:
+    """`annotate --jobs 2` killed like the OOM killer does leaves no worker (each holds a model) behind."""
+    psutil = pytest.importorskip("psutil")
+    from test_reward_support import running
+
+    from spatial_mllm_ros.sim.recorder import record_episodes
+
+    first = record_episodes(sim_episodes, tmp_path / "bag0")
+    bags = [first, *(shutil.copytree(first, tmp_path / f"bag{i}") for i in range(1, 4))]
+    out = tmp_path / "out"
+    cmd = [python_exe, "-m", "spatial_mllm_ros", "annotate", *map(str, bags), "--rubric",
+           str(CONFIG / "rubric_move_left.yaml"), "--out", str(out), "--checkpoint", str(tiny_model),
+           "--device", "cpu", "--count", "4", "--jobs", "2", "--no-progress", "--no-plots"]
+    log = tmp_path / "stderr.txt"
+    with log.open("wb") as err:  # a file, not a pipe: leaked workers would hold a pipe open
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+    driver = psutil.Process(proc.pid)
+    run: dict[int, psutil.Process] = {}  # every process the run started, however briefly
+
+    def alive() -> list[int]:
+        return [pid for pid, p in run.items() if running(p)]
+
+    manifest = out / "manifest.jsonl"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                run.update({p.pid: p for p in driver.children(recursive=True)})
+            except psutil.NoSuchProcess:
+                break
+            if manifest.exists() and len(manifest.read_text().splitlines()) >= 2:  # a bag came back
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, f"annotate ended before the kill: {log.read_text()[-2000:]}"
+        workers = [p for p in run.values() if "--multiprocessing-fork" in " ".join(p.cmdline())]
+        assert len(workers) == 2, [p.cmdline() for p in run.values()]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 5
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = {pid: run[pid].cmdline() for pid in alive()}
+        assert not left, f"alive 5 s after the driver's kill -9: {left}"
+    finally:
+        for pid in alive():  # this test's own leftovers, so a failure does not leak them
+            run[pid].kill()
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_ray_tasks_match_in_process(tmp_path: Path, tiny_model: Path, bags: dict[str, Path]) -> None:
     pytest.importorskip("ray", reason="ray is the optional extra spatial_mllm_ros[ray]; not installed here")
     config = _config(tiny_model)

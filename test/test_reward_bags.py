@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_reward_support import TOPIC, write_bag
+from test_reward_support import TOPIC, TS, write_bag
 
 from spatial_mllm_ros.reward import Bag, Sampling, Split, find_episodes
 from spatial_mllm_ros.reward.errors import (
     AmbiguousImageTopicError,
     BagReadError,
+    EmptyImageTopicError,
     EpisodeSplitError,
     NoImageTopicError,
 )
@@ -118,11 +119,15 @@ def test_bad_bags_name_themselves(tmp_path: Path) -> None:
         bag.image_topic("/camera/side")
 
 
-def _one_pixel_bag(path: Path, topics: tuple[str, ...], encoding: str = "rgb8") -> Path:
+def _one_pixel_bag(
+    path: Path, topics: tuple[str, ...], encoding: str = "rgb8", silent: tuple[str, ...] = (),
+) -> Path:
+    """One 1x1 image on each of `topics`; `silent` String topics are recorded but never sent to."""
     from rosbags.rosbag2 import Writer
-    from test_reward_support import TS
 
     with Writer(path, version=9) as w:
+        for topic in silent:
+            w.add_connection(topic, "std_msgs/msg/String", typestore=TS)
         for topic in topics:
             conn = w.add_connection(topic, "sensor_msgs/msg/Image", typestore=TS)
             stamp = TS.types["builtin_interfaces/msg/Time"](sec=1, nanosec=0)
@@ -144,3 +149,27 @@ def test_unsupported_encoding_names_bag_and_topic(tmp_path: Path) -> None:
     with Bag(path) as bag, pytest.raises(BagReadError) as err:
         list(bag.frames("/cam/image", bag.timestamps("/cam/image")))
     assert str(path) in str(err.value) and "/cam/image" in str(err.value) and "weird42" in str(err.value)
+
+
+
+def test_empty_recordings_say_why(tmp_path: Path) -> None:
+    empty = write_bag(tmp_path / "empty", [])  # the image and marker topics exist, with 0 messages
+    with Bag(empty) as bag:
+        for wanted in (None, TOPIC):
+            with pytest.raises(EmptyImageTopicError) as err:
+                bag.image_topic(wanted)
+            assert f"image topic {TOPIC} has 0 messages" in str(err.value)
+            assert "no image topic" not in str(err.value) and str(empty) in str(err.value)
+        with pytest.raises(EmptyImageTopicError, match="0 messages"):
+            find_episodes(bag, TOPIC, Split.parse("whole"))
+
+
+def test_no_episode_boundaries_say_why(tmp_path: Path) -> None:
+    path = _one_pixel_bag(tmp_path / "silent_markers", ("/cam/image",), silent=("/episode",))
+    intervals = tmp_path / "iv.csv"
+    intervals.write_text("bag,start_s,end_s\nanother_bag,0,1\n")
+    with Bag(path) as bag:
+        with pytest.raises(EpisodeSplitError, match=r"/episode \(0 messages\).*no episode boundaries"):
+            find_episodes(bag, bag.image_topic(), Split.parse("marker"))
+        with pytest.raises(EpisodeSplitError, match="no row for silent_markers"):
+            find_episodes(bag, bag.image_topic(), Split.parse(f"intervals:{intervals}"))

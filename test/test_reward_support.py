@@ -1,9 +1,11 @@
-"""Helpers for the reward tests: small rosbag2 recordings written with rosbags, shaped like the sim's."""
+"""Helpers for the reward tests: small rosbag2 recordings written with rosbags, shaped like the sim's;
+whether a process of a run has ended."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -64,3 +66,13 @@ def write_bag(
                 writer.write(ep_conn, t, TS.serialize_cdr(string(data=end), "std_msgs/msg/String"))
             t += int(gap_s * 1e9)
     return path
+
+
+def running(proc: Any) -> bool:
+    """A psutil.Process still runs: exists, is not a zombie waiting to be reaped, pid not reused."""
+    import psutil
+
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

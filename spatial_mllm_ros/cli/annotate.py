@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--count", type=int, default=None, help="use N frames spread over each episode")
     p.add_argument("--step", type=float, default=None, help="use one frame per STEP seconds")
     p.add_argument("--jobs", type=int, default=1,
-                   help="worker processes, each loading the model once (with --ray local: its CPUs)")
+                   help="worker processes, each loading the model once and running cores/N torch threads; "
+                        "they end with this process, kill -9 included (with --ray local: its CPUs)")
     p.add_argument("--ray", default=None, metavar="ADDRESS",
                    help="run bags as Ray tasks ('local' or ray://...)")
     p.add_argument("--write-bag", action="store_true", help="also write a bag copy with /reward topics")

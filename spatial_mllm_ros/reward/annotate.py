@@ -14,9 +14,8 @@ import queue
 import random
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +36,7 @@ from spatial_mllm_ros.reward.rubric import (
     step_rewards,
 )
 from spatial_mllm_ros.reward.scores import value_order_correlation
+from spatial_mllm_ros.reward.workers import worker_pool
 
 if TYPE_CHECKING:
     from spatial_mllm_ros.model.config import ModelConfig
@@ -267,8 +267,6 @@ def annotate_bag(
         with Bag(path, config.typestore) as bag:
             topic = bag.image_topic(config.image_topic or config.rubric.image_topic)
             episodes = find_episodes(bag, topic, config.split)
-            if not episodes:
-                raise EmptyEpisodeError(f"bag {path}: no episode found with split {config.split.mode}")
             todo = [e for e in episodes if episode_key(path, e.index) not in done]
             result.skipped = len(episodes) - len(todo)
             for episode, frames in _prefetch(bag, topic, todo, config.sampling, config.prefetch):
@@ -337,7 +335,7 @@ def run_batch(
         for res in _run_ray(bags, config, done, ray_address, jobs):
             finish(res, stream=False)
     elif jobs > 1:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        with worker_pool(jobs) as pool:
             futures = [pool.submit(_annotate_in_worker, str(b), config, done) for b in bags]
             for fut in as_completed(futures):
                 finish(fut.result(), stream=False)

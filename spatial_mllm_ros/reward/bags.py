@@ -14,7 +14,12 @@ from rosbags.typesys import Stores, get_typestore
 
 from spatial_mllm_ros.frames import Frame, stamp_ns
 from spatial_mllm_ros.images import decode
-from spatial_mllm_ros.reward.errors import AmbiguousImageTopicError, BagReadError, NoImageTopicError
+from spatial_mllm_ros.reward.errors import (
+    AmbiguousImageTopicError,
+    BagReadError,
+    EmptyImageTopicError,
+    NoImageTopicError,
+)
 
 IMAGE_MSGTYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 STRING_MSGTYPE = "std_msgs/msg/String"
@@ -106,14 +111,24 @@ class Bag:
         )
 
     def image_topic(self, wanted: str | None = None) -> str:
-        """Pick the topic: the one asked for (or its /compressed), the only image topic, else fail."""
+        """Pick the topic: the one asked for (or its /compressed), the only image topic, else fail.
+
+        An image topic with no message is never picked: the error says it is empty, not missing.
+        """
         info = self.info()
         if wanted:
-            for topic in (wanted, f"{wanted}/compressed"):  # image_transport's compressed sibling too
-                if info.topics.get(topic) in IMAGE_MSGTYPES:
-                    return topic
-            raise NoImageTopicError(str(self.path), info.topics, wanted)
+            # image_transport's compressed sibling too
+            typed = [t for t in (wanted, f"{wanted}/compressed") if info.topics.get(t) in IMAGE_MSGTYPES]
+            if not typed:
+                raise NoImageTopicError(str(self.path), info.topics, wanted)
+            filled = [t for t in typed if info.counts[t] > 0]
+            if not filled:
+                raise EmptyImageTopicError(str(self.path), typed)
+            return filled[0]
         if not info.image_topics:
+            empty = sorted(t for t, m in info.topics.items() if m in IMAGE_MSGTYPES)
+            if empty:
+                raise EmptyImageTopicError(str(self.path), empty)
             raise NoImageTopicError(str(self.path), info.topics)
         if len(info.image_topics) > 1:
             raise AmbiguousImageTopicError(str(self.path), list(info.image_topics))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spatial_mllm_ros.reward.bags import STRING_MSGTYPE, Bag, bag_id
-from spatial_mllm_ros.reward.errors import EpisodeSplitError
+from spatial_mllm_ros.reward.errors import EmptyImageTopicError, EpisodeSplitError
 
 SPLIT_MODES = ("whole", "gap", "marker", "intervals")
 DEFAULT_MARKER_TOPIC = "/episode"
@@ -140,12 +140,14 @@ def _spans_from_intervals(path: str, bag: str, start_ns: int) -> list[tuple[int,
 
 
 def find_episodes(bag: Bag, topic: str, split: Split) -> list[Episode]:
-    """Episodes of one image topic of an open bag, in time order."""
+    """Episodes of one image topic of an open bag, in time order; never empty: no episode is an error."""
     info = bag.info()
     times = bag.timestamps(topic)
+    if not times:
+        raise EmptyImageTopicError(str(bag.path), [topic])
     name = bag_id(bag.path)
     if split.mode == "whole":
-        spans = [(times[0], times[-1], {})] if times else []
+        spans = [(times[0], times[-1], {})]
     elif split.mode == "gap":
         spans, lo = [], None
         gap = int(split.gap_s * 1e9)
@@ -165,8 +167,15 @@ def find_episodes(bag: Bag, topic: str, split: Split) -> list[Episode]:
                 f"need {STRING_MSGTYPE}"
             )
         spans = _spans_from_markers(bag.json_markers(split.topic), info.end_ns)
+        if not spans:
+            raise EpisodeSplitError(
+                f"bag {bag.path}: marker topic {split.topic} ({info.counts[split.topic]} messages) marks no "
+                "episode start: no episode boundaries; use --split whole or gap[:SECONDS]"
+            )
     else:
         spans = _spans_from_intervals(split.file, name, info.start_ns)
+        if not spans:
+            raise EpisodeSplitError(f"bag {bag.path}: intervals file {split.file} has no row for {name}")
     episodes = []
     for index, (lo, hi, labels) in enumerate(spans):
         inside = tuple(t for t in times if lo <= t <= hi)

@@ -27,6 +27,15 @@ class NoImageTopicError(BagReadError):
         self.wanted = wanted
 
 
+class EmptyImageTopicError(BagReadError):
+    """The bag's image topics hold no message: a recording that never received a frame."""
+
+    def __init__(self, bag: str, topics: list[str]) -> None:
+        super().__init__(bag, f"image topic {', '.join(topics)} has 0 messages: the recording holds no "
+                              "frames to label (was the camera publishing while it recorded?)")
+        self.topics = topics
+
+
 class AmbiguousImageTopicError(BagReadError):
     """Several image topics and none chosen: the user must pass --image-topic."""
 
