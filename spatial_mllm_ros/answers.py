@@ -62,6 +62,9 @@ class Answer:
     probabilities: dict[str, float] | None = None
     error: str | None = None
     static: bool = False  # the answer says nothing moved ("did not move")
+    # how unlike the checkpoint's familiar frames these frames are (1.0: the 99th percentile of familiar
+    # ones; None: the checkpoint has no OOD statistics); see model/ood.py
+    ood_score: float | None = None
 
     @property
     def ok(self) -> bool:

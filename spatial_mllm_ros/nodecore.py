@@ -87,6 +87,9 @@ class NodeConfig:
     diagnostics_period_s: float = option(1.0, help="period of /diagnostics", range=(0.1, 60.0))
     stale_after_s: float = option(2.0, help="diagnostics WARN when the newest frame is older than this",
                                  range=(0.01, 3600.0))
+    ood_warn_score: float = option(
+        1.0, help="diagnostics WARN when the median OOD score of a camera's last answers is above this (1.0: "
+        "the 99th percentile of the checkpoint's familiar frames)", range=(0.0, 1e6))
     autostart: bool = option(True, help="configure and activate at start (false: wait for lifecycle "
                             "transitions)", read_only=True)
     keep_model_loaded: bool = option(False, help="keep the model in memory while inactive (false: "
@@ -296,6 +299,7 @@ class ServiceStats:
     gpu_memory_mb: float | None
     cache_mb: float | None = None  # the model's vision-embedding cache (bounded by model.cache_bytes)
     cache_hit_rate: float | None = None
+    ood_scores: dict[str, float] = field(default_factory=dict)  # camera -> median of its last answers' scores
 
 
 class _CameraCounter:
@@ -311,6 +315,7 @@ class QuestionService:
 
     RATE_WINDOW_S = 5.0
     MAX_BATCH = 8  # queued questions answered by one model call
+    OOD_WINDOW = 5  # answers per camera whose median OOD score /diagnostics reports (one odd frame is noise)
 
     def __init__(
         self,
@@ -331,6 +336,7 @@ class QuestionService:
         self._ids = itertools.count(1)
         self._cameras: dict[str, _CameraCounter] = {}
         self._latencies: deque[float] = deque(maxlen=256)
+        self._ood: dict[str, deque[float]] = {}
         self._callback_ms: deque[float] = deque(maxlen=1024)  # the last ~30 s of a 30 Hz camera
         self._delay_ms: deque[float] = deque(maxlen=1024)
         self._answered = self._rejected = self._failed = 0
@@ -589,6 +595,9 @@ class QuestionService:
         with self._lock:
             self._answered += 1
             self._latencies.append(answer["latency_ms"])
+            if answer["ood_score"] is not None and answer["camera"]:
+                recent = self._ood.setdefault(answer["camera"], deque(maxlen=self.OOD_WINDOW))
+                recent.append(answer["ood_score"])
             if result.error is None:
                 self._last_error = None
         self._emit(request, answer, frames)
@@ -622,6 +631,7 @@ class QuestionService:
             "unit": parsed.get("unit"),
             "confidence": parsed.get("confidence"),
             "probabilities": parsed.get("probabilities"),
+            "ood_score": parsed.get("ood_score"),
             "frame_stamps": [round(f.stamp_ns * 1e-9, 9) for f in frames],
             "frame_id": frames[-1].frame_id if frames else "",
             "camera": frames[-1].topic if frames else request.camera,
@@ -677,6 +687,7 @@ class QuestionService:
                 model_state="loaded" if model is not None else f"not loaded: {self._model_reason}",
                 last_error=self._last_error,
                 gpu_memory_mb=gpu_memory_mb(),
+                ood_scores={camera: float(np.median(scores)) for camera, scores in self._ood.items()},
                 **_cache_figures(model),
             )
 
@@ -689,7 +700,8 @@ def _cache_figures(model: Any) -> dict[str, float]:
     return {"cache_mb": cache.bytes / 2**20, "cache_hit_rate": cache.hits / lookups if lookups else 0.0}
 
 
-def health_level(stats: ServiceStats, stale_after_s: float) -> tuple[int, str]:
+def health_level(stats: ServiceStats, stale_after_s: float, ood_warn_score: float = 1.0
+                 ) -> tuple[int, str]:
     """Diagnostic level (0 OK, 1 WARN, 2 ERROR) and a one-line summary, ROS-free."""
     if stats.model_state != "loaded":
         return 2, f"model {stats.model_state}"
@@ -700,6 +712,11 @@ def health_level(stats: ServiceStats, stale_after_s: float) -> tuple[int, str]:
         return 1, "no frames yet"
     if min(ages) > stale_after_s:
         return 1, f"frames stale: newest is {min(ages):.1f} s old"
+    unfamiliar = {c: s for c, s in stats.ood_scores.items() if s > ood_warn_score}
+    if unfamiliar:
+        camera, score = max(unfamiliar.items(), key=lambda kv: kv[1])
+        return 1, (f"{camera} looks out of distribution (OOD score {score:.1f} > {ood_warn_score:g}): "
+                   "answers may be wrong however confident; fine-tune on this camera's data")
     if stats.queue_depth >= stats.queue_size:
         return 1, "question queue full"
     return 0, f"ok: {stats.answered} answered"
@@ -710,6 +727,9 @@ def stats_key_values(stats: ServiceStats) -> list[tuple[str, str]]:
 
     def fmt(x: float | None) -> str:
         return "" if x is None else f"{x:.1f}"
+
+    def fmt2(x: float | None) -> str:
+        return "" if x is None else f"{x:.2f}"
 
     pairs = [
         ("model", stats.model), ("backend", stats.backend), ("device", stats.device),
@@ -731,6 +751,7 @@ def stats_key_values(stats: ServiceStats) -> list[tuple[str, str]]:
             (f"{cam.topic}: received", str(cam.received)),
             (f"{cam.topic}: kept", str(cam.kept)),
             (f"{cam.topic}: malformed", str(sum(cam.malformed.values()))),
+            (f"{cam.topic}: ood_score", fmt2(stats.ood_scores.get(cam.topic))),
         ]
         pairs += [(f"{cam.topic}: malformed {reason}", str(n)) for reason, n in sorted(cam.malformed.items())]
     return pairs

@@ -8,17 +8,19 @@ import numpy as np
 import pytest
 
 from spatial_mllm_ros.conventions import DIRECTIONS, YES_NO, QuestionKind
-from spatial_mllm_ros.multispa.baselines import Baseline, beats_baseline, chance_level, constant_baseline
-from spatial_mllm_ros.multispa.calibration import (
+from spatial_mllm_ros.model.calibration import (
     CALIBRATION_FILE,
     Calibration,
     CalibrationError,
     apply_temperature,
+    load_calibration,
+    save_calibration,
+)
+from spatial_mllm_ros.multispa.baselines import Baseline, beats_baseline, chance_level, constant_baseline
+from spatial_mllm_ros.multispa.calibration import (
     expected_calibration_error,
     fit_calibration,
     fit_temperature,
-    load_calibration,
-    save_calibration,
     temperature_nll,
 )
 

@@ -11,8 +11,8 @@ from PIL import Image
 
 from spatial_mllm_ros.cli import main
 from spatial_mllm_ros.conventions import format_value
+from spatial_mllm_ros.model.calibration import load_calibration
 from spatial_mllm_ros.model.factory import make_tiny_model
-from spatial_mllm_ros.multispa.calibration import load_calibration
 from spatial_mllm_ros.multispa.evaluate import BenchmarkError, load_benchmark, read_answers, score_answers
 from spatial_mllm_ros.multispa.format import make_sample, sample_to_json
 

@@ -59,6 +59,19 @@ HARMLESS = {
 }
 
 
+def fit_ood_statistics(checkpoint: Path) -> None:
+    """Save OOD statistics with the test model, fitted on the pattern camera's own frames (familiar)."""
+    from spatial_mllm_ros.model.config import ModelConfig
+    from spatial_mllm_ros.model.ood import fit_feature_stats
+    from spatial_mllm_ros.model.runtime import SpatialModel
+    from spatial_mllm_ros.ros.pattern_camera import pattern
+
+    model = SpatialModel.load(ModelConfig(checkpoint=str(checkpoint), device="cpu"))
+    frames = [pattern(64, 48, i) for i in range(400)]
+    fit_feature_stats(model.frame_descriptors(frames), components=4).save(checkpoint)
+    model.close()
+
+
 def spawn(args: list[str], log: Path) -> subprocess.Popen:
     out = log.open("w")
     return subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT,
@@ -198,12 +211,15 @@ class Client:
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("node")
     checkpoint = make_tiny_model(tmp / "tiny")
+    fit_ood_statistics(checkpoint)
     params = tmp / "params.yaml"
     params.write_text(
         "/**:\n  ros__parameters:\n"
         "    image_topics: [image, wrist/image/compressed]\n    qos: best_available\n"
         '    standing_questions: ["Is the cube on the table?"]\n'
         "    queue_size: 8\n    diagnostics_period_s: 0.25\n    stale_after_s: 10.0\n"
+        # the camera's 52 frames are the familiar set itself: the top 1 % of them score just above 1
+        "    ood_warn_score: 2.0\n"
         f"    model:\n      checkpoint: {checkpoint}\n      device: cpu\n")
     broken = tmp / "broken.yaml"
     broken.write_text("/**:\n  ros__parameters:\n    model:\n      checkpoint: /nonexistent/model\n")
@@ -254,6 +270,8 @@ def test_plain_question_answered_with_stamps(system: dict) -> None:
     assert {"id", "question", "answer", "value", "kind", "frame_stamps", "frame_id", "latency_ms", "model",
             "error", "probabilities", "latency"} <= set(answer)
     assert answer["kind"] == "yes_no" and set(answer["probabilities"]) == {"yes", "no"}
+    assert isinstance(answer["ood_score"], float) and answer["ood_score"] > 0
+    client.wait_for(lambda: client.diag().get("/image: ood_score"), 10, "the OOD score on /diagnostics")
     assert answer["frame_id"] == "cam_optical" and answer["camera"] == "/image" and answer["model"]
     assert set(answer["latency"]) == {"wait_ms", "vision_ms", "language_ms"} and answer["latency_ms"] > 0
     check_stamps(answer, 2, 1.0)

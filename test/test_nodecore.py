@@ -366,3 +366,18 @@ def test_injected_failures_are_not_refilled() -> None:
     assert service.pending_failures == 3
     service.inject_failures(1)
     assert service.pending_failures == 1
+
+
+def test_unfamiliar_camera_warns_on_diagnostics(model: SpatialModel) -> None:
+    service, _, clock = make_service()
+    service.set_model(model)
+    feed(service, clock)
+    stats = service.stats()
+    assert health_level(stats, 2.0)[0] == 0 and stats.ood_scores == {}  # no OOD statistics: no score
+    stats.ood_scores = {"image": 0.8}
+    assert health_level(stats, 2.0)[0] == 0
+    stats.ood_scores = {"image": 3.2}
+    level, message = health_level(stats, 2.0)
+    assert level == 1 and "image looks out of distribution (OOD score 3.2 > 1)" in message
+    assert health_level(stats, 2.0, ood_warn_score=5.0)[0] == 0
+    assert ("image: ood_score", "3.20") in stats_key_values(stats)

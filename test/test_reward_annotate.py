@@ -254,3 +254,30 @@ def test_step_truth_from_sim_poses_matches_the_sim(bags: dict[str, Path], sim_ep
             want = sim.object_motion(obj, i, j, "front").distance_mm
             assert truth.value(f"truth.objects.{obj}.front.distance_mm", t0, t1) == want
     assert truth.value("truth.cameras.front.direction", 0, 1) is MISSING  # not a pose path: marker decides
+
+
+def test_ood_score_column_and_unfamiliar_episodes_flagged(
+    tmp_path: Path, tiny_model: Path, bags: dict[str, Path],
+) -> None:
+    import csv
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from spatial_mllm_ros.model.config import ModelConfig
+    from spatial_mllm_ros.model.ood import fit_feature_stats
+    from spatial_mllm_ros.model.runtime import SpatialModel
+
+    checkpoint = tmp_path / "with_ood"
+    shutil.copytree(tiny_model, checkpoint)
+    model = SpatialModel.load(ModelConfig(checkpoint=str(checkpoint), device="cpu"))
+    grey = [np.full((120, 160, 3), v, np.uint8) for v in range(60, 200, 4)]  # nothing like the sim scenes
+    fit_feature_stats(model.frame_descriptors(grey), components=4).save(checkpoint)
+    out = tmp_path / "out"
+    summary = annotate_to_dir([bags["mcap_raw"]], _config(checkpoint), out, show_progress=False, plots=False)
+    scores = pq.read_table(out / "labels.parquet").column("ood_score").to_pylist()
+    assert scores and all(s is not None and s > 1 for s in scores)
+    episodes = list(csv.DictReader((out / "episodes.csv").open()))
+    assert [e["out_of_distribution"] for e in episodes] == ["True", "True"]
+    assert summary.out_of_distribution == 2
+    assert "2 episode(s) look out of distribution" in (out / "report.html").read_text()

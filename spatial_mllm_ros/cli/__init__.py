@@ -13,7 +13,7 @@ from spatial_mllm_ros import __version__
 # Subcommand modules, each exposing `register(subparsers)`; imported lazily so `--version` stays instant.
 COMMAND_MODULES: tuple[str, ...] = (
     "spatial_mllm_ros.cli.doctor",
-    "spatial_mllm_ros.cli.ask", "spatial_mllm_ros.cli.export_vision",
+    "spatial_mllm_ros.cli.ask", "spatial_mllm_ros.cli.export_vision", "spatial_mllm_ros.cli.ood",
     "spatial_mllm_ros.cli.annotate", "spatial_mllm_ros.cli.reward_eval",
     "spatial_mllm_ros.cli.bringup",
     "spatial_mllm_ros.cli.train", "spatial_mllm_ros.cli.evaluate",

@@ -29,6 +29,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     print(f"{summary.episodes} episodes ({summary.resumed} resumed), {summary.labels} labels "
           f"-> {summary.out}")
+    if summary.out_of_distribution:
+        print(f"WARNING: {summary.out_of_distribution} episode(s) look out of distribution (ood_score > 1 in "
+              "episodes.csv): the model has not seen frames like these, so their rewards may be wrong",
+              file=sys.stderr)
     for path in summary.reward_bags:
         print(f"reward bag: {path}")
     for bag in summary.failed:

@@ -77,7 +77,7 @@ def named_sets(args: argparse.Namespace) -> dict[str, Path]:
 
 def run(args: argparse.Namespace) -> int:
     """Answer (or read answers), score every set, write the report files, print the Markdown."""
-    from spatial_mllm_ros.multispa.calibration import save_calibration
+    from spatial_mllm_ros.model.calibration import save_calibration
     from spatial_mllm_ros.multispa.evaluate import answer_sets, load_benchmark, read_answer_sets
     from spatial_mllm_ros.multispa.report import evaluate_sets, write_report
 

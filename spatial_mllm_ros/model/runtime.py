@@ -21,10 +21,12 @@ import torch
 
 from spatial_mllm_ros.answers import Answer, Question, QuestionKind, parse_answer
 from spatial_mllm_ros.conventions import best_numeric_answer, format_value, task_description
+from spatial_mllm_ros.model.calibration import load_calibration
 from spatial_mllm_ros.model.config import ModelConfig
 from spatial_mllm_ros.model.errors import FrameError, ModelError, QuestionError, TooManyFramesError
 from spatial_mllm_ros.model.language import LanguageDecoder, NumberSpec, RowRequest, make_decoder
 from spatial_mllm_ros.model.loading import LoadedModel, load
+from spatial_mllm_ros.model.ood import FeatureStats, frame_descriptor
 from spatial_mllm_ros.model.preprocess import ImageSpec, check_frame, image_token_count, prepare_image
 from spatial_mllm_ros.model.prompts import PromptEncoder
 from spatial_mllm_ros.model.vision import FrameFeatures, VisionBackend, select_backend
@@ -132,6 +134,11 @@ class SpatialModel:
             config.vision_backends, self.model, loaded.family, loaded.checkpoint, max_tiles
         )
         self.cache = EmbeddingCache(config.cache_bytes)
+        # Saved beside the weights when fitted: a temperature for closed-set confidences, and statistics of
+        # familiar frames' features for the out-of-distribution score. Either may be absent.
+        checkpoint = loaded.checkpoint
+        self.calibration = load_calibration(checkpoint) if checkpoint is not None else None
+        self.ood_stats = FeatureStats.load(checkpoint) if checkpoint is not None else None
         self.last_timing = Timing()
         limit = config.context_tokens or getattr(
             self.model.config.get_text_config(), "max_position_embeddings", 32768
@@ -142,10 +149,12 @@ class SpatialModel:
         self.number_spec = self._number_spec() if scored else None
         self._lock = threading.Lock()
         log.info(
-            "spatial model %s ready: vision backend %s (skipped: %s)",
+            "spatial model %s ready: vision backend %s (skipped: %s), temperature %s, OOD statistics %s",
             self.name,
             self.backend,
             self.skipped_backends or "none",
+            f"{self.calibration.temperature:.3g}" if self.calibration else "none",
+            f"of {self.ood_stats.n_frames} frames" if self.ood_stats else "none",
         )
 
     @classmethod
@@ -262,6 +271,22 @@ class SpatialModel:
                     self.cache.put(keys[i], feats)
         return [f for f in found if f is not None], len(keys) - len(missing)
 
+    def frame_descriptors(self, images: Sequence[np.ndarray], batch: int = 16) -> np.ndarray:
+        """Describe each frame as the OOD statistics see it (encoded without the cache), for fitting them."""
+        rows = []
+        for start in range(0, len(images), batch):
+            chunk = [check_frame(img, start + i) for i, img in enumerate(images[start:start + batch])]
+            prepared = [prepare_image(im, self.spec, self.loaded.device, self.config.resize) for im in chunk]
+            rows += [frame_descriptor(f.embeds) for f in self.vision.encode(prepared)]
+        return np.stack(rows)
+
+    def ood_score(self, features: Sequence[FrameFeatures]) -> float | None:
+        """Score the least familiar frame (None without statistics): one odd frame is reason to doubt."""
+        if self.ood_stats is None:
+            return None
+        descriptors = np.stack([frame_descriptor(f.embeds) for f in features])
+        return float(self.ood_stats.score(descriptors).max())
+
     # ------------------------------------------------------------------ questions
 
     def ask(
@@ -316,6 +341,7 @@ class SpatialModel:
                 f"vision backend {self.backend} returned token counts that do not match the prompt"
             )
         results = self.decoder.run(shared, features, rows, self.config.max_new_tokens)
+        ood = self.ood_score(features)
         t2 = time.perf_counter()
         answers = []
         frame_size = (frames[-1].shape[1], frames[-1].shape[0])
@@ -325,11 +351,15 @@ class SpatialModel:
             elif res.probabilities is not None:
                 ans = parse_answer(f"{self.config.answer_prefix}{res.text}`", kind, frame_size)
                 ans.value = res.text if ans.value is None else ans.value
-                ans.probabilities = res.probabilities
-                ans.confidence = res.probabilities[res.text]
+                probabilities = res.probabilities
+                if self.calibration is not None:  # softens or sharpens; never changes the likeliest option
+                    probabilities = self.calibration.apply(probabilities)
+                ans.probabilities = probabilities
+                ans.confidence = probabilities[res.text]
                 ans.error = None
             else:
                 ans = parse_answer(res.text, kind, frame_size)
+            ans.ood_score = ood
             answers.append(ans)
         vision_s = t1 - tv  # prompt building counts as language time
         self.last_timing = Timing(

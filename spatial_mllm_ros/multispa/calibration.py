@@ -2,40 +2,23 @@
 
 A model that is 96 % sure while right 2 % of the time gives a robot no warning. ECE measures that gap. A
 temperature fitted on held-out answers shrinks it without changing any answer (p_i^(1/T) keeps the order
-of the options), and it is saved with the checkpoint (`calibration.json`) for the runtime to apply.
+of the options); the fitted `Calibration` lives in model.calibration, which the runtime applies.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = [
-    "CALIBRATION_FILE",
-    "Calibration",
-    "CalibrationError",
-    "apply_temperature",
-    "expected_calibration_error",
-    "fit_calibration",
-    "fit_temperature",
-    "load_calibration",
-    "save_calibration",
-    "temperature_nll",
-]
+from spatial_mllm_ros.model.calibration import Calibration, CalibrationError, log_softmax
+
+__all__ = ["expected_calibration_error", "fit_calibration", "fit_temperature", "temperature_nll"]
 
 ECE_BINS = 10
-CALIBRATION_FILE = "calibration.json"  # next to the checkpoint's config.json
 TEMPERATURE_RANGE = (0.01, 100.0)  # the fit's search interval; a result at an end means "as far as it goes"
 _MIN_PROBABILITY = 1e-12  # a listed option the model gave 0 still costs a finite NLL
-
-
-class CalibrationError(ValueError):
-    """A calibration file or fit input that cannot be used; says which and why."""
 
 
 def expected_calibration_error(
@@ -60,21 +43,6 @@ def expected_calibration_error(
     return float(gap / conf.size)
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    top = logits.max(axis=-1, keepdims=True)
-    return logits - top - np.log(np.exp(logits - top).sum(axis=-1, keepdims=True))
-
-
-def apply_temperature(probabilities: Mapping[str, float], temperature: float) -> dict[str, float]:
-    """Rescale one answer's option probabilities: p_i^(1/T), renormalised (T > 1 softens, T < 1 sharpens)."""
-    if not temperature > 0:
-        raise CalibrationError(f"temperature must be > 0, got {temperature}")
-    keys = list(probabilities)
-    with np.errstate(divide="ignore"):
-        logp = np.log(np.asarray([probabilities[k] for k in keys], dtype=float))
-    return dict(zip(keys, np.exp(_log_softmax(logp / temperature)).tolist()))
-
-
 def _padded_log_probs(probabilities: Sequence[Sequence[float]], labels: Sequence[int]) -> np.ndarray:
     """Ragged per-question option probabilities -> one log-probability matrix (-inf where no option)."""
     if not probabilities or len(probabilities) != len(labels):
@@ -89,7 +57,7 @@ def _padded_log_probs(probabilities: Sequence[Sequence[float]], labels: Sequence
 
 
 def _nll(logp: np.ndarray, labels: np.ndarray, temperature: float) -> float:
-    scaled = _log_softmax(logp / temperature)
+    scaled = log_softmax(logp / temperature)
     return float(-scaled[np.arange(len(labels)), labels].mean())
 
 
@@ -123,21 +91,6 @@ def fit_temperature(probabilities: Sequence[Sequence[float]], labels: Sequence[i
     return math.exp((lo + hi) / 2)
 
 
-@dataclass(frozen=True)
-class Calibration:
-    """A temperature for closed-set probabilities, fitted on held-out answers, kept with a checkpoint."""
-
-    temperature: float
-    fitted_on: str = ""  # the held-out set's name
-    questions: int = 0
-    nll_before: float | None = None
-    nll_after: float | None = None
-
-    def apply(self, probabilities: Mapping[str, float]) -> dict[str, float]:
-        """Rescale one answer's option probabilities with this temperature."""
-        return apply_temperature(probabilities, self.temperature)
-
-
 def fit_calibration(
     probabilities: Sequence[Sequence[float]], labels: Sequence[int], fitted_on: str = ""
 ) -> Calibration:
@@ -150,26 +103,3 @@ def fit_calibration(
         nll_before=temperature_nll(probabilities, labels, 1.0),
         nll_after=temperature_nll(probabilities, labels, temperature),
     )
-
-
-def save_calibration(calibration: Calibration, directory: str | Path) -> Path:
-    """Write DIR/calibration.json (next to a checkpoint's config.json); returns its path."""
-    path = Path(directory) / CALIBRATION_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(calibration), indent=2) + "\n")
-    return path
-
-
-def load_calibration(directory: str | Path) -> Calibration | None:
-    """Read DIR/calibration.json; None when the checkpoint has none (its probabilities stand as they are)."""
-    path = Path(directory) / CALIBRATION_FILE
-    if not path.is_file():
-        return None
-    try:
-        calibration = Calibration(**json.loads(path.read_text()))
-        temperature = float(calibration.temperature)
-    except (ValueError, TypeError) as exc:
-        raise CalibrationError(f"{path}: not a calibration file ({exc})") from exc
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise CalibrationError(f"{path}: temperature must be positive and finite, got {temperature}")
-    return calibration

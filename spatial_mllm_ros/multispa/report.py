@@ -17,14 +17,9 @@ from typing import Any
 
 from spatial_mllm_ros.answers import closed_options
 from spatial_mllm_ros.conventions import is_correct
+from spatial_mllm_ros.model.calibration import Calibration, save_calibration
 from spatial_mllm_ros.multispa.baselines import Baseline, beats_baseline, chance_level, constant_baseline
-from spatial_mllm_ros.multispa.calibration import (
-    ECE_BINS,
-    Calibration,
-    expected_calibration_error,
-    fit_calibration,
-    save_calibration,
-)
+from spatial_mllm_ros.multispa.calibration import ECE_BINS, expected_calibration_error, fit_calibration
 from spatial_mllm_ros.multispa.evaluate import (
     ANSWERS_FILE,
     Benchmark,

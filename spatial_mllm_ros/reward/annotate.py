@@ -139,6 +139,7 @@ class EpisodeScorer:
             stamps_ns=[f.stamp_ns for f in frames], question=question, answer=answer.raw,
             value=value_text(answer.value), unit=answer.unit, confidence=answer.confidence,
             reward=float(reward), expected=check.expect if check else "", error=answer.error,
+            ood_score=answer.ood_score,
         )
 
     def _ask(self, frames: Sequence[Frame], keys: Sequence[str], checks: Sequence[Check]) -> list:
@@ -379,6 +380,7 @@ class AnnotateSummary:
     resumed: int
     failed: list[BagResult]
     reward_bags: list[Path]
+    out_of_distribution: int = 0  # episodes whose frames look unlike the model's training frames
 
 
 def annotate_to_dir(
@@ -429,4 +431,5 @@ def annotate_to_dir(
     write_tables(out, results, failed)
     write_report(out, results, failed, f"Rewards: {config.rubric.name}")
     n_labels = sum(len(r.labels) for r in results)
-    return AnnotateSummary(out, len(results), n_labels, resumed, failed, reward_bags)
+    unfamiliar = sum(bool(r.out_of_distribution) for r in results)
+    return AnnotateSummary(out, len(results), n_labels, resumed, failed, reward_bags, unfamiliar)

@@ -8,15 +8,17 @@ from typing import Any
 
 import numpy as np
 
+from spatial_mllm_ros.model.ood import FAMILIAR_LIMIT
+
 # Column order of labels.parquet / labels.jsonl.
 LABEL_COLUMNS = (
     "bag", "bag_path", "episode", "topic", "check", "check_type", "span", "step", "stamps_ns",
     "t_start_ns", "t_end_ns", "question", "answer", "value", "unit", "confidence", "reward", "expected",
-    "error",
+    "error", "ood_score",
 )
 EPISODE_COLUMNS = (
     "bag", "bag_path", "episode", "name", "topic", "start_ns", "end_ns", "n_frames", "n_labels",
-    "reward", "voc", "success", "error",
+    "reward", "voc", "success", "ood_score", "out_of_distribution", "error",
 )
 
 
@@ -41,6 +43,7 @@ class Label:
     reward: float
     expected: str = ""
     error: str | None = None
+    ood_score: float | None = None  # the answer's out-of-distribution score (model/ood.py)
 
     @property
     def t_start_ns(self) -> int:
@@ -98,14 +101,28 @@ class EpisodeResult:
         value = self.truth.get("success")
         return bool(value) if isinstance(value, bool) else None
 
+    @property
+    def ood_score(self) -> float | None:
+        """Median OOD score of the episode's answers (None: the checkpoint has no OOD statistics)."""
+        scores = [lab.ood_score for lab in self.labels if lab.ood_score is not None]
+        return float(np.median(scores)) if scores else None
+
+    @property
+    def out_of_distribution(self) -> bool | None:
+        """Whether the episode's frames look unlike the model's training frames: its rewards are suspect."""
+        score = self.ood_score
+        return None if score is None else score > FAMILIAR_LIMIT
+
     def summary(self) -> dict[str, Any]:
         """Flat dict in EPISODE_COLUMNS order (episodes.csv)."""
+        score = self.ood_score
         return {
             "bag": self.bag, "bag_path": self.bag_path, "episode": self.episode, "name": self.name,
             "topic": self.topic, "start_ns": self.start_ns, "end_ns": self.end_ns, "n_frames": self.n_frames,
             "n_labels": len(self.labels), "reward": round(self.reward, 6),
             "voc": None if self.voc is None else round(self.voc, 6), "success": self.success,
-            "error": self.error,
+            "ood_score": None if score is None else round(score, 4),
+            "out_of_distribution": self.out_of_distribution, "error": self.error,
         }
 
     def to_json(self) -> dict[str, Any]:

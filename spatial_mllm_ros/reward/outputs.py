@@ -71,7 +71,7 @@ def write_tables(out: Path, results: Sequence[EpisodeResult], failed: Sequence[B
         ("stamps_ns", pa.list_(pa.int64())), ("t_start_ns", pa.int64()), ("t_end_ns", pa.int64()),
         ("question", pa.string()), ("answer", pa.string()), ("value", pa.string()), ("unit", pa.string()),
         ("confidence", pa.float64()), ("reward", pa.float64()), ("expected", pa.string()),
-        ("error", pa.string()),
+        ("error", pa.string()), ("ood_score", pa.float64()),
     ])
     assert tuple(schema.names) == LABEL_COLUMNS
     table = pa.Table.from_pylist(rows, schema=schema)
@@ -142,21 +142,27 @@ def write_report(
         png = plot_path(out, r)
         img = f'<img src="{esc(str(png.relative_to(out)))}" width="480">' if png.exists() else ""
         voc = "" if r.voc is None else f"{r.voc:.3f}"
+        ood = "" if r.ood_score is None else f"{r.ood_score:.2f}"
+        flag = " style='background:#fdd'" if r.out_of_distribution else ""
         rows.append(
-            f"<tr><td>{esc(r.bag)}</td><td>{r.episode}</td><td>{esc(r.name)}</td><td>{r.n_frames}</td>"
+            f"<tr{flag}><td>{esc(r.bag)}</td><td>{r.episode}</td><td>{esc(r.name)}</td><td>{r.n_frames}</td>"
             f"<td>{len(r.labels)}</td><td>{r.reward:.3f}</td><td>{voc}</td><td>{esc(str(r.success))}</td>"
-            f"<td>{esc(r.error)}</td><td>{img}</td></tr>"
+            f"<td>{ood}</td><td>{esc(r.error)}</td><td>{img}</td></tr>"
         )
     errors = "".join(f"<li><b>{esc(b.bag)}</b>: {esc(b.error)}</li>" for b in failed)
     mean = np.mean([r.reward for r in results]) if results else float("nan")
+    unfamiliar = sum(bool(r.out_of_distribution) for r in results)
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
         "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px}"
         "table{border-collapse:collapse}</style></head><body>"
         f"<h1>{esc(title)}</h1>"
         f"<p>{len(results)} episodes, mean reward {mean:.3f}; {len(failed)} bags failed.</p>"
-        "<table><tr><th>bag</th><th>episode</th><th>name</th><th>frames</th><th>labels</th><th>reward</th>"
-        "<th>VOC</th><th>success</th><th>error</th><th>plot</th></tr>"
+        + (f"<p><b>{unfamiliar} episode(s) look out of distribution</b> (OOD score above 1, shaded): the "
+           "model has not seen frames like these and its rewards there may be wrong however confident.</p>"
+           if unfamiliar else "")
+        + "<table><tr><th>bag</th><th>episode</th><th>name</th><th>frames</th><th>labels</th><th>reward</th>"
+        "<th>VOC</th><th>success</th><th>OOD score</th><th>error</th><th>plot</th></tr>"
         + "".join(rows) + "</table>"
         + (f"<h2>Failed bags</h2><ul>{errors}</ul>" if failed else "")
         + "</body></html>"

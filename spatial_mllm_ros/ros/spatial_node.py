@@ -66,7 +66,8 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 READ_ONLY = ("model.checkpoint", "model.adapter", "model.trust_remote_code")
 # Parameters that take effect at once; the others on the next configure/activate.
 LIVE = {"frames", "span_s", "standing_questions", "standing_period_s", "publish_answer_image",
-        "answer_image_height", "stale_after_s", "max_question_chars", "ask_timeout_s", "inject_failures"}
+        "answer_image_height", "stale_after_s", "max_question_chars", "ask_timeout_s", "inject_failures",
+        "ood_warn_score"}
 
 
 class SpatialNode(LifecycleNode):
@@ -300,7 +301,7 @@ class SpatialNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         stats = self.service.stats()
-        level, message = health_level(stats, self.config.stale_after_s)
+        level, message = health_level(stats, self.config.stale_after_s, self.config.ood_warn_score)
         state = self.lifecycle_state
         status = DiagnosticStatus(
             level=bytes([level]), name=f"{self.get_fully_qualified_name()}: spatial questions",
