@@ -48,6 +48,7 @@ def test_quick_recipe_runs_end_to_end(tmp_path: Path) -> None:
 
     assert main(["train", "--recipe", "tiny", "--quick", "--output", str(tmp_path), "--device", "auto"]) == 0
     assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert (tmp_path / "model" / "ood_stats.safetensors").is_file()
     assert (tmp_path / "loss.png").is_file()
     bench = (tmp_path / "benchmark" / "benchmark.jsonl").read_text()
     other = tmp_path / "seed1"
@@ -359,3 +360,23 @@ def test_stage1_tower_is_reused_only_with_the_same_settings(tmp_path: Path) -> N
     assert "reused" in again and rows_again == rows and torch.equal(w_again, w)
     _, rows_other, other = run(TinyRecipe(stage1_steps=3, stage1_batch=4))  # stage 1 differs: trains
     assert "reused" not in other and len(rows_other) == 3
+
+
+def test_recipe_saves_ood_statistics_of_its_training_frames(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from spatial_mllm_ros.model.factory import make_tiny_model
+    from spatial_mllm_ros.model.ood import FeatureStats
+    from spatial_mllm_ros.multispa.train.tiny.recipe import fit_ood_statistics
+
+    checkpoint = make_tiny_model(tmp_path / "tiny")
+    rng = np.random.default_rng(0)
+    frames = []
+    for k in range(24):
+        path = tmp_path / f"f{k}.png"
+        cv2.imwrite(str(path), rng.integers(0, 255, size=(48, 64, 3), dtype=np.uint8))
+        frames.append(path)
+    assert fit_ood_statistics(checkpoint, frames).parent == checkpoint
+    stats = FeatureStats.load(checkpoint)
+    assert stats is not None and stats.n_frames == 24

@@ -133,6 +133,7 @@ def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
     }
     # network.py, benchmark.py: the model (and an untrained twin), the held-out benchmark, the record
     model_dir = save_model(model, tokenizer, recipe, out / "model", summary)
+    fit_ood_statistics(model_dir, [p for ep in train_eps for p in ep.frame_paths])
     untrained_model = make_model(tokenizer, recipe)
     save_model(untrained_model, tokenizer, recipe, out / "untrained", {"note": "same shape, not trained"})
     write_benchmark(bench_eps, bench_bank, out / "benchmark", recipe.bench_per_task, recipe.bench_seed)
@@ -141,6 +142,20 @@ def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
         _ship(model_dir, Path(recipe.ship_to))
     summary["model"] = str(model_dir)
     return summary
+
+
+def fit_ood_statistics(model_dir: Path, frames: list[Path], limit: int = 2000) -> Path:
+    """Save the OOD statistics of the frames the model trained on beside it (read as the runtime does)."""
+    from spatial_mllm_ros.model.config import ModelConfig
+    from spatial_mllm_ros.model.ood import fit_feature_stats, image_files, read_rgb
+    from spatial_mllm_ros.model.runtime import SpatialModel
+
+    runtime = SpatialModel.load(ModelConfig(checkpoint=str(model_dir), device="cpu"))
+    try:
+        images = [read_rgb(p) for p in image_files(frames, limit)]
+        return fit_feature_stats(runtime.frame_descriptors(images)).save(model_dir)
+    finally:
+        runtime.close()
 
 
 def _refuse_early(recipe: TinyRecipe) -> torch.device:
