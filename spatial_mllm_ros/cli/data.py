@@ -9,6 +9,7 @@ from pathlib import Path
 from spatial_mllm_ros.multispa.benchmark import DEFAULT_PER_TASK, SIM_HELD_OUT_FIRST_SEED, build_benchmark
 from spatial_mllm_ros.multispa.engine import GenerateConfig, Summary, generate, merge_summaries
 from spatial_mllm_ros.multispa.sources import SOURCES
+from spatial_mllm_ros.multispa.suite.sets import SUITE_PER_TASK, SUITE_SCENES, SUITES
 from spatial_mllm_ros.multispa.tasks import META_ALIASES, TASKS
 
 
@@ -25,7 +26,8 @@ def _config(args: argparse.Namespace, sim_first_seed: int) -> GenerateConfig:
         max_per_scene=args.max_per_scene, scenes=_scene_list(args.scenes),
         visibility_tolerance_m=args.visibility_tolerance, paper_exact=args.paper_exact,
         allow_pickle=args.allow_pickle,
-        sim_scenes=args.sim_scenes, sim_first_seed=sim_first_seed, progress=not args.quiet,
+        sim_scenes=args.sim_scenes if args.sim_scenes is not None else GenerateConfig.sim_scenes,
+        sim_first_seed=sim_first_seed, progress=not args.quiet,
     )
 
 
@@ -47,9 +49,37 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _suite(args: argparse.Namespace) -> int:
+    from spatial_mllm_ros.multispa.suite import MANIFEST_FILE, SuiteConfig, SuiteError, write_suite
+
+    if args.source != "sim":
+        raise SuiteError(f"--suite writes simulated sets: use --source sim, not {args.source}")
+    given = {"scenes": args.sim_scenes, "per_task": args.per_task, "first_seed": args.sim_first_seed}
+    config = SuiteConfig(
+        out=Path(args.out),
+        suite=args.suite,
+        sets=tuple(s for s in (args.sets or "").split(",") if s),
+        bench_seed=args.seed,
+        engine_max_per_scene=args.max_per_scene,
+        workers=args.workers,
+        **{k: v for k, v in given.items() if v is not None},
+    )
+    manifest = write_suite(config)
+    for r in manifest.sets:
+        first, last = r.seeds
+        print(f"{r.name:<20} seeds {first}-{last}  {r.episodes:>4} episodes  {r.questions:>5} questions")
+    print(json.dumps({"sets": len(manifest.sets), "out": str(config.out / MANIFEST_FILE)}))
+    return 0
+
+
 def _benchmark(args: argparse.Namespace) -> int:
+    if args.suite:
+        return _suite(args)
+    if args.sets:
+        raise ValueError("--sets names sets of a suite: give --suite too")
     first = args.sim_first_seed if args.sim_first_seed is not None else SIM_HELD_OUT_FIRST_SEED
-    summary = build_benchmark(_config(args, first), per_task=args.per_task)
+    per_task = args.per_task if args.per_task is not None else DEFAULT_PER_TASK
+    summary = build_benchmark(_config(args, first), per_task=per_task)
     _print_summary(summary.per_task, {"short": summary.short, "scenes": summary.scenes,
                                       "out": str(Path(args.out) / "benchmark.jsonl")})
     return 0
@@ -95,7 +125,8 @@ def _common(p: argparse.ArgumentParser, default_tasks: str, default_max: int) ->
                         "R^T inverse; they differ by ~1e-6 on 6-decimal pose files)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="read TAPVid-3D images_jpeg_bytes stored as pickled object arrays (trusted only)")
-    p.add_argument("--sim-scenes", type=int, default=8, help="simulation: number of scenes")
+    p.add_argument("--sim-scenes", type=int,
+                   help=f"simulation: number of scenes (default 8; a suite: {SUITE_SCENES} per set)")
     p.add_argument("--sim-first-seed", type=int, default=None,
                    help=f"simulation: first seed (generate: 0, benchmark: {SIM_HELD_OUT_FIRST_SEED})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -110,7 +141,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     gen.set_defaults(func=_generate)
     bench = dsub.add_parser("benchmark", help="balanced N-per-sub-task evaluation split from held-out scenes")
     _common(bench, "benchmark", 40)
-    bench.add_argument("--per-task", type=int, default=DEFAULT_PER_TASK, help="samples per sub-task")
+    bench.add_argument("--per-task", type=int,
+                       help=f"samples per sub-task (default {DEFAULT_PER_TASK}; a suite: {SUITE_PER_TASK})")
+    bench.add_argument("--suite", choices=SUITES,
+                       help="write a suite of named held-out sets from unseen seeds, each "
+                            "OUT/NAME/benchmark.jsonl, and OUT/suite.json (shifts: one appearance or task "
+                            "change per set); --sim-scenes, --per-task, --sim-first-seed and --seed apply "
+                            "to every set")
+    bench.add_argument("--sets", help="with --suite: a comma list of its sets to write (default: all)")
     bench.set_defaults(func=_benchmark)
     merged = dsub.add_parser("summary", help="merge the summaries of all shards of an output directory")
     merged.add_argument("--out", required=True)

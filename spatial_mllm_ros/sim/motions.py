@@ -467,22 +467,28 @@ _CAMERA_FOR_DIRECTIONS = ("front", "side", "overhead")
 _FLAT_DIRECTIONS = ("left", "right", "forward", "backward")
 
 
-def _random_of_kind(kind: str, camera: str, obj: str, rng: np.random.Generator) -> Motion:
+def _random_of_kind(
+    kind: str, camera: str, obj: str, rng: np.random.Generator, distance_m: tuple[float, float] | None
+) -> Motion:
     sign = float(rng.choice([-1.0, 1.0]))
+
+    def distance(lo: float, hi: float) -> float:
+        return float(rng.uniform(*(distance_m or (lo, hi))))
+
     if kind == "translate":
-        return translate(str(rng.choice(DIRECTIONS)), float(rng.uniform(0.03, 0.2)), camera)
+        return translate(str(rng.choice(DIRECTIONS)), distance(0.03, 0.2), camera)
     if kind == "rotate":
         return Rotate(sign * float(rng.uniform(15, 90)))
     if kind == "pick_place":
-        return PickPlace(obj, str(rng.choice(_FLAT_DIRECTIONS)), float(rng.uniform(0.08, 0.2)), camera)
+        return PickPlace(obj, str(rng.choice(_FLAT_DIRECTIONS)), distance(0.08, 0.2), camera)
     if kind == "push":
-        return Push(obj, str(rng.choice(_FLAT_DIRECTIONS)), float(rng.uniform(0.05, 0.15)), camera)
+        return Push(obj, str(rng.choice(_FLAT_DIRECTIONS)), distance(0.05, 0.15), camera)
     if kind == "failed_grasp":
         return FailedGrasp(obj)
     if kind == "camera_pan":
         return CameraPan(camera, sign * float(rng.uniform(5, 20)))
     if kind == "camera_dolly":
-        return CameraDolly(camera, sign * float(rng.uniform(0.05, 0.2)))
+        return CameraDolly(camera, sign * distance(0.05, 0.2))
     if kind == "camera_orbit":
         return CameraOrbit(camera, sign * float(rng.uniform(10, 30)))
     return Idle()
@@ -507,18 +513,25 @@ def random_motion(
     rng: np.random.Generator,
     kinds: Sequence[str] | None = None,
     cameras: Sequence[str] | None = None,
+    distance_m: tuple[float, float] | None = None,
 ) -> Motion:
     """Draw a random motion that is feasible in `world` (retries until its plan resolves).
 
     Directions are worded in one of `cameras`; by default the scene's fixed cameras, or the wrist camera
     when it is the scene's only one (camera motions need a fixed camera and are redrawn for the wrist).
+    `distance_m` (lowest, highest) replaces each kind's own range of how far it moves the gripper, an
+    object or the camera (small motions are a test of their own); rotations keep theirs.
     """
     kinds = _known_kinds(kinds)
     fixed = [c for c in _CAMERA_FOR_DIRECTIONS if c in world.scene.cameras] or list(world.scene.cameras)
     cameras = list(cameras or fixed)
     for _ in range(50):
         motion = _random_of_kind(
-            str(rng.choice(kinds)), str(rng.choice(cameras)), str(rng.choice(world.scene.object_names)), rng
+            str(rng.choice(kinds)),
+            str(rng.choice(cameras)),
+            str(rng.choice(world.scene.object_names)),
+            rng,
+            distance_m,
         )
         try:
             motion.plan(world)

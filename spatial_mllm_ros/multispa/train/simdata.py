@@ -9,15 +9,21 @@ mean depth per patch) and the camera-frame positions of the gripper and every ob
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from spatial_mllm_ros.config import option
+from spatial_mllm_ros.sim.profiles import PROFILES
+from spatial_mllm_ros.sim.scene import MAX_OBJECTS
+
 SEG_BG, SEG_TABLE, SEG_GRIPPER = 0, 1, 2
 MAX_DEPTH_M = 3.0
 FIXED_CAMERAS = ("front", "side", "overhead")
+SMALL_MOTION_M = (0.01, 0.03)
 OBJECT_MOTIONS = ("translate", "push", "pick_place", "failed_grasp", "rotate")
 
 
@@ -38,6 +44,36 @@ class EpisodeSpec:
     grid: int = 8  # patch grid of the model's tile (112 px / 14 px)
     camera_share: float = 0.3  # fraction of episodes where the camera moves instead of the gripper
     episodes_per_scene: int = 8
+    profile: str = option(
+        "in_distribution", help="look of every scene (sim.profiles; the shift suite's sets)", choices=PROFILES
+    )
+    objects: tuple[int, int] = option((1, 4), help="objects per scene: fewest, most", range=(1, MAX_OBJECTS))
+    motion_m: tuple[float, float] | None = option(
+        None,
+        help="how far the gripper, an object or the camera moves (m): lowest, highest; none: each "
+        "motion's own range (camera slides 4-15 cm)",
+        range=(0.001, 0.3),
+    )
+    # The training mix: shares of scenes drawn, per scene seed, instead of the plain look above. Off in
+    # the shift suite's sets, each of which is one look.
+    randomized_share: float = option(
+        0.0, help="share of scenes with every appearance group drawn (sim profile 'randomized')",
+        range=(0.0, 1.0))
+    wrist_share: float = option(
+        0.0, help="share of scenes seen only by the gripper-mounted wrist camera", range=(0.0, 1.0))
+    small_motion_share: float = option(
+        0.0, help="share of scenes whose motions move 1-3 cm (where 'did it move' is hardest)",
+        range=(0.0, 1.0))
+
+    def for_scene(self, seed: int) -> tuple[str, bool, EpisodeSpec]:
+        """Draw a scene's look from the mix: (profile, wrist camera only, spec with its motion range).
+
+        Its own random stream of the seed, so the mix never moves the layout drawn from the seed itself.
+        """
+        look, wrist, small = np.random.default_rng([seed, 0x100C]).random(3)
+        profile = "randomized" if look < self.randomized_share else self.profile
+        spec = dataclasses.replace(self, motion_m=SMALL_MOTION_M) if small < self.small_motion_share else self
+        return profile, bool(wrist < self.wrist_share), spec
 
 
 def patch_targets(
@@ -58,12 +94,16 @@ def patch_targets(
     return frac, mean_d.astype(np.float32)
 
 
-def _camera_translation(world, camera: str, rng: np.random.Generator, n: int) -> list[np.ndarray]:
-    """Poses of a camera sliding along one random optical axis by 4-15 cm (a little off-axis noise)."""
-    t0 = world.extrinsics(camera)
+def camera_slide(
+    t0: np.ndarray, rng: np.random.Generator, n: int, distance_m: tuple[float, float] | None = None
+) -> list[np.ndarray]:
+    """Poses of a camera sliding from t0 along one random optical axis (a little off-axis noise).
+
+    It slides 4-15 cm, or within `distance_m` (lowest, highest).
+    """
     axis = int(rng.integers(3))
     d = np.zeros(3)
-    d[axis] = float(rng.choice([-1.0, 1.0]) * rng.uniform(0.04, 0.15))
+    d[axis] = float(rng.choice([-1.0, 1.0]) * rng.uniform(*(distance_m or (0.04, 0.15))))
     d += rng.normal(0.0, 0.006, 3)
     poses = []
     for k in range(n):
@@ -80,10 +120,12 @@ def _episode(world, rng: np.random.Generator, spec: EpisodeSpec, seg_class: np.n
     from spatial_mllm_ros.sim import random_motion, run_episode
 
     ep_dir.mkdir(parents=True, exist_ok=True)
-    if rng.random() < spec.camera_share:
-        camera = str(rng.choice(FIXED_CAMERAS))
+    cameras = world.config.cameras
+    fixed = [c for c in cameras if c in FIXED_CAMERAS]  # a wrist camera moves with the gripper's motions
+    if fixed and rng.random() < spec.camera_share:
+        camera = str(rng.choice(fixed))
         frames, cams = [], []
-        for pose in _camera_translation(world, camera, rng, spec.n_frames):
+        for pose in camera_slide(world.extrinsics(camera), rng, spec.n_frames, spec.motion_m):
             world.set_camera_pose(camera, pose)
             f = world.render(camera)
             frames.append((f.rgb, f.depth, f.seg))
@@ -94,8 +136,8 @@ def _episode(world, rng: np.random.Generator, spec: EpisodeSpec, seg_class: np.n
         }
         motion = "camera_translate"
     else:
-        m = random_motion(world, rng, OBJECT_MOTIONS)
-        camera = getattr(m, "camera", None) or str(rng.choice(FIXED_CAMERAS))
+        m = random_motion(world, rng, OBJECT_MOTIONS, distance_m=spec.motion_m)
+        camera = getattr(m, "camera", None) or str(rng.choice(cameras))
         ep = run_episode(world, m, spec.n_frames, cameras=(camera,), seg=True, n_track_points=1)
         track = ep.cameras[camera]
         frames = [(track.rgb[t], track.depth[t], track.seg[t]) for t in range(spec.n_frames)]
@@ -110,6 +152,22 @@ def _episode(world, rng: np.random.Generator, spec: EpisodeSpec, seg_class: np.n
         fracs.append(frac)
         depths.append(dep)
     np.savez_compressed(ep_dir / "targets.npz", seg=np.stack(fracs), depth=np.stack(depths))
+    return write_truth(ep_dir, camera, motion, spec, cams, gripper, objects)
+
+
+def write_truth(
+    ep_dir: Path,
+    camera: str,
+    motion: str,
+    spec: EpisodeSpec,
+    cams: list[np.ndarray],
+    gripper: list[np.ndarray],
+    objects: dict[str, list[np.ndarray]],
+) -> dict:
+    """Write and return an episode's truth.json: each frame's camera pose and gripper and object positions.
+
+    Every question of the episode is drawn from it (multispa.train.questions).
+    """
     truth = {
         "camera": camera,
         "motion": motion,
@@ -129,20 +187,24 @@ def generate_scene(seed: int, out_dir: Path, spec: EpisodeSpec) -> int:
     One GL context serves them all (creating it is the expensive part); the gripper starts each episode
     at a random reachable point.
     """
-    from spatial_mllm_ros.sim import SceneConfig, SimWorld
+    from spatial_mllm_ros.sim import SceneConfig, SimWorld, shift_profile
     from spatial_mllm_ros.sim.scene import parse_object_name
 
     dirs = [out_dir / f"ep{seed:06d}_{k:02d}" for k in range(spec.episodes_per_scene)]
     if all((d / "truth.json").is_file() for d in dirs):  # a rerun: no GL context needed
         return len(dirs)
     rng = np.random.default_rng(seed)
-    config = SceneConfig(
-        seed=seed,
-        n_objects=int(rng.integers(1, 5)),
+    fewest, most = spec.objects
+    profile, wrist, spec = spec.for_scene(seed)
+    base = SceneConfig(
+        n_objects=int(rng.integers(fewest, most + 1)),
         width=spec.width,
         height=spec.height,
         cameras=FIXED_CAMERAS,
     )
+    config = shift_profile(profile).scene_config(seed, base)
+    if wrist:
+        config = dataclasses.replace(config, cameras=("wrist",))
     classes = colour_classes()
     made = 0
     with SimWorld(config) as world:

@@ -64,13 +64,18 @@ def read_truth(ep_dir: Path) -> dict:
     return json.loads((ep_dir / "truth.json").read_text())
 
 
+def frame_files(ep_dir: Path) -> list[Path]:
+    """Return an episode's frames f0.png, f1.png, ... in time order (f10 after f9)."""
+    return sorted(ep_dir.glob("f*.png"), key=lambda p: int(p.stem[1:]))
+
+
 def load_episode(ep_dir: Path, spec: ImageSpec) -> EpisodeData:
     """Read one generated episode and preprocess its frames exactly like the runtime."""
     from spatial_mllm_ros.multispa.train.data import load_rgb
 
     truth = read_truth(ep_dir)
     targets = np.load(ep_dir / "targets.npz")
-    paths = sorted(ep_dir.glob("f*.png"), key=lambda p: int(p.stem[1:]))
+    paths = frame_files(ep_dir)
     pixels = torch.stack([prepare_image(load_rgb(p), spec).pixel_values[0] for p in paths]).half()
     g = [_globals(truth, t) for t in range(len(paths))]
     seg = torch.from_numpy(targets["seg"])
