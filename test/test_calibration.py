@@ -126,3 +126,23 @@ def test_beating_the_baseline_means_the_wilson_lower_bound_is_above_it() -> None
     assert not beats_baseline(6, 10, 50.0)
     assert beats_baseline(6, 10, 31.0)
     assert not beats_baseline(0, 0, 0.0)
+
+
+def test_ood_aware_fit_softens_unfamiliar_answers_only() -> None:
+    """Familiar answers are right as often as they say; unfamiliar ones are as sure but right half as often."""
+    rng = np.random.default_rng(0)
+    probabilities, labels, ood = [], [], []
+    for k in range(4000):
+        unfamiliar = k % 2 == 1
+        sure = 0.9
+        right = rng.random() < (sure if not unfamiliar else 0.5)
+        probabilities.append([sure, 1 - sure])
+        labels.append(0 if right else 1)
+        ood.append(4.0 if unfamiliar else 0.5)
+    plain = fit_calibration(probabilities, labels, "t")
+    aware = fit_calibration(probabilities, labels, "t", ood)
+    assert plain.ood_power == 0.0 and aware.ood_power > 0.0 and aware.nll_after < plain.nll_after
+    assert abs(aware.apply({"a": 0.9, "b": 0.1}, 0.5)["a"] - 0.9) < 0.03  # familiar: kept
+    assert abs(aware.apply({"a": 0.9, "b": 0.1}, 4.0)["a"] - 0.5) < 0.05  # unfamiliar: a coin
+    assert Calibration(2.0, ood_power=1.0).temperature_for(None) == 2.0
+    assert Calibration(2.0, ood_power=1.0).temperature_for(3.0) == 6.0

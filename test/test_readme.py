@@ -283,7 +283,7 @@ def test_model_card_has_the_hugging_face_shape() -> None:
                         "Training procedure", "Evaluation", "Limitations and risks", "How to use"]
     evaluation = text.split("## Evaluation", 1)[1].split("\n## ", 1)[0]
     assert len(re.findall(r"^\|(?:---\|)+$", evaluation, re.M)) == 1, "the card's evaluation has one table"
-    assert "shift suite" in evaluation and "being measured" in evaluation
+    assert "shift suite" in evaluation and "evaluation.md#the-shipped-model-on-the-shift-suite" in evaluation
 
 
 def test_model_card_usage_code_runs(tmp_path: Path) -> None:

@@ -162,3 +162,12 @@ def test_cli_writes_a_suite_and_its_manifest(tmp_path: Path, capsys: pytest.Capt
     assert "no_such_set" in capsys.readouterr().err
     assert main(["data", "benchmark", "--source", "scannet", "--suite", "shifts", "--out", str(out)]) == 1
     assert "--source sim" in capsys.readouterr().err
+
+
+def test_the_calibration_suite_draws_seeds_no_shift_set_uses() -> None:
+    from spatial_mllm_ros.multispa.suite.sets import SUITE_FIRST_SEED, set_seeds, suite_sets
+
+    shift_seeds = {seed for i, _ in suite_sets("shifts") for seed in set_seeds(SUITE_FIRST_SEED, i, 16)}
+    (index, calibration), = suite_sets("calibration")
+    assert calibration.episode_spec().profile == "randomized"
+    assert not shift_seeds & set(set_seeds(SUITE_FIRST_SEED, index, 16))

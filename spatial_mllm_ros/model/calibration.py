@@ -50,10 +50,16 @@ class Calibration:
     questions: int = 0
     nll_before: float | None = None
     nll_after: float | None = None
+    # Unfamiliar frames get a higher temperature: T * max(1, ood_score) ** ood_power (0: one temperature).
+    ood_power: float = 0.0
 
-    def apply(self, probabilities: Mapping[str, float]) -> dict[str, float]:
-        """Rescale one answer's option probabilities with this temperature."""
-        return apply_temperature(probabilities, self.temperature)
+    def temperature_for(self, ood_score: float | None = None) -> float:
+        """Return the temperature for an answer whose frames scored `ood_score` (None: familiar)."""
+        return self.temperature * max(1.0, ood_score or 0.0) ** self.ood_power
+
+    def apply(self, probabilities: Mapping[str, float], ood_score: float | None = None) -> dict[str, float]:
+        """Rescale one answer's option probabilities with the temperature for its frames."""
+        return apply_temperature(probabilities, self.temperature_for(ood_score))
 
 
 def save_calibration(calibration: Calibration, directory: str | Path) -> Path:

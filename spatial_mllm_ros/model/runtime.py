@@ -353,7 +353,7 @@ class SpatialModel:
                 ans.value = res.text if ans.value is None else ans.value
                 probabilities = res.probabilities
                 if self.calibration is not None:  # softens or sharpens; never changes the likeliest option
-                    probabilities = self.calibration.apply(probabilities)
+                    probabilities = self.calibration.apply(probabilities, ood)
                 ans.probabilities = probabilities
                 ans.confidence = probabilities[res.text]
                 ans.error = None

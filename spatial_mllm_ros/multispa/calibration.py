@@ -17,6 +17,7 @@ from spatial_mllm_ros.model.calibration import Calibration, CalibrationError, lo
 __all__ = ["expected_calibration_error", "fit_calibration", "fit_temperature", "temperature_nll"]
 
 ECE_BINS = 10
+OOD_POWERS = tuple(np.linspace(0.0, 4.0, 17).tolist())  # how fast the temperature grows with OOD score
 TEMPERATURE_RANGE = (0.01, 100.0)  # the fit's search interval; a result at an end means "as far as it goes"
 _MIN_PROBABILITY = 1e-12  # a listed option the model gave 0 still costs a finite NLL
 
@@ -56,8 +57,9 @@ def _padded_log_probs(probabilities: Sequence[Sequence[float]], labels: Sequence
     return logp
 
 
-def _nll(logp: np.ndarray, labels: np.ndarray, temperature: float) -> float:
-    scaled = log_softmax(logp / temperature)
+def _nll(logp: np.ndarray, labels: np.ndarray, temperature: float | np.ndarray) -> float:
+    """Mean NLL of the true options at one temperature, or one per row."""
+    scaled = log_softmax(logp / np.reshape(temperature, (-1, 1)))
     return float(-scaled[np.arange(len(labels)), labels].mean())
 
 
@@ -68,38 +70,55 @@ def temperature_nll(
     return _nll(_padded_log_probs(probabilities, labels), np.asarray(labels), temperature)
 
 
-def fit_temperature(probabilities: Sequence[Sequence[float]], labels: Sequence[int]) -> float:
+def fit_temperature(
+    probabilities: Sequence[Sequence[float]], labels: Sequence[int], scale: np.ndarray | float = 1.0
+) -> float:
     """Find the temperature minimising the mean NLL of the true options (labels index each one's options).
 
     The NLL is convex in 1/T, so a golden-section search over log T finds the minimum within
-    TEMPERATURE_RANGE to about 1e-6 relative.
+    TEMPERATURE_RANGE to about 1e-6 relative. `scale` multiplies T per answer (the OOD factor).
     """
     logp, truth = _padded_log_probs(probabilities, labels), np.asarray(labels)
+    scale = np.asarray(scale, dtype=float)
     lo, hi = (math.log(t) for t in TEMPERATURE_RANGE)
     ratio = (math.sqrt(5) - 1) / 2
     a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-    fa, fb = _nll(logp, truth, math.exp(a)), _nll(logp, truth, math.exp(b))
+    fa, fb = _nll(logp, truth, math.exp(a) * scale), _nll(logp, truth, math.exp(b) * scale)
     while hi - lo > 1e-7:
         if fa <= fb:
             hi, b, fb = b, a, fa
             a = hi - ratio * (hi - lo)
-            fa = _nll(logp, truth, math.exp(a))
+            fa = _nll(logp, truth, math.exp(a) * scale)
         else:
             lo, a, fa = a, b, fb
             b = lo + ratio * (hi - lo)
-            fb = _nll(logp, truth, math.exp(b))
+            fb = _nll(logp, truth, math.exp(b) * scale)
     return math.exp((lo + hi) / 2)
 
 
 def fit_calibration(
-    probabilities: Sequence[Sequence[float]], labels: Sequence[int], fitted_on: str = ""
+    probabilities: Sequence[Sequence[float]],
+    labels: Sequence[int],
+    fitted_on: str = "",
+    ood_scores: Sequence[float] | None = None,
 ) -> Calibration:
-    """Fit the temperature and record what it did to the NLL on the data it was fitted on."""
-    temperature = fit_temperature(probabilities, labels)
+    """Fit the temperature (and, given each answer's OOD score, how it grows with it); record the NLL.
+
+    With OOD scores, T * max(1, score) ** power is fitted for each power of OOD_POWERS and the pair with
+    the lowest NLL kept: confidence then falls where the frames are unfamiliar, the model's blind spot.
+    """
+    logp, truth = _padded_log_probs(probabilities, labels), np.asarray(labels)
+    ood = np.maximum(1.0, np.asarray(ood_scores if ood_scores is not None else 1.0, dtype=float))
+    fits = []
+    for power in OOD_POWERS if ood_scores is not None else (0.0,):
+        temperature = fit_temperature(probabilities, labels, ood**power)
+        fits.append((_nll(logp, truth, temperature * ood**power), temperature, power))
+    nll, temperature, power = min(fits)
     return Calibration(
         temperature=temperature,
         fitted_on=fitted_on,
         questions=len(labels),
         nll_before=temperature_nll(probabilities, labels, 1.0),
-        nll_after=temperature_nll(probabilities, labels, temperature),
+        nll_after=nll,
+        ood_power=power,
     )

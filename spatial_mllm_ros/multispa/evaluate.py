@@ -101,6 +101,7 @@ class Reply:
     text: str
     confidence: float | None = None
     probabilities: dict[str, float] | None = None
+    ood_score: float | None = None  # how unfamiliar the frames were (model/ood.py)
 
     def to_json(self, id: str) -> dict[str, Any]:
         """One answer-file line (without the fields the model did not give)."""
@@ -109,6 +110,8 @@ class Reply:
             line["confidence"] = self.confidence
         if self.probabilities is not None:
             line["probabilities"] = self.probabilities
+        if self.ood_score is not None:
+            line["ood_score"] = self.ood_score
         return line
 
 
@@ -158,11 +161,12 @@ def score_answers(bench: Benchmark, answers: Mapping[str, Reply]) -> Scores:
 
 
 def _reply(d: dict[str, Any]) -> Reply:
-    confidence, probabilities = d.get("confidence"), d.get("probabilities")
+    confidence, probabilities, ood = d.get("confidence"), d.get("probabilities"), d.get("ood_score")
     return Reply(
         str(d["answer"]),
         None if confidence is None else float(confidence),
         None if probabilities is None else {str(k): float(v) for k, v in probabilities.items()},
+        None if ood is None else float(ood),
     )
 
 
@@ -263,7 +267,7 @@ def answer_sets(
                 )
                 for s, a in zip(samples, answers):
                     text = a.raw if a.probabilities is None else f"`{a.value}`"
-                    replies[s.id] = Reply(text, a.confidence, a.probabilities)
+                    replies[s.id] = Reply(text, a.confidence, a.probabilities, a.ood_score)
     finally:
         model.close()
     return out

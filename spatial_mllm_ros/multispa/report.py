@@ -210,15 +210,21 @@ def _is_closed(graded: Graded) -> bool:
     return graded.reply is not None and bool(graded.reply.probabilities) and _options(graded) is not None
 
 
-def closed_set_examples(graded: Iterable[Graded]) -> tuple[list[list[float]], list[int]]:
-    """Option probabilities and the true option's index of every closed-set reply that lists the truth."""
-    probabilities, labels = [], []
+def closed_set_examples(
+    graded: Iterable[Graded],
+) -> tuple[list[list[float]], list[int], list[float] | None]:
+    """Return the fitting data of every closed-set reply that lists the truth.
+
+    Option probabilities, the true option's index, and the OOD scores when every reply has one.
+    """
+    probabilities, labels, ood = [], [], []
     for g in graded:
         label = _option_index(g, g.truth) if _is_closed(g) else None
         if label is not None:
             probabilities.append(list(g.reply.probabilities.values()))  # type: ignore[union-attr]
             labels.append(label)
-    return probabilities, labels
+            ood.append(g.reply.ood_score)  # type: ignore[union-attr]
+    return probabilities, labels, (ood if ood and None not in ood else None)
 
 
 def _confidence(graded: Graded, calibration: Calibration | None) -> float | None:
@@ -229,7 +235,7 @@ def _confidence(graded: Graded, calibration: Calibration | None) -> float | None
         answered = _option_index(graded, graded.prediction)
         if answered is not None:
             probabilities = graded.reply.probabilities or {}
-            return calibration.apply(probabilities)[list(probabilities)[answered]]
+            return calibration.apply(probabilities, graded.reply.ood_score)[list(probabilities)[answered]]
     return graded.reply.confidence
 
 
@@ -280,12 +286,12 @@ def evaluate_sets(
         if fit_on not in graded:
             known = ", ".join(graded)
             raise BenchmarkError(f"no set named {fit_on!r} to fit a temperature on; sets: {known}")
-        probabilities, labels = closed_set_examples(graded[fit_on])
+        probabilities, labels, ood = closed_set_examples(graded[fit_on])
         if not labels:
             raise BenchmarkError(
                 f"set {fit_on!r} has no closed-set answers with per-option probabilities: nothing to fit"
             )
-        calibration = fit_calibration(probabilities, labels, fit_on)
+        calibration = fit_calibration(probabilities, labels, fit_on, ood)
     return EvaluationReport(title, {n: set_report(n, g, calibration) for n, g in graded.items()}, calibration)
 
 

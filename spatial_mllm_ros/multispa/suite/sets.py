@@ -91,14 +91,21 @@ SHIFT_SETS: tuple[SuiteSet, ...] = (
         "engine",
     ),
 )
-SUITES: dict[str, tuple[SuiteSet, ...]] = {"shifts": SHIFT_SETS}
+# Held-out data to fit a calibration on (never reported): every appearance group drawn at once, so its
+# shifts are the training mix's kind, not the report's single-change sets.
+CALIBRATION_SETS: tuple[SuiteSet, ...] = (
+    SuiteSet("randomized", shift_profile("randomized").description, episode={"profile": "randomized"}),
+)
+SUITES: dict[str, tuple[SuiteSet, ...]] = {"shifts": SHIFT_SETS, "calibration": CALIBRATION_SETS}
+# Where each suite's set numbering starts, so no two suites' sets share seeds.
+FIRST_INDEX: dict[str, int] = {"shifts": 0, "calibration": 50}
 
 
 def suite_sets(suite: str, names: tuple[str, ...] = ()) -> list[tuple[int, SuiteSet]]:
     """Return (index, set) of a suite, all or the named ones; SuiteError lists the known names otherwise."""
     if suite not in SUITES:
         raise SuiteError(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
-    sets = list(enumerate(SUITES[suite]))
+    sets = list(enumerate(SUITES[suite], FIRST_INDEX[suite]))
     unknown = set(names) - {s.name for _, s in sets}
     if unknown:
         raise SuiteError(f"unknown sets {sorted(unknown)} in suite {suite!r}; known: "
