@@ -129,7 +129,7 @@ def test_beating_the_baseline_means_the_wilson_lower_bound_is_above_it() -> None
 
 
 def test_ood_aware_fit_softens_unfamiliar_answers_only() -> None:
-    """Familiar answers are right as often as they say; unfamiliar ones are as sure but right half as often."""
+    """Familiar answers are as right as they say; unfamiliar ones are as sure but right half as often."""
     rng = np.random.default_rng(0)
     probabilities, labels, ood = [], [], []
     for k in range(4000):

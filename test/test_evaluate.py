@@ -100,6 +100,9 @@ def test_checkpoint_is_answered_through_the_runtime(bench: Path, tmp_path: Path)
     ckpt = make_tiny_model(tmp_path / "ckpt", image_size=56, max_tiles=1)
     flags = ["--output", str(tmp_path / "r"), "--fit-temperature", bench.name]
     assert main(["evaluate", "--checkpoint", str(ckpt), "--benchmark", str(bench), *flags]) == 0
+    assert load_calibration(ckpt) is None  # the checkpoint is changed only when asked
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--benchmark", str(bench), *flags,
+                 "--save-calibration"]) == 0
     saved = load_calibration(ckpt)  # the temperature travels with the checkpoint, next to config.json
     assert saved is not None and saved.fitted_on == bench.name and saved.questions == 2  # the two directions
     assert load_calibration(tmp_path / "r") == saved

@@ -169,5 +169,5 @@ def test_the_calibration_suite_draws_seeds_no_shift_set_uses() -> None:
 
     shift_seeds = {seed for i, _ in suite_sets("shifts") for seed in set_seeds(SUITE_FIRST_SEED, i, 16)}
     (index, calibration), = suite_sets("calibration")
-    assert calibration.episode_spec().profile == "randomized"
+    assert calibration.episode_spec().randomized_share == 0.5
     assert not shift_seeds & set(set_seeds(SUITE_FIRST_SEED, index, 16))

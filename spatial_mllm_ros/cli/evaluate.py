@@ -40,9 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fit-temperature",
         metavar="SET",
-        help="fit one temperature for closed-set probabilities on this (held-out) set and report every "
-        "set's ECE after it too; writes calibration.json to the report directory and, with --checkpoint, "
-        "next to the checkpoint's config.json",
+        help="fit the temperature for closed-set probabilities (growing with the OOD score when answers "
+        "carry one) on this held-out set and report every set's ECE after it too; writes calibration.json "
+        "to the report directory",
+    )
+    p.add_argument(
+        "--save-calibration", action="store_true",
+        help="with --checkpoint and --fit-temperature: also write calibration.json next to the checkpoint's "
+        "config.json, so the runtime applies it (never done silently: it changes the checkpoint)",
     )
     p.add_argument("--output", help="report directory (default: <benchmark or the sets' folder>/eval-<name>)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (with --checkpoint)")
@@ -97,6 +102,6 @@ def run(args: argparse.Namespace) -> int:
     markdown = write_report(report, out, answers if args.checkpoint else None)
     print(markdown.read_text())
     print(f"report: {markdown.with_suffix('.json')}, heat map: {out / 'heatmap.png'}")
-    if report.calibration and args.checkpoint:
+    if report.calibration and args.checkpoint and args.save_calibration:
         print(f"temperature saved with the checkpoint: {save_calibration(report.calibration, source)}")
     return 0
