@@ -50,6 +50,7 @@ def test_bag_reads_back_same_frames_and_truth(
         "/episode",
         "/gripper/pose",
         "/gripper/joint_states",
+        "/tf",
         *(object_topic(n) for n in episodes[0].object_names),
     }
     for cam in ("front", "overhead"):
@@ -154,3 +155,28 @@ def test_cli_sim_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert [m["labels"]["motion"] for m in markers] == ["idle", "idle", "translate", "translate"]
     assert markers[2]["labels"]["truth"]["gripper"]["front"]["direction"] == "right"
     assert len(msgs["/camera/front/image_raw/compressed"]) == 6
+
+
+def test_bag_carries_tf_like_a_robot(tmp_path: Path, episodes: list[Episode]) -> None:
+    """/tf: world -> each camera's optical frame (the images' frame_id), the gripper and every object."""
+    from spatial_mllm_ros.sim.topics import optical_frame, pose7_of
+
+    path = record_episodes(episodes[:1], tmp_path / "bag")
+    messages = _read(path)
+    episode = episodes[0]
+    tfs = messages["/tf"]
+    assert len(tfs) == episode.n_frames
+    frame_ids = {m.header.frame_id for _, m in messages["/camera/front/image_raw"]}
+    for i, (_, tf) in enumerate(tfs):
+        got = {t.child_frame_id: t for t in tf.transforms}
+        assert {t.header.frame_id for t in tf.transforms} == {"world"}
+        assert frame_ids <= set(got) and "gripper" in got
+        expected = {optical_frame("front"): pose7_of(episode.cameras["front"].T_world_cam[i]),
+                    "gripper": episode.gripper_poses[i],
+                    **{n.replace(" ", "_"): p[i] for n, p in episode.object_poses.items()}}
+        for child, pose7 in expected.items():
+            tr = got[child].transform
+            xyz = [tr.translation.x, tr.translation.y, tr.translation.z]
+            q = [tr.rotation.w, tr.rotation.x, tr.rotation.y, tr.rotation.z]
+            np.testing.assert_allclose(xyz, pose7[:3], atol=1e-9)
+            assert abs(abs(np.dot(q, pose7[3:7])) - 1) < 1e-9  # the same rotation (q and -q alike)

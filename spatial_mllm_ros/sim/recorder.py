@@ -14,9 +14,11 @@ from spatial_mllm_ros.images import fill_image
 from spatial_mllm_ros.sim.errors import RecordError
 from spatial_mllm_ros.sim.topics import (
     EPISODE_TOPIC,
+    GRIPPER_FRAME,
     GRIPPER_JOINTS,
     GRIPPER_JOINTS_TOPIC,
     GRIPPER_POSE_TOPIC,
+    TF_TOPIC,
     WORLD_FRAME,
     camera_info_topic,
     camera_info_values,
@@ -26,6 +28,7 @@ from spatial_mllm_ros.sim.topics import (
     episode_marker,
     image_topic,
     joint_positions,
+    object_frame,
     object_topic,
     optical_frame,
     pose7_of,
@@ -112,6 +115,23 @@ class EpisodeRecorder:
             header=self._header(stamp_ns, WORLD_FRAME),
             pose=self._msg("geometry_msgs/msg/Pose", position=p, orientation=q),
         )
+
+    def _tf(self, frames: dict[str, np.ndarray], stamp_ns: int) -> Any:
+        """One TFMessage: world -> each frame at this instant ([x, y, z, qw, qx, qy, qz] poses)."""
+        transforms = []
+        for child, pose7 in frames.items():
+            v = pose_values(pose7)
+            transforms.append(self._msg(
+                "geometry_msgs/msg/TransformStamped",
+                header=self._header(stamp_ns, WORLD_FRAME),
+                child_frame_id=child,
+                transform=self._msg(
+                    "geometry_msgs/msg/Transform",
+                    translation=self._msg("geometry_msgs/msg/Vector3", **v["position"]),
+                    rotation=self._msg("geometry_msgs/msg/Quaternion", **v["orientation"]),
+                ),
+            ))
+        return self._msg("tf2_msgs/msg/TFMessage", transforms=transforms)
 
     def _camera_info(self, k: np.ndarray, width: int, height: int, stamp_ns: int, frame_id: str) -> Any:
         v = camera_info_values(k, width, height)
@@ -232,6 +252,11 @@ class EpisodeRecorder:
             self._write(
                 object_topic(name), "geometry_msgs/msg/PoseStamped", stamp, self._pose(poses[i], stamp)
             )
+        # the same poses as a robot records them: /tf (cameras can move, so nothing goes to /tf_static)
+        frames = {optical_frame(c): pose7_of(track.T_world_cam[i]) for c, track in episode.cameras.items()}
+        frames[GRIPPER_FRAME] = episode.gripper_poses[i]
+        frames.update({object_frame(n): poses[i] for n, poses in episode.object_poses.items()})
+        self._write(TF_TOPIC, "tf2_msgs/msg/TFMessage", stamp, self._tf(frames, stamp))
 
 
 def record_episodes(

@@ -23,6 +23,8 @@ GRIPPER_CMD_VEL_TOPIC = "/gripper/cmd_vel"
 GRIPPER_TARGET_TOPIC = "/gripper/target"
 GRIPPER_OPENING_TOPIC = "/gripper/opening"
 WORLD_FRAME = "world"
+GRIPPER_FRAME = "gripper"
+TF_TOPIC = "/tf"  # tf2_msgs/TFMessage: world -> each camera's optical frame, the gripper, every object
 # JointState of the gripper: TCP position (m), yaw (rad), each finger's inner face from the centre (m).
 GRIPPER_JOINTS = ("gripper_x", "gripper_y", "gripper_z", "gripper_yaw", "finger_left", "finger_right")
 
@@ -47,9 +49,14 @@ def camera_pose_topic(camera: str) -> str:
     return f"/camera/{camera}/pose"
 
 
+def object_frame(name: str) -> str:
+    """TF frame of an object: "red cube" -> red_cube (ROS names have no spaces)."""
+    return re.sub(r"[^0-9A-Za-z_]", "_", name.strip())
+
+
 def object_topic(name: str) -> str:
-    """Topic of an object's pose: "red cube" -> /objects/red_cube/pose (ROS names have no spaces)."""
-    return f"/objects/{re.sub(r'[^0-9A-Za-z_]', '_', name.strip())}/pose"
+    """Topic of an object's pose: "red cube" -> /objects/red_cube/pose."""
+    return f"/objects/{object_frame(name)}/pose"
 
 
 def optical_frame(camera: str) -> str:
