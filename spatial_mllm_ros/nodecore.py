@@ -725,11 +725,8 @@ def health_level(stats: ServiceStats, stale_after_s: float, ood_warn_score: floa
 def stats_key_values(stats: ServiceStats) -> list[tuple[str, str]]:
     """Flatten the stats into the (key, value) pairs of a DiagnosticStatus."""
 
-    def fmt(x: float | None) -> str:
-        return "" if x is None else f"{x:.1f}"
-
-    def fmt2(x: float | None) -> str:
-        return "" if x is None else f"{x:.2f}"
+    def fmt(x: float | None, digits: int = 1) -> str:
+        return "" if x is None else f"{x:.{digits}f}"
 
     pairs = [
         ("model", stats.model), ("backend", stats.backend), ("device", stats.device),
@@ -751,7 +748,7 @@ def stats_key_values(stats: ServiceStats) -> list[tuple[str, str]]:
             (f"{cam.topic}: received", str(cam.received)),
             (f"{cam.topic}: kept", str(cam.kept)),
             (f"{cam.topic}: malformed", str(sum(cam.malformed.values()))),
-            (f"{cam.topic}: ood_score", fmt2(stats.ood_scores.get(cam.topic))),
+            (f"{cam.topic}: ood_score", fmt(stats.ood_scores.get(cam.topic), 2)),
         ]
         pairs += [(f"{cam.topic}: malformed {reason}", str(n)) for reason, n in sorted(cam.malformed.items())]
     return pairs

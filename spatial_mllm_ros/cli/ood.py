@@ -9,10 +9,11 @@ from pathlib import Path
 def _descriptors(model: object, sources: list[str], limit: int) -> object:
     from tqdm import tqdm
 
-    from spatial_mllm_ros.model.ood import image_files, read_rgb
+    from spatial_mllm_ros.model.ood import image_files
+    from spatial_mllm_ros.multispa.train.data import load_rgb
 
     files = image_files(sources, limit)
-    images = [read_rgb(p) for p in tqdm(files, desc="reading frames", unit="frame")]
+    images = [load_rgb(p) for p in tqdm(files, desc="reading frames", unit="frame")]
     return model.frame_descriptors(images)
 
 

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
@@ -149,11 +148,3 @@ def image_files(sources: Sequence[str | Path], limit: int = 0) -> list[Path]:
     if 0 < limit < len(files):
         files = [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
     return files
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Read an image file as RGB uint8 (what the runtime takes); a clear error for unreadable files."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"{path}: not an image OpenCV can read")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

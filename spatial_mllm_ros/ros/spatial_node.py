@@ -82,7 +82,6 @@ class SpatialNode(LifecycleNode):
         self.model: Any = None  # a SpatialModel once configured
         self.service = self._make_service()
         self._image_subs: list[Any] = []
-        self._accepting_frames = False  # the gate: image subscriptions exist from configure, used when active
         self._standing_timer: Any = None
         self._images_group = MutuallyExclusiveCallbackGroup()
         self._ask_group = ReentrantCallbackGroup()
@@ -174,7 +173,6 @@ class SpatialNode(LifecycleNode):
         if self.model is None and not self._load_model():
             return TransitionCallbackReturn.FAILURE
         self.service.start()
-        self._accepting_frames = True
         self._restart_standing_timer()
         self._publish_status("active")
         return super().on_activate(state)
@@ -211,7 +209,6 @@ class SpatialNode(LifecycleNode):
             self.trigger_activate()
 
     def _stop_inputs(self, reason: str) -> None:
-        self._accepting_frames = False
         if self._standing_timer is not None:
             self.destroy_timer(self._standing_timer)
             self._standing_timer = None
@@ -243,7 +240,7 @@ class SpatialNode(LifecycleNode):
         self.service.cameras = cameras
 
     def _on_image(self, msg: Image | CompressedImage, camera: str) -> None:
-        if not self._accepting_frames:  # configured, not active: the gate is closed
+        if not self.service.running:  # configured, not active: the gate is closed
             return
         started = time.perf_counter()
         try:

@@ -147,12 +147,13 @@ def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
 def fit_ood_statistics(model_dir: Path, frames: list[Path], limit: int = 2000) -> Path:
     """Save the OOD statistics of the frames the model trained on beside it (read as the runtime does)."""
     from spatial_mllm_ros.model.config import ModelConfig
-    from spatial_mllm_ros.model.ood import fit_feature_stats, image_files, read_rgb
+    from spatial_mllm_ros.model.ood import fit_feature_stats, image_files
     from spatial_mllm_ros.model.runtime import SpatialModel
+    from spatial_mllm_ros.multispa.train.data import load_rgb
 
     runtime = SpatialModel.load(ModelConfig(checkpoint=str(model_dir), device="cpu"))
     try:
-        images = [read_rgb(p) for p in image_files(frames, limit)]
+        images = [load_rgb(p) for p in image_files(frames, limit)]
         return fit_feature_stats(runtime.frame_descriptors(images)).save(model_dir)
     finally:
         runtime.close()
