@@ -1,4 +1,4 @@
-"""Regenerate the docs' generated tables (parameters, CLI, appearance profiles) from the code, or check them.
+"""Regenerate the docs' generated tables (parameters, CLI, sim profiles, typed interfaces), or check them.
 
 Each table sits between `<!-- gen:NAME -->` and `<!-- /gen:NAME -->` marker comments in the page listed in
 PAGES. Run `.venv/bin/python scripts/readme_tables.py` to rewrite them; with `--check` it exits 1 when a
@@ -20,6 +20,9 @@ from spatial_mllm_ros.sim.node_config import SimNodeConfig
 from spatial_mllm_ros.sim.profiles import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
+INTERFACES = ROOT / "spatial_mllm_interfaces"
+# the parts of an interface file, separated by `---` lines
+INTERFACE_PARTS = {"msg": ("",), "srv": ("request", "response"), "action": ("goal", "result", "feedback")}
 
 
 def cli_table() -> str:
@@ -44,9 +47,60 @@ def profiles_table() -> str:
     return "\n".join(rows)
 
 
+def interface_files() -> list[Path]:
+    """List the .msg, .srv and .action files of spatial_mllm_interfaces, in that order."""
+    return [p for kind in INTERFACE_PARTS for p in sorted((INTERFACES / kind).glob(f"*.{kind}"))]
+
+
+def interface_parts(path: Path) -> list[list[tuple[str, str, str]]]:
+    """(type, name, comment) of every field and constant of an interface file, per part."""
+    parts: list[list[tuple[str, str, str]]] = [[]]
+    for line in path.read_text().splitlines():
+        code, _, comment = line.partition("#")
+        words = code.split()
+        if words == ["---"]:
+            parts.append([])
+        elif words:  # blank and comment-only lines describe the file, not a field
+            parts[-1].append((words[0], words[1].replace("=", " = "), comment.strip().replace("|", "\\|")))
+    return parts
+
+
+def interface_tables() -> str:
+    """One table per interface file: every field and constant with its type, comment and part."""
+    blocks = []
+    for path in interface_files():
+        kind = path.parent.name
+        parted = len(INTERFACE_PARTS[kind]) > 1
+        lines = [f"`{INTERFACES.name}/{kind}/{path.stem}`", "",
+                 "| Part | Field | Type | What |" if parted else "| Field | Type | What |",
+                 "|---|---|---|---|" if parted else "|---|---|---|"]
+        for label, part in zip(INTERFACE_PARTS[kind], interface_parts(path)):
+            lines += [f"| {label + ' | ' if parted else ''}`{name}` | {type_} | {what} |"
+                      for type_, name, what in part]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def interfaces_summary() -> str:
+    """One row per interface file with its field names, part by part (README)."""
+    rows = ["| Interface | Fields |", "|---|---|"]
+    for path in interface_files():
+        kind = path.parent.name
+        cells = []
+        for label, part in zip(INTERFACE_PARTS[kind], interface_parts(path)):
+            names = " ".join(f"`{name}`" for _, name, _ in part if "=" not in name)
+            cells.append(f"{label}: {names}" if label else names)
+        rows.append(f"| `{kind}/{path.stem}` | {'; '.join(cells)} |")
+    return "\n".join(rows)
+
+
 # page (relative to the repository root) -> the generated tables it holds
 PAGES: dict[str, dict[str, Callable[[], str]]] = {
-    "docs/node.md": {"node-parameters": lambda: markdown_table(NodeConfig)},
+    "README.md": {"interfaces": interfaces_summary},
+    "docs/node.md": {
+        "node-parameters": lambda: markdown_table(NodeConfig),
+        "node-interfaces": interface_tables,
+    },
     "docs/simulation.md": {
         "shift-profiles": profiles_table,
         "sim-parameters": lambda: markdown_table(SimNodeConfig),

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Create or refresh .venv with every pinned dependency and the package itself (editable).
+# Create or refresh .venv with every pinned dependency, the package itself (editable) and its typed interfaces
+# (spatial_mllm_interfaces and third_party/tf2_msgs, built from source by scripts/build_interfaces.py; about
+# a minute each the first time).
 # Idempotent: a stamp of the inputs makes a re-run with nothing changed take about a second.
 #
 #   scripts/setup-env.sh            set up (or verify) .venv
@@ -32,7 +34,9 @@ HAS_CUDA=0
 command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && HAS_CUDA=1
 
 stamp_inputs() {
-  cat requirements/*.txt setup.py setup.cfg package.xml scripts/setup-env.sh
+  cat requirements/*.txt setup.py setup.cfg package.xml scripts/setup-env.sh scripts/build_interfaces.py \
+    scripts/wheel-includes.cmake
+  find spatial_mllm_interfaces third_party -type f | LC_ALL=C sort | xargs cat
   echo "python=$("$PYTHON" -c 'import sys; print(sys.version)') system_ros=$SYSTEM_ROS cuda=$HAS_CUDA torch=$TORCH_VERSION"
 }
 STAMP=$(stamp_inputs | sha256sum | cut -d' ' -f1)
@@ -59,16 +63,22 @@ log "torch $TORCH_VERSION ($([ $HAS_CUDA = 1 ] && echo 'CUDA machine' || echo 'n
 "${PIP[@]}" install "${TORCH_ARGS[@]}" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
 REQS=(-r requirements/base.txt)
-[ $SYSTEM_ROS = 0 ] && REQS+=(-r requirements/ros.txt)
+[ $SYSTEM_ROS = 0 ] && REQS+=(-r requirements/ros.txt -r requirements/interfaces.txt)
 log "dependencies"
 "${PIP[@]}" install "${CONSTRAINTS[@]}" "${REQS[@]}" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 log "package (editable)"
 "${PIP[@]}" install --no-deps --no-build-isolation -e . 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+if [ $SYSTEM_ROS = 0 ]; then
+  "$VENV/bin/python" scripts/build_interfaces.py  # cached: a no-op while its sources are unchanged
+else
+  log "system ROS 2: build spatial_mllm_interfaces with colcon and source its install (docs/node.md#typed-interfaces)"
+fi
 
 if [ $RELOCK = 1 ]; then
   { echo "# Pinned versions of every dependency (pip constraints). torch is pinned in scripts/setup-env.sh."
     echo "# Regenerate: scripts/setup-env.sh --relock"
-    "$VENV/bin/python" -m pip freeze --exclude-editable | grep -v -E '^(torch|spatial.mllm.ros)=='; } > requirements/constraints.txt
+    "$VENV/bin/python" -m pip freeze --exclude-editable | grep -v -E '^(torch|spatial.mllm.ros|spatial.mllm.interfaces|tf2.msgs)( |==)'
+  } > requirements/constraints.txt
   log "wrote requirements/constraints.txt"
   STAMP=$(stamp_inputs | sha256sum | cut -d' ' -f1)
 fi

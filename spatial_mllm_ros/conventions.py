@@ -73,6 +73,14 @@ class QuestionKind(str, Enum):
     FREE = "free"
 
 
+class AnswerStage(str, Enum):
+    """Where a question is on its way to an answer: the node waits for frames, the runtime does the rest."""
+
+    WAITING_FOR_FRAMES = "waiting_for_frames"
+    VISION = "vision"
+    LANGUAGE = "language"
+
+
 # The unit each kind's value is written in (None: unitless).
 KIND_UNIT: dict[QuestionKind, str | None] = {
     QuestionKind.DIRECTION: None,

@@ -26,7 +26,7 @@ import numpy as np
 
 from spatial_mllm_ros.answers import Question
 from spatial_mllm_ros.config import option
-from spatial_mllm_ros.conventions import QuestionKind
+from spatial_mllm_ros.conventions import AnswerStage, QuestionKind
 from spatial_mllm_ros.errors import SpatialMllmError
 from spatial_mllm_ros.frames import Frame, FrameBuffer, FramesConfig
 from spatial_mllm_ros.model.config import ModelConfig
@@ -76,11 +76,15 @@ class NodeConfig:
     max_question_chars: int = option(2000, help="longer question messages are rejected", range=(16, 100000))
     standing_questions: list[str] = option(
         default_factory=list,
-        help="questions (text or JSON) answered every standing_period_s and by the ~/ask service")
-    standing_period_s: float = option(0.0, help="period of the standing questions (0: only on ~/ask)",
-                                     range=(0.0, 3600.0))
-    ask_timeout_s: float = option(60.0, help="how long ~/ask waits for the standing answers",
-                                 range=(0.1, 3600.0))
+        help="questions (text or JSON) answered every standing_period_s and by the ~/ask_standing service")
+    standing_period_s: float = option(
+        0.0, help="period of the standing questions (0: only on ~/ask_standing)", range=(0.0, 3600.0))
+    ask_timeout_s: float = option(
+        60.0, help="how long the ~/ask_standing and ~/ask_question services wait for their answers",
+        range=(0.1, 3600.0))
+    wait_for_frames_s: float = option(
+        10.0, help="how long an ~/ask action goal waits for the frames it needs (cancellable) before it is "
+        "answered with what is missing", range=(0.0, 3600.0))
     publish_answer_image: bool = option(True, help="publish ~/answer_image (frames used, question, answer)")
     answer_image_height: int = option(240, help="height in pixels of each frame in ~/answer_image",
                                      range=(32, 2160))
@@ -115,6 +119,8 @@ class Request:
     options: tuple[str, ...] | None = None
     received: float = field(default_factory=time.monotonic)
     future: Future = field(default_factory=Future)
+    on_stage: Callable[[AnswerStage], None] | None = None  # told when the model starts vision and language
+    frame_stamps_ns: list[int] = field(default_factory=list)  # header stamps of the frames its answer used
 
 
 def _as_int(value: Any, name: str, low: int, high: int) -> int:
@@ -409,22 +415,31 @@ class QuestionService:
                 raise QuestionError(str(exc), question_id=request.id) from None
         return request
 
-    def submit(self, raw: str) -> Future:
-        """Parse and enqueue one question message; parse errors and a full queue are answered at once."""
+    def read(self, raw: str) -> Request:
+        """Parse one question message; one that cannot be served as sent comes back answered (future done)."""
         qid = self.next_id()
         try:
-            request = self._parse(raw, qid)
+            return self._parse(raw, qid)
         except QuestionError as exc:
             bad = Request(id=exc.question_id or qid, text=raw[:200], frames=0, span_s=0.0)
-            return self._reject(bad, str(exc))
+            self.reject(bad, str(exc))
         except Exception as exc:  # a message no rule foresaw still gets its one answer, and the node lives
             log.warning("unexpected error reading question %s: %s", qid, exc)
             bad = Request(id=qid, text=raw[:200], frames=0, span_s=0.0)
-            return self._reject(bad, f"unreadable question: {type(exc).__name__}: {exc}")
-        return self.enqueue(request)
+            self.reject(bad, f"unreadable question: {type(exc).__name__}: {exc}")
+        return bad
+
+    def submit(self, raw: str) -> Future:
+        """Parse and enqueue one question message; parse errors and a full queue are answered at once."""
+        return self.enqueue(self.read(raw))
 
     def enqueue(self, request: Request) -> Future:
-        """Queue a parsed request, or answer it at once with the error: inactive node or 'queue full'."""
+        """Queue a parsed request, or answer it at once with the error: inactive node or 'queue full'.
+
+        A request read() already answered (it could not be served as sent) keeps its one answer.
+        """
+        if request.future.done():
+            return request.future
         with self._lock:
             error = self._closed
             if error is None:
@@ -433,7 +448,7 @@ class QuestionService:
                 except queue.Full:
                     error = f"queue full ({self.config.queue_size} waiting)"
         if error is not None:
-            return self._reject(request, error)
+            return self.reject(request, error)
         return request.future
 
     def standing_requests(self) -> list[Request]:
@@ -445,14 +460,29 @@ class QuestionService:
                 requests.append(self._parse(raw, default_id))
             except QuestionError as exc:
                 bad = Request(id=exc.question_id or default_id, text=raw[:200], frames=0, span_s=0.0)
-                self._reject(bad, str(exc))
+                self.reject(bad, str(exc))
         return requests
 
-    def ask_standing(self) -> list[Future]:
-        """Enqueue every standing question now; the futures resolve to their answer dicts."""
-        return [self.enqueue(r) for r in self.standing_requests()]
+    def ask_standing(self) -> list[Request]:
+        """Enqueue every standing question now; their futures resolve to their answer dicts."""
+        requests = self.standing_requests()
+        for request in requests:
+            self.enqueue(request)
+        return requests
 
-    def _reject(self, request: Request, error: str) -> Future:
+    def answer_within(self, request: Request, deadline: float) -> dict[str, Any]:
+        """Return the request's answer, or one saying it is late once `deadline` (time.monotonic) has passed.
+
+        A late answer still reaches the answer topics when it is ready.
+        """
+        try:
+            return request.future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            late = f"no answer within ask_timeout_s={self.config.ask_timeout_s}"
+            return self._answer_dict(request, error=late)
+
+    def reject(self, request: Request, error: str) -> Future:
+        """Answer a request at once with `error` (a refused or cancelled question still gets its answer)."""
         with self._lock:
             self._rejected += 1
         answer = self._answer_dict(request, error=error)
@@ -464,6 +494,7 @@ class QuestionService:
             self._publish(answer, frames)
         except Exception as exc:  # a transport failure (e.g. during shutdown) must not kill the worker
             log.warning("could not publish the answer to %s: %s", request.id, exc)
+        request.frame_stamps_ns = [f.stamp_ns for f in frames]
         if not request.future.done():
             request.future.set_result(answer)
 
@@ -496,7 +527,7 @@ class QuestionService:
                 request = self._queue.get_nowait()
             except queue.Empty:
                 break
-            self._reject(request, reason)
+            self.reject(request, reason)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -541,7 +572,8 @@ class QuestionService:
                 continue
             groups.setdefault(tuple(f.key for f in frames), (frames, []))[1].append((i, question, started))
         for frames, group in groups.values():
-            results = self._infer(model, frames, [q for _, q, _ in group])
+            listeners = [requests[i].on_stage for i, _, _ in group if requests[i].on_stage is not None]
+            results = self._infer(model, frames, [q for _, q, _ in group], _tell_all(listeners))
             for (i, _, started), result in zip(group, results):
                 answers[i] = self._finish(requests[i], frames, result, started, model)
         return [answers[i] for i in range(len(requests))]
@@ -552,22 +584,32 @@ class QuestionService:
         """Pick the request's frames and build its question, or answer it with why it cannot run yet."""
         if model is None:
             return self._fail(request, f"model not loaded: {reason}", [], started, count_failed=False)
-        camera = request.camera or self.cameras[0]
-        frames = self.buffer.select(request.frames, span_s=request.span_s, topic=camera)
-        if not frames:
-            return self._fail(request, f"no frames yet on {camera}", [], started, count_failed=False)
-        if len(frames) < request.frames:  # a multi-frame question over one frame would be answered wrongly
-            error = f"only {len(frames)} of {request.frames} frames buffered on {camera} within span_s"
-            return self._fail(request, error, frames, started, count_failed=False)
-        covered = (frames[-1].stamp_ns - frames[0].stamp_ns) * 1e-9
-        if len(frames) > 1 and covered < 0.5 * request.span_s:  # the history is too short for the question
-            error = f"frames on {camera} cover {covered:.2f} s of span_s {request.span_s:g} s so far"
-            return self._fail(request, error, frames, started, count_failed=False)
+        frames, missing = self._frames(request)
+        if missing is not None:
+            return self._fail(request, missing, frames, started, count_failed=False)
         kind = QuestionKind(request.kind) if request.kind is not None else None
         return frames, Question(request.text, kind=kind, options=request.options, id=request.id)
 
+    def _frames(self, request: Request) -> tuple[list[Frame], str | None]:
+        """Pick the request's frames from the buffer; say why they cannot serve it yet (None: they can)."""
+        camera = request.camera or self.cameras[0]
+        frames = self.buffer.select(request.frames, span_s=request.span_s, topic=camera)
+        if not frames:
+            return frames, f"no frames yet on {camera}"
+        if len(frames) < request.frames:  # a multi-frame question over one frame would be answered wrongly
+            return frames, f"only {len(frames)} of {request.frames} frames buffered on {camera} within span_s"
+        covered = (frames[-1].stamp_ns - frames[0].stamp_ns) * 1e-9
+        if len(frames) > 1 and covered < 0.5 * request.span_s:  # the history is too short for the question
+            return frames, f"frames on {camera} cover {covered:.2f} s of span_s {request.span_s:g} s so far"
+        return frames, None
+
+    def missing_frames(self, request: Request) -> str | None:
+        """Say what the buffer still lacks to serve `request` (None: nothing), for a question that waits."""
+        return self._frames(request)[1]
+
     @staticmethod
-    def _infer(model: Any, frames: list[Frame], questions: list[Question]) -> list[Any]:
+    def _infer(model: Any, frames: list[Frame], questions: list[Question],
+               on_stage: Callable[[AnswerStage], None] | None = None) -> list[Any]:
         """Run questions over the same frames: one batch, or one by one if the batch fails.
 
         One bad question then cannot fail the rest; an exception stands in for an answer that failed.
@@ -575,13 +617,13 @@ class QuestionService:
         pixels, keys = [f.pixels for f in frames], [f.key for f in frames]
         if len(questions) > 1:
             try:
-                return list(model.ask_many(pixels, questions, keys=keys))
+                return list(model.ask_many(pixels, questions, keys=keys, on_stage=on_stage))
             except Exception as exc:  # answered one by one below, each with its own error
                 log.debug("batch of %d failed (%s); answering one by one", len(questions), exc)
         results: list[Any] = []
         for question in questions:
             try:
-                results.append(model.ask(pixels, question, keys=keys))
+                results.append(model.ask(pixels, question, keys=keys, on_stage=on_stage))
             except Exception as exc:  # any runtime failure becomes an error answer, the worker lives on
                 results.append(exc)
         return results
@@ -632,7 +674,7 @@ class QuestionService:
             "confidence": parsed.get("confidence"),
             "probabilities": parsed.get("probabilities"),
             "ood_score": parsed.get("ood_score"),
-            "frame_stamps": [round(f.stamp_ns * 1e-9, 9) for f in frames],
+            "frame_stamps": [stamp_seconds(f.stamp_ns) for f in frames],
             "frame_id": frames[-1].frame_id if frames else "",
             "camera": frames[-1].topic if frames else request.camera,
             "stamp": self._now_ns() * 1e-9,
@@ -690,6 +732,26 @@ class QuestionService:
                 ood_scores={camera: float(np.median(scores)) for camera, scores in self._ood.items()},
                 **_cache_figures(model),
             )
+
+
+def stamp_seconds(ns: int) -> float:
+    """Write a ROS time in nanoseconds as the seconds the answer JSON carries (rounded to the nanosecond)."""
+    return round(ns * 1e-9, 9)
+
+
+def _tell_all(listeners: list[Callable[[AnswerStage], None]]) -> Callable[[AnswerStage], None] | None:
+    """One stage callback for a batch that tells each request's listener; a listener that fails is logged."""
+    if not listeners:
+        return None
+
+    def tell(stage: AnswerStage) -> None:
+        for listener in listeners:
+            try:
+                listener(stage)
+            except Exception as exc:  # a feedback channel that broke must not fail the model call
+                log.warning("stage listener failed at %s: %s", stage.value, exc)
+
+    return tell
 
 
 def _cache_figures(model: Any) -> dict[str, float]:

@@ -303,7 +303,7 @@ def test_bad_questions_answered_with_errors(system: dict) -> None:
 
 def test_standing_questions_and_trigger(system: dict) -> None:
     client: Client = system["client"]
-    response = client.call(Trigger, f"{NODE}/ask", Trigger.Request())
+    response = client.call(Trigger, f"{NODE}/ask_standing", Trigger.Request())
     answers = json.loads(response.message)
     assert response.success and [a["id"] for a in answers] == ["standing-0"]
     assert answers[0]["question"] == "Is the cube on the table?" and answers[0]["error"] is None

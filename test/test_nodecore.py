@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from spatial_mllm_ros.config import from_dict, parameter_rows
+from spatial_mllm_ros.conventions import AnswerStage
 from spatial_mllm_ros.errors import ConfigError
 from spatial_mllm_ros.frames import Frame, FrameBuffer
 from spatial_mllm_ros.model.config import ModelConfig
@@ -24,6 +25,7 @@ from spatial_mllm_ros.nodecore import (
     match_camera,
     parse_question,
     render_answer_image,
+    stamp_seconds,
     stats_key_values,
 )
 
@@ -278,11 +280,30 @@ def test_standing_questions(model: SpatialModel) -> None:
     service.set_model(model)
     feed(service, clock)
     service.start()
-    answers = [f.result(timeout=30) for f in service.ask_standing()]
+    answers = [r.future.result(timeout=30) for r in service.ask_standing()]
     service.stop()
     assert [a["id"] for a in answers] == ["standing-0", "s"]
     assert all(a["error"] is None for a in answers)
     assert published[0]["id"] == "standing-2" and published[0]["error"].startswith("bad JSON")
+
+
+def test_a_waiting_question_sees_what_is_missing_then_its_stages_and_stamps(model: SpatialModel) -> None:
+    service, published, clock = make_service()
+    service.set_model(model)
+    request = service.read(json.dumps({"id": "w", "question": "Did the camera move left?"}))
+    assert not request.future.done() and service.missing_frames(request) == "no frames yet on image"
+    late = service.answer_within(request, time.monotonic())  # not queued yet: late at once, still whole
+    assert (late["id"], late["error"]) == ("w", "no answer within ask_timeout_s=60.0") and set(late) >= FIELDS
+    stamps = feed(service, clock, n=11)
+    assert service.missing_frames(request) is None
+    stages: list[AnswerStage] = []
+    request.on_stage = stages.append
+    answer = service.answer(request)
+    assert answer["error"] is None and stages == [AnswerStage.VISION, AnswerStage.LANGUAGE]
+    assert request.frame_stamps_ns == [stamps[0], stamps[-1]]  # exact, beside the JSON's float seconds
+    assert answer["frame_stamps"] == [stamp_seconds(ns) for ns in request.frame_stamps_ns]
+    unreadable = service.read("{not json")
+    assert unreadable.future.result(timeout=1)["error"].startswith("bad JSON") and published[-1]["id"] == "q2"
 
 
 def test_render_answer_image(tmp_path: Path) -> None:

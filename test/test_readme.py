@@ -49,6 +49,8 @@ RUN_BY = {
     ("sim", "record"): ("test/test_sim_recorder.py", r'"sim",\s*"record"'),
 }
 COMMAND_STARTS = ("spatial-mllm ", "make ", "ros2 ", "scripts/")
+INTERFACES = REPO / "spatial_mllm_interfaces"
+CHECKOUT_IN_WORKSPACE = "src/spatial_mllm_ros"  # where the docs' colcon commands expect this repository
 
 
 # ---- reading the pages -------------------------------------------------------------------------------
@@ -105,9 +107,11 @@ def check_cli(words: list[str]) -> None:
 
 
 def node_endpoints() -> dict[str, str]:
-    """The spatial node's topics and services as created in ros/spatial_node.py: name -> message type."""
-    source = (REPO / "spatial_mllm_ros" / "ros" / "spatial_node.py").read_text()
+    """The spatial node's topics, services and action as created in ros/: name -> message type."""
+    ros = REPO / "spatial_mllm_ros" / "ros"
+    source = (ros / "spatial_node.py").read_text()
     made = re.findall(r'create_(?:publisher|subscription|service)\(\s*(\w+),\s*"([^"]+)"', source)
+    made += re.findall(r'ActionServer\(\s*\w+,\s*(\w+),\s*"([^"]+)"', (ros / "ask_action.py").read_text())
     return {name: kind for kind, name in made}
 
 
@@ -125,7 +129,7 @@ def endpoint(full_name: str) -> str:
 def check_ros2(words: list[str]) -> None:
     verb = words[:2]
     endpoints = node_endpoints()
-    if len(words) == 1 and words[0] in ("launch", "run", "topic", "service"):  # a ros2 verb named in prose
+    if len(words) == 1 and words[0] in ("launch", "run", "topic", "service", "action"):  # a verb in prose
         return
     if verb == ["launch", "spatial_mllm_ros"]:
         launch = (REPO / "launch" / words[2]).read_text()
@@ -143,6 +147,14 @@ def check_ros2(words: list[str]) -> None:
         assert endpoint(words[2]) in endpoints, f"the node has no {words[2]}"
     elif verb == ["service", "call"]:
         assert endpoints.get(endpoint(words[2])) == words[3].rsplit("/", 1)[-1], f"no service {words[2]}"
+    elif verb == ["action", "send_goal"]:
+        name, action_type, _ = [w for w in words[2:] if not w.startswith("--")]
+        assert endpoints.get(endpoint(name)) == action_type.rsplit("/", 1)[-1], f"no action {name}"
+    elif verb == ["bag", "record"]:  # a robot's own topics: what `data generate --source rosbag` needs
+        assert {"/tf", "/tf_static"} <= set(words) and any(w.endswith("camera_info") for w in words), words
+    elif verb == ["interface", "show"]:
+        package, kind, name = words[2].split("/")
+        assert package == INTERFACES.name and (INTERFACES / kind / f"{name}.{kind}").is_file(), words[2]
     else:
         pytest.fail(f"ros2 {shlex.join(words)}: test_readme.py does not know how to check this command")
 
@@ -168,6 +180,11 @@ def check_command(command: str) -> None:
             check_cli(words[words.index("-m") + 2:])
     elif tool == "git":
         pass  # reproducing a recorded run
+    elif tool == "colcon":  # in a workspace holding this repository as CHECKOUT_IN_WORKSPACE
+        for path in words[words.index("--base-paths") + 1:]:
+            if path != "src":  # the workspace's sources; the others are packages of this repository
+                package = REPO / Path(path).relative_to(CHECKOUT_IN_WORKSPACE)
+                assert (package / "package.xml").is_file(), f"colcon: no package at {path}"
     else:
         pytest.fail(f"{command!r}: test_readme.py does not know how to check this command")
 

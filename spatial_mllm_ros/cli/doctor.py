@@ -39,6 +39,8 @@ def run_checks() -> list[Check]:
         ("mujoco", "mujoco", "pip install mujoco; render off-screen with MUJOCO_GL=egl"),
         ("rosbags", "rosbags", ""),
         ("opencv", "cv2", ""),
+        ("interfaces", "spatial_mllm_interfaces.msg",
+         "scripts/setup-env.sh builds spatial_mllm_interfaces; with a system ROS 2, colcon (docs/node.md)"),
     ):
         ok, version, why = _module_version(module)
         checks.append(Check(name, ok, version, "" if ok else f"{why} {hint}".strip()))

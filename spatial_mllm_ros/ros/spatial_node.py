@@ -1,7 +1,8 @@
 """`spatial_mllm_node`: the lifecycle node that answers spatial questions over buffered camera frames.
 
 A thin rclpy layer over nodecore.QuestionService: image callbacks only decode and push, a worker thread
-runs the model, answers go out as JSON on ~/answer. Interface: /work/shared/docs/ros.md and the README.
+runs the model, answers go out as JSON on ~/answer and typed (spatial_mllm_interfaces/msg/SpatialAnswer) on
+~/answer_typed. Interface: /work/shared/docs/ros.md, docs/node.md and the README.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 import rclpy
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -36,8 +38,11 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 
+from spatial_mllm_interfaces.msg import SpatialAnswer
+from spatial_mllm_interfaces.srv import Ask
 from spatial_mllm_ros.errors import ImageDecodeError
 from spatial_mllm_ros.frames import Frame, FrameBuffer, frame_from_msg
+from spatial_mllm_ros.interfaces import AnswerTypes, answer_message, question_json
 from spatial_mllm_ros.nodecore import (
     NodeConfig,
     QuestionService,
@@ -45,10 +50,12 @@ from spatial_mllm_ros.nodecore import (
     render_answer_image,
     stats_key_values,
 )
+from spatial_mllm_ros.ros.ask_action import AskAction
 from spatial_mllm_ros.ros.convert import numpy_to_image
 from spatial_mllm_ros.ros.params import declare_config, read_config, validate_parameters
 
 NODE_NAME = "spatial_mllm_node"
+ANSWER_TYPES = AnswerTypes(answer=SpatialAnswer, header=Header, time=Time)
 # Answers are small and must not be lost: reliable, deep enough for a burst of answers.
 TEXT_QOS = QoSProfile(depth=1000, reliability=QoSReliabilityPolicy.RELIABLE,
                       history=QoSHistoryPolicy.KEEP_LAST)
@@ -67,7 +74,7 @@ READ_ONLY = ("model.checkpoint", "model.adapter", "model.trust_remote_code")
 # Parameters that take effect at once; the others on the next configure/activate.
 LIVE = {"frames", "span_s", "standing_questions", "standing_period_s", "publish_answer_image",
         "answer_image_height", "stale_after_s", "max_question_chars", "ask_timeout_s", "inject_failures",
-        "ood_warn_score"}
+        "ood_warn_score", "wait_for_frames_s"}
 
 
 class SpatialNode(LifecycleNode):
@@ -90,11 +97,16 @@ class SpatialNode(LifecycleNode):
         # Questions, answers, the service and diagnostics live as long as the node, so a question sent
         # to an inactive node still gets an answer (with the reason as its error).
         self._answer_pub = self.create_publisher(String, "~/answer", TEXT_QOS)
+        self._typed_answer_pub = self.create_publisher(SpatialAnswer, "~/answer_typed", TEXT_QOS)
         self._answer_image_pub = self.create_publisher(Image, "~/answer_image", 2)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._status_pub = self.create_publisher(String, "~/status", STATUS_QOS)
         self.create_subscription(String, "~/question", self._on_question, QUESTION_QOS)
-        self.create_service(Trigger, "~/ask", self._on_ask, callback_group=self._ask_group)
+        # The services wait for their answers in an executor thread (at most ask_timeout_s); the action never.
+        self.create_service(Ask, "~/ask_question", self._on_ask_question, callback_group=self._ask_group)
+        self.create_service(Trigger, "~/ask_standing", self._on_ask_standing, callback_group=self._ask_group)
+        self._ask_action = AskAction(self, lambda: self.service, lambda: self.config, ANSWER_TYPES,
+                                     self._ask_group)
         self._diag_timer = self.create_timer(self.config.diagnostics_period_s, self._publish_diagnostics)
         self._answer_invalid_transitions()
         self._publish_status("unconfigured")
@@ -257,16 +269,18 @@ class SpatialNode(LifecycleNode):
     def _on_question(self, msg: String) -> None:
         self.service.submit(msg.data)
 
-    def _on_ask(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        futures = self.service.ask_standing()
+    def _on_ask_question(self, request: Ask.Request, response: Ask.Response) -> Ask.Response:
+        question = self.service.read(question_json(request))
+        self.service.enqueue(question)
+        answer = self.service.answer_within(question, time.monotonic() + self.config.ask_timeout_s)
+        response.answer = answer_message(answer, question.frame_stamps_ns, ANSWER_TYPES)
+        return response
+
+    def _on_ask_standing(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        questions = self.service.ask_standing()
         deadline = time.monotonic() + self.config.ask_timeout_s
-        answers = []
-        for future in futures:
-            try:
-                answers.append(future.result(timeout=max(0.0, deadline - time.monotonic())))
-            except TimeoutError:
-                answers.append({"error": f"no answer within ask_timeout_s={self.config.ask_timeout_s}"})
-        response.success = bool(answers) and all(a.get("error") is None for a in answers)
+        answers = [self.service.answer_within(q, deadline) for q in questions]
+        response.success = bool(answers) and all(a["error"] is None for a in answers)
         response.message = json.dumps(answers)
         return response
 
@@ -288,6 +302,7 @@ class SpatialNode(LifecycleNode):
         if not self.context.ok():  # shutting down: no one left to deliver to
             return
         self._answer_pub.publish(String(data=json.dumps(answer)))
+        self._typed_answer_pub.publish(answer_message(answer, [f.stamp_ns for f in frames], ANSWER_TYPES))
         if answer["error"]:
             self.get_logger().warning(f"question {answer['id']}: {answer['error']}",
                                       throttle_duration_sec=2.0)
