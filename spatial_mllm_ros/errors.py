@@ -84,3 +84,39 @@ class ConfigError(SpatialMllmError, ValueError):
         if self.allowed:
             message += "; allowed: " + ", ".join(str(a) for a in self.allowed)
         super().__init__(message)
+
+
+class TransformError(SpatialMllmError, LookupError):
+    """A transform that cannot be looked up; `reason` is the short phrase run summaries count."""
+
+    reason = "transform unavailable"
+
+
+class UnknownFrameError(TransformError):
+    """A frame no transform names; the message lists the frames the buffer has."""
+
+    reason = "unknown frame"
+
+
+class DisconnectedFramesError(TransformError):
+    """Two known frames in different trees: no chain of transforms joins them."""
+
+    reason = "frames not connected"
+
+
+class ExtrapolationError(TransformError):
+    """A stamp before the first or after the last transform of an edge (tf2 does not extrapolate)."""
+
+    reason = "outside the buffer"
+
+
+class StaleTransformError(TransformError):
+    """A stamp between two transforms of an edge that are further apart than the buffer's max_gap_s."""
+
+    reason = "stale transform"
+
+
+class InvalidTransformError(TransformError):
+    """A transform that cannot enter the buffer: non-finite, zero quaternion, or a frame changing parent."""
+
+    reason = "invalid transform"

@@ -9,13 +9,16 @@ import numpy as np
 import pytest
 from test_reward_support import TOPIC, TS, write_bag
 
-from spatial_mllm_ros.reward import Bag, Sampling, Split, find_episodes
-from spatial_mllm_ros.reward.errors import (
+from spatial_mllm_ros.bags import (
     AmbiguousImageTopicError,
+    Bag,
     BagReadError,
     EmptyImageTopicError,
     EpisodeSplitError,
     NoImageTopicError,
+    Sampling,
+    Split,
+    find_episodes,
 )
 
 FIXTURES = ("ait_images_bag", "ats_rosbags_joint_states", "evo_nav2_turtlebot.mcap", "evo_tf_example",

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+import yaml
 
 rclpy = pytest.importorskip("rclpy")  # the wheels are in .venv: this runs in CI, it does not skip there
 
 from geometry_msgs.msg import PoseStamped, Twist  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
@@ -33,6 +39,30 @@ def _wait(
         executor.spin_once(timeout_sec=0.05)
 
 
+def _sim_node(python_exe: str, params: Sequence[str]) -> subprocess.Popen:
+    """The live simulation node in its own process, with ROS parameters NAME:=VALUE."""
+    cmd = [python_exe, "-m", "spatial_mllm_ros.ros.sim_node", "--ros-args"]
+    for p in params:
+        cmd += ["-p", p]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@contextmanager
+def _probe(name: str) -> Iterator[tuple[Node, SingleThreadedExecutor]]:
+    """A listening node in a context of its own, shut down however the test ends."""
+    ctx = Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node(name, context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    try:
+        yield node, executor
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+
 @pytest.mark.ros
 def test_live_node_script_then_commands(python_exe: str) -> None:
     params = [
@@ -47,65 +77,56 @@ def test_live_node_script_then_commands(python_exe: str) -> None:
         "diagnostics_period_s:=0.5",
         "seed:=4",
     ]
-    cmd = [python_exe, "-m", "spatial_mllm_ros.ros.sim_node", "--ros-args"]
-    for p in params:
-        cmd += ["-p", p]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ctx = Context()
-    rclpy.init(context=ctx)
-    node = rclpy.create_node("sim_probe", context=ctx)
-    executor = SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
-    got: dict[str, list] = {"image": [], "info": [], "clock": [], "pose": [], "episode": []}
-    node.create_subscription(Image, "/camera/front/image_raw", got["image"].append, 10)
-    node.create_subscription(CameraInfo, "/camera/front/camera_info", got["info"].append, 10)
-    node.create_subscription(Clock, "/clock", got["clock"].append, 10)
-    node.create_subscription(PoseStamped, "/gripper/pose", got["pose"].append, 10)
-    latched = QoSProfile(
-        depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-    )
-    node.create_subscription(String, "/episode", lambda m: got["episode"].append(json.loads(m.data)), latched)
-    cmd_vel = node.create_publisher(Twist, "/gripper/cmd_vel", 10)
+    proc = _sim_node(python_exe, params)
     try:
-        _wait(executor, lambda: len(got["episode"]) >= 2 and len(got["image"]) >= 3, 60, proc)
-        start, end = got["episode"][:2]
-        assert (start["event"], end["event"]) == ("start", "end")
-        assert end["labels"]["motion"] == "translate" and end["labels"]["success"] is True
-        assert end["labels"]["truth"]["gripper"]["front"]["direction"] == "left"
-        rgb = decode(got["image"][-1]).rgb
-        assert rgb.shape == (120, 160, 3) and rgb.std() > 5
-        img = got["image"][-1]
-        assert img.header.frame_id == "front_camera_optical_frame"
-        assert got["info"][-1].k[0] > 0 and got["info"][-1].width == 160
-        assert got["clock"], "no /clock"
-        # Command mode after the script: drive the gripper towards world -x (left in the front camera).
-        x0 = got["pose"][-1].pose.position.x
-        twist = Twist()
-        twist.linear.x = -0.2
+        with _probe("sim_probe") as (node, executor):
+            got: dict[str, list] = {"image": [], "info": [], "clock": [], "pose": [], "episode": []}
+            node.create_subscription(Image, "/camera/front/image_raw", got["image"].append, 10)
+            node.create_subscription(CameraInfo, "/camera/front/camera_info", got["info"].append, 10)
+            node.create_subscription(Clock, "/clock", got["clock"].append, 10)
+            node.create_subscription(PoseStamped, "/gripper/pose", got["pose"].append, 10)
+            latched = QoSProfile(
+                depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+            )
+            node.create_subscription(String, "/episode", lambda m: got["episode"].append(json.loads(m.data)),
+                                     latched)
+            cmd_vel = node.create_publisher(Twist, "/gripper/cmd_vel", 10)
+            _wait(executor, lambda: len(got["episode"]) >= 2 and len(got["image"]) >= 3, 60, proc)
+            start, end = got["episode"][:2]
+            assert (start["event"], end["event"]) == ("start", "end")
+            assert end["labels"]["motion"] == "translate" and end["labels"]["success"] is True
+            assert end["labels"]["truth"]["gripper"]["front"]["direction"] == "left"
+            rgb = decode(got["image"][-1]).rgb
+            assert rgb.shape == (120, 160, 3) and rgb.std() > 5
+            img = got["image"][-1]
+            assert img.header.frame_id == "front_camera_optical_frame"
+            assert got["info"][-1].k[0] > 0 and got["info"][-1].width == 160
+            assert got["clock"], "no /clock"
+            # Command mode after the script: drive the gripper towards world -x (left in the front camera).
+            x0 = got["pose"][-1].pose.position.x
+            twist = Twist()
+            twist.linear.x = -0.2
 
-        def moved() -> bool:
-            cmd_vel.publish(twist)
-            return got["pose"][-1].pose.position.x < x0 - 0.05
+            def moved() -> bool:
+                cmd_vel.publish(twist)
+                return got["pose"][-1].pose.position.x < x0 - 0.05
 
-        _wait(executor, moved, 30, proc)
-        target = PoseStamped()
-        target.header.frame_id = "world"
-        target.pose.position.x, target.pose.position.y, target.pose.position.z = 0.2, 0.1, 0.3
-        target.pose.orientation.w = 1.0
-        target_pub = node.create_publisher(PoseStamped, "/gripper/target", 10)
+            _wait(executor, moved, 30, proc)
+            target = PoseStamped()
+            target.header.frame_id = "world"
+            target.pose.position.x, target.pose.position.y, target.pose.position.z = 0.2, 0.1, 0.3
+            target.pose.orientation.w = 1.0
+            target_pub = node.create_publisher(PoseStamped, "/gripper/target", 10)
 
-        def reached() -> bool:
-            target_pub.publish(target)
-            p = got["pose"][-1].pose.position
-            return abs(p.x - 0.2) + abs(p.y - 0.1) + abs(p.z - 0.3) < 0.005
+            def reached() -> bool:
+                target_pub.publish(target)
+                p = got["pose"][-1].pose.position
+                return abs(p.x - 0.2) + abs(p.y - 0.1) + abs(p.z - 0.3) < 0.005
 
-        _wait(executor, reached, 30, proc)
-        stamps = [c.clock.sec * 10**9 + c.clock.nanosec for c in got["clock"]]
-        assert stamps == sorted(stamps) and stamps[-1] > stamps[0]
+            _wait(executor, reached, 30, proc)
+            stamps = [c.clock.sec * 10**9 + c.clock.nanosec for c in got["clock"]]
+            assert stamps == sorted(stamps) and stamps[-1] > stamps[0]
     finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=ctx)
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)
@@ -163,3 +184,50 @@ def test_play_script_runs_one_episode_then_returns_to_command_mode() -> None:
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=ctx)
+
+
+@pytest.mark.ros
+def test_live_node_publishes_tf_like_recorded_bags(python_exe: str) -> None:
+    """/tf over DDS: world -> each camera's optical frame (the images' frame_id), the gripper, every object,
+    at the images' stamps, equal to the pose topics. Needs tf2_msgs (ROS 2, or third_party/ built)."""
+    tf2 = pytest.importorskip("tf2_msgs.msg")
+    proc = _sim_node(python_exe, ("width:=80", "height:=60", "cameras:=[front,wrist]", "n_objects:=2",
+                                  "rate_hz:=20.0", "realtime_factor:=2.0", "seed:=5"))
+    got: dict[str, list] = {"tf": [], "image": [], "gripper": []}
+    try:
+        with _probe("tf_probe") as (node, executor):
+            node.create_subscription(tf2.TFMessage, "/tf", got["tf"].append, QoSProfile(depth=100))
+            node.create_subscription(Image, "/camera/wrist/image_raw", got["image"].append, 10)
+            node.create_subscription(PoseStamped, "/gripper/pose", got["gripper"].append, 10)
+            _wait(executor, lambda: len(got["tf"]) >= 3 and got["image"] and len(got["gripper"]) >= 3, 60,
+                  proc)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+    stamp = lambda h: h.stamp.sec * 10**9 + h.stamp.nanosec  # noqa: E731
+    tf = got["tf"][-1]
+    children = {t.child_frame_id for t in tf.transforms}
+    assert {t.header.frame_id for t in tf.transforms} == {"world"}
+    robot = {"front_camera_optical_frame", "wrist_camera_optical_frame", "gripper"}
+    assert robot < children and len(children - robot) == 2  # and one frame per object
+    assert got["image"][-1].header.frame_id in children
+    poses = {stamp(p.header): p.pose.position for p in got["gripper"]}
+    at = stamp(tf.transforms[0].header)
+    gripper = next(t.transform.translation for t in tf.transforms if t.child_frame_id == "gripper")
+    assert at in poses and (gripper.x, gripper.y, gripper.z) == (poses[at].x, poses[at].y, poses[at].z)
+    assert proc.returncode == 0
+
+
+def test_the_tf_message_type_is_the_one_real_bags_carry(fixture_bags) -> None:
+    """third_party/tf2_msgs (for venvs without ROS) must hash like ros2/geometry2's TFMessage, or real tf2
+    listeners would not match it: the hash is the one a real Jazzy bag records."""
+    pytest.importorskip("tf2_msgs.msg")
+    prefixes = [*os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep), sys.prefix]  # a venv has no index
+    found = [Path(p) / "share/tf2_msgs/msg/TFMessage.json" for p in prefixes if p]
+    built = next(path for path in found if path.is_file())
+    ours = json.loads(built.read_text())["type_hashes"][0]["hash_string"]
+    meta = yaml.safe_load((fixture_bags / "evo_tf_example" / "metadata.yaml").read_text())
+    topics = meta["rosbag2_bagfile_information"]["topics_with_message_count"]
+    recorded = {t["topic_metadata"]["type_description_hash"] for t in topics
+                if t["topic_metadata"]["type"] == "tf2_msgs/msg/TFMessage"}
+    assert recorded == {ours}

@@ -6,11 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
+from spatial_mllm_ros.bags import TYPESTORES, Sampling, Split
 from spatial_mllm_ros.multispa.benchmark import DEFAULT_PER_TASK, SIM_HELD_OUT_FIRST_SEED, build_benchmark
 from spatial_mllm_ros.multispa.engine import GenerateConfig, Summary, generate, merge_summaries
-from spatial_mllm_ros.multispa.sources import SOURCES
+from spatial_mllm_ros.multispa.errors import MultispaError
+from spatial_mllm_ros.multispa.sources import SOURCES, RosbagConfig
+from spatial_mllm_ros.multispa.sources.rosbag import DEFAULT_MAX_FRAMES, DEFAULT_SYNC_TOLERANCE_S
 from spatial_mllm_ros.multispa.suite.sets import SUITE_PER_TASK, SUITE_SCENES, SUITES
 from spatial_mllm_ros.multispa.tasks import META_ALIASES, TASKS
+from spatial_mllm_ros.transforms import DEFAULT_MAX_GAP_S
 
 
 def _scene_list(path: str | None) -> tuple[str, ...]:
@@ -19,15 +23,40 @@ def _scene_list(path: str | None) -> tuple[str, ...]:
     return tuple(line.strip() for line in Path(path).read_text().splitlines() if line.strip())
 
 
+def _rosbag(args: argparse.Namespace) -> RosbagConfig | None:
+    """Build the rosbag source's config from --root BAG... and its topic and frame flags (None otherwise)."""
+    if args.source != "rosbag":
+        return None
+    count = args.count if args.count is not None or args.every or args.step else DEFAULT_MAX_FRAMES
+    return RosbagConfig(
+        bags=tuple(Path(r) for r in args.root or ()), image_topic=args.image_topic or "",
+        base_frame=args.base_frame or "", gripper_frame=args.gripper_frame or "",
+        depth_topic=args.depth_topic,
+        object_frames=tuple(f for group in args.object_frames for f in group.split(",") if f),
+        camera_info_topic=args.camera_info_topic, camera_frame=args.camera_frame,
+        split=Split.parse(args.split),
+        sampling=Sampling(every=args.every or 1, count=count, step_s=args.step),
+        typestore=args.typestore, max_tf_gap_s=args.max_tf_gap, sync_tolerance_s=args.sync_tolerance,
+    )
+
+
+def _root(args: argparse.Namespace) -> Path | None:
+    if args.source == "rosbag" or not args.root:
+        return None
+    if len(args.root) > 1:
+        raise MultispaError(f"--source {args.source} reads one --root, got {len(args.root)}")
+    return Path(args.root[0])
+
+
 def _config(args: argparse.Namespace, sim_first_seed: int) -> GenerateConfig:
     return GenerateConfig(
-        source=args.source, out=Path(args.out), root=Path(args.root) if args.root else None, tasks=args.tasks,
+        source=args.source, out=Path(args.out), root=_root(args), tasks=args.tasks,
         seed=args.seed, workers=args.workers, num_shards=args.num_shards, shard_index=args.shard_index,
         max_per_scene=args.max_per_scene, scenes=_scene_list(args.scenes),
         visibility_tolerance_m=args.visibility_tolerance, paper_exact=args.paper_exact,
         allow_pickle=args.allow_pickle,
         sim_scenes=args.sim_scenes if args.sim_scenes is not None else GenerateConfig.sim_scenes,
-        sim_first_seed=sim_first_seed, progress=not args.quiet,
+        sim_first_seed=sim_first_seed, rosbag=_rosbag(args), progress=not args.quiet,
     )
 
 
@@ -106,7 +135,9 @@ def _tasks(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser, default_tasks: str, default_max: int) -> None:
     p.add_argument("--source", required=True, choices=SOURCES)
-    p.add_argument("--root", help="data root (scannet export / tapvid3d npz tree); not needed for sim")
+    p.add_argument("--root", nargs="+", metavar="PATH",
+                   help="data root (scannet export / tapvid3d npz tree); rosbag: bags (rosbag2 directories, "
+                        ".mcap/.db3 files) or folders of bags; not needed for sim")
     p.add_argument("--out", required=True, help="output directory (JSONL, images, manifest, summary)")
     p.add_argument("--tasks", default=default_tasks,
                    help="comma list of sub-tasks, families, 'benchmark' or 'all' (see `data tasks`)")
@@ -130,13 +161,38 @@ def _common(p: argparse.ArgumentParser, default_tasks: str, default_max: int) ->
     p.add_argument("--sim-first-seed", type=int, default=None,
                    help=f"simulation: first seed (generate: 0, benchmark: {SIM_HELD_OUT_FIRST_SEED})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    bag = p.add_argument_group("rosbag source (a robot's recordings: images, CameraInfo, /tf, /tf_static)")
+    bag.add_argument("--image-topic", help="colour images (sensor_msgs/Image or .../compressed)")
+    bag.add_argument("--base-frame", help="the robot's fixed frame (z up) motions are measured in: base_link")
+    bag.add_argument("--gripper-frame", help="TF frame of the gripper (tool centre point), e.g. tool0")
+    bag.add_argument("--depth-topic", default="",
+                     help="depth registered to the colour images (16UC1 mm / 32FC1 m): adds the depth tasks")
+    bag.add_argument("--object-frames", nargs="+", default=[], metavar="FRAME",
+                     help="TF frames of objects (space or comma separated): adds object-movement questions")
+    bag.add_argument("--camera-info-topic", default="",
+                     help="sensor_msgs/CameraInfo (default: camera_info beside the image topic)")
+    bag.add_argument("--camera-frame", default="",
+                     help="the camera's optical frame (default: the images' header frame_id)")
+    bag.add_argument("--split", default="whole",
+                     help="episodes of a bag, as annotate: whole, gap[:S], marker[:TOPIC], intervals:FILE")
+    bag.add_argument("--every", type=int, default=None, help="use every k-th frame of an episode")
+    bag.add_argument("--count", type=int, default=None,
+                     help=f"use N frames spread over each episode (default {DEFAULT_MAX_FRAMES}, unless "
+                          "--every or --step)")
+    bag.add_argument("--step", type=float, default=None, help="use one frame per STEP seconds")
+    bag.add_argument("--typestore", default="jazzy", choices=sorted(TYPESTORES),
+                     help="message types for bags without embedded definitions (Humble-era)")
+    bag.add_argument("--max-tf-gap", type=float, default=DEFAULT_MAX_GAP_S, metavar="S",
+                     help="a pose between two /tf samples further apart than this is stale (frame skipped)")
+    bag.add_argument("--sync-tolerance", type=float, default=DEFAULT_SYNC_TOLERANCE_S, metavar="S",
+                     help="a depth image belongs to a colour image whose stamp is within this")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `data` (generate, benchmark, tasks) to the CLI."""
     p = sub.add_parser("data", help="MultiSPA data engine: generate training data, build the benchmark")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    gen = dsub.add_parser("generate", help="generate samples from scannet, tapvid3d or sim scenes")
+    gen = dsub.add_parser("generate", help="generate samples from scannet, tapvid3d, sim scenes or rosbags")
     _common(gen, "all", 10)
     gen.set_defaults(func=_generate)
     bench = dsub.add_parser("benchmark", help="balanced N-per-sub-task evaluation split from held-out scenes")

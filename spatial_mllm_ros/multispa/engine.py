@@ -42,7 +42,7 @@ from spatial_mllm_ros.multispa.errors import (
     SceneError,
 )
 from spatial_mllm_ros.multispa.format import sample_to_json
-from spatial_mllm_ros.multispa.sources import SceneSource, make_source
+from spatial_mllm_ros.multispa.sources import RosbagConfig, SceneSource, make_source
 from spatial_mllm_ros.multispa.tasks import TASKS, resolve_tasks, tasks_for_source
 from spatial_mllm_ros.multispa.tasks.base import ImageStore, TaskContext
 
@@ -69,6 +69,7 @@ class GenerateConfig:
     allow_pickle: bool = False  # TAPVid-3D images_jpeg_bytes stored as pickled object arrays
     sim_scenes: int = 8  # simulation: number of scenes, seeds sim_first_seed...
     sim_first_seed: int = 0
+    rosbag: RosbagConfig | None = None  # --source rosbag: the bags, topics and frames to read
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -96,6 +97,8 @@ class GenerateConfig:
                   "num_shards": self.num_shards, "shard_index": self.shard_index}
         if self.paper_exact:  # only when set, so outputs written before the switch existed still resume
             header["paper_exact"] = True
+        if self.rosbag is not None:
+            header["rosbag"] = self.rosbag.header()
         return header
 
 
@@ -251,7 +254,8 @@ class Manifest:
 def open_source(config: GenerateConfig) -> SceneSource:
     """Open the scene source a config names."""
     return make_source(config.source, config.root, allow_pickle=config.allow_pickle,
-                       sim_scenes=config.sim_scenes, sim_first_seed=config.sim_first_seed)
+                       sim_scenes=config.sim_scenes, sim_first_seed=config.sim_first_seed,
+                       rosbag=config.rosbag)
 
 
 def shard_scene_ids(ids: list[str], num_shards: int, shard_index: int) -> list[str]:

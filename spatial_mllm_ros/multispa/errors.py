@@ -99,3 +99,9 @@ class NoScenesError(MultispaError):
 
 class EmptyRunError(MultispaError):
     """A generation run that wrote no sample; the message says why (no scenes, all skipped, ...)."""
+
+
+class RecordingError(SceneError):
+    """A robot recording (rosbag2) that cannot be read as a scene: unreadable, or a topic or frame gone."""
+
+    reason = "unreadable recording"

@@ -95,19 +95,34 @@ def visible_mask(
     visible points; tolerance_m > 0 accepts z < depth + tolerance instead.
     """
     width, height = image_size
-    d_h, d_w = depth_m.shape[:2]
     u, v = proj.uv[:, 0], proj.uv[:, 1]
     inside = (u >= 0) & (u < width) & (v >= 0) & (v < height) & (proj.z > 0)
     mask = np.zeros(len(proj.z), dtype=bool)
     idx = np.flatnonzero(inside)
     if idx.size == 0:
         return mask
-    du = np.clip(np.round(u[idx] * d_w / width).astype(np.int64), 0, d_w - 1)
-    dv = np.clip(np.round(v[idx] * d_h / height).astype(np.int64), 0, d_h - 1)
-    d = depth_m[dv, du]
+    d = depth_at(depth_m, proj.uv[idx], image_size)
     limit = d if not tolerance_m else d + tolerance_m
     mask[idx] = (d > 0) & (proj.z[idx] < limit)
     return mask
+
+
+def depth_at(depth_m: np.ndarray, uv: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """Depth read for image pixels uv (N, 2) at the depth-map pixel (round(u * Wd / W), round(v * Hd / H)).
+
+    The map may have another resolution than the image (ScanNet: 640x480 depth under 1296x968 colour).
+    """
+    width, height = image_size
+    d_h, d_w = depth_m.shape[:2]
+    du = np.clip(np.round(uv[:, 0] * d_w / width).astype(np.int64), 0, d_w - 1)
+    dv = np.clip(np.round(uv[:, 1] * d_h / height).astype(np.int64), 0, d_h - 1)
+    return depth_m[dv, du]
+
+
+def back_project(uv: np.ndarray, z: np.ndarray, intrinsics: np.ndarray, c2w: np.ndarray) -> np.ndarray:
+    """World points (N, 3) of pixels uv (N, 2) at optical-axis depths z (N,): the inverse of project()."""
+    rays = np.linalg.inv(np.asarray(intrinsics, dtype=np.float64)) @ np.vstack([uv.T, np.ones(len(z))])
+    return transform_points(np.asarray(c2w, dtype=np.float64), (rays * z).T)
 
 
 def overlap_matrix(visibility: np.ndarray, chunk: int = 8192) -> np.ndarray:
@@ -184,12 +199,43 @@ def wrap_degrees(angle: np.ndarray | float) -> np.ndarray | float:
     return float(wrapped) if np.ndim(wrapped) == 0 else wrapped
 
 
-def heading_elevation(c2w: np.ndarray) -> tuple[float, float]:
-    """World heading (yaw) and elevation (pitch) in degrees of the optical axis f = R[:, 2], z up."""
-    f = np.asarray(c2w, dtype=np.float64)[:3, 2]
-    yaw = np.degrees(np.arctan2(f[1], f[0]))
-    pitch = np.degrees(np.arcsin(np.clip(f[2] / np.linalg.norm(f), -1.0, 1.0)))
-    return float(yaw), float(pitch)
+def heading_elevation(c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World heading (yaw) and elevation (pitch) in degrees of the optical axis f = R[:, 2], z up.
+
+    Takes one pose (4, 4) or a stack (..., 4, 4); returns arrays of the stack's shape (0-d for one pose).
+    """
+    f = np.asarray(c2w, dtype=np.float64)[..., :3, 2]
+    yaw = np.degrees(np.arctan2(f[..., 1], f[..., 0]))
+    pitch = np.degrees(np.arcsin(np.clip(f[..., 2] / np.linalg.norm(f, axis=-1), -1.0, 1.0)))
+    return yaw, pitch
+
+
+def sample_motion_pairs(
+    c2w: np.ndarray,
+    n_pairs: int,
+    rng: np.random.Generator,
+    min_translation_m: float,
+    min_rotation_deg: float,
+    n_bins: int = 10,
+) -> list[tuple[int, int]]:
+    """Image pairs of posed views without scene vertices (no overlap to balance on), e.g. a robot's log.
+
+    A pair qualifies when the camera moved at least min_translation_m or turned (heading or elevation) at
+    least min_rotation_deg; pairs are balanced over n_bins translation-distance bins and their order is
+    swapped with p = 0.5, as the overlap pairs are.
+    """
+    poses = np.asarray(c2w, dtype=np.float64)
+    ii, jj = np.triu_indices(len(poses), k=1)
+    dist = np.linalg.norm(poses[jj, :3, 3] - poses[ii, :3, 3], axis=1)
+    yaw, pitch = heading_elevation(poses)
+    turn = np.maximum(np.abs(wrap_degrees(yaw[jj] - yaw[ii])), np.abs(pitch[jj] - pitch[ii]))
+    moved = np.flatnonzero((dist >= min_translation_m) | (turn >= min_rotation_deg))
+    if not moved.size:
+        return []
+    edges = np.linspace(0.0, max(float(dist[moved].max()), 1e-6), n_bins + 1)
+    picked = moved[quota_sample(dist[moved], edges, n_pairs, rng)]
+    swap = rng.random(picked.size) < 0.5
+    return [(int(jj[p]), int(ii[p])) if s else (int(ii[p]), int(jj[p])) for p, s in zip(picked, swap)]
 
 
 @dataclass(frozen=True)

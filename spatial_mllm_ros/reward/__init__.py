@@ -1,5 +1,6 @@
-"""Reward annotation of rosbags with the spatial model: bags, episodes, rubrics, labels, outputs."""
+"""Reward annotation of rosbags with the spatial model: rubrics, labels, outputs (bag reading: bags/)."""
 
+from spatial_mllm_ros.bags import Bag, BagInfo, Episode, Sampling, Split, find_episodes
 from spatial_mllm_ros.reward.annotate import (
     RUBRIC_COPY,
     AnnotateConfig,
@@ -9,8 +10,6 @@ from spatial_mllm_ros.reward.annotate import (
     annotate_to_dir,
     run_batch,
 )
-from spatial_mllm_ros.reward.bags import Bag, BagInfo
-from spatial_mllm_ros.reward.episodes import Episode, Sampling, Split, find_episodes
 from spatial_mllm_ros.reward.evaluate import RewardEvaluation, evaluate, evaluate_dir
 from spatial_mllm_ros.reward.labels import BagResult, EpisodeResult, Label
 from spatial_mllm_ros.reward.manifest import Manifest, read_results

@@ -1,7 +1,8 @@
 """`spatial_mllm_sim`: the MuJoCo tabletop as a live ROS 2 camera + gripper, on simulated time.
 
 Publishes /camera/<cam>/image_raw (or .../compressed), camera_info and pose, /gripper/pose,
-/gripper/joint_states, /objects/<name>/pose, /clock, /episode (scripted mode) and /diagnostics; follows
+/gripper/joint_states, /objects/<name>/pose, /tf (the same frames as recorded bags: world -> each camera's
+optical frame, gripper, every object), /clock, /episode (scripted mode) and /diagnostics; follows
 /gripper/cmd_vel (Twist, world frame), /gripper/target (PoseStamped in world or a camera's optical frame)
 and /gripper/opening (Float64, metres).
 """
@@ -20,12 +21,26 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Twist
+from geometry_msgs.msg import (
+    Point,
+    Pose,
+    PoseStamped,
+    Quaternion,
+    Transform,
+    TransformStamped,
+    Twist,
+    Vector3,
+)
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState
 from std_msgs.msg import Float64, Header, String
+
+try:  # every ROS 2 install has tf2_msgs; the PyPI wheels do not (third_party/tf2_msgs builds it into a venv)
+    from tf2_msgs.msg import TFMessage
+except ImportError:
+    TFMessage = None
 
 from spatial_mllm_ros.ros.convert import ns_to_stamp, numpy_to_image
 from spatial_mllm_ros.ros.params import declare_config
@@ -42,6 +57,7 @@ from spatial_mllm_ros.sim.topics import (
     GRIPPER_OPENING_TOPIC,
     GRIPPER_POSE_TOPIC,
     GRIPPER_TARGET_TOPIC,
+    TF_TOPIC,
     WORLD_FRAME,
     camera_info_topic,
     camera_info_values,
@@ -56,6 +72,7 @@ from spatial_mllm_ros.sim.topics import (
     pose7_of,
     pose_values,
     scene_summary,
+    tf_poses,
     to_json,
 )
 from spatial_mllm_ros.sim.world import RenderedFrame, SimWorld
@@ -67,12 +84,20 @@ JPEG_QUALITY = 95  # OpenCV's and compressed_image_transport's default
 MARKER_QOS = QoSProfile(
     depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
+TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)  # tf2_ros.TransformBroadcaster's
 
 
 def _pose_msg(pose7: np.ndarray, stamp: Time) -> PoseStamped:
     v = pose_values(pose7)
     pose = Pose(position=Point(**v["position"]), orientation=Quaternion(**v["orientation"]))
     return PoseStamped(header=Header(stamp=stamp, frame_id=WORLD_FRAME), pose=pose)
+
+
+def _transform_msg(child: str, pose7: np.ndarray, stamp: Time) -> TransformStamped:
+    v = pose_values(pose7)
+    transform = Transform(translation=Vector3(**v["position"]), rotation=Quaternion(**v["orientation"]))
+    return TransformStamped(header=Header(stamp=stamp, frame_id=WORLD_FRAME), child_frame_id=child,
+                            transform=transform)
 
 
 class SimNode(Node):
@@ -105,6 +130,9 @@ class SimNode(Node):
         wall_period = 1.0 / (c.rate_hz * c.realtime_factor) if c.realtime_factor > 0 else 0.0
         self._timer = self.create_timer(wall_period, self._tick)
         self._diag_timer = self.create_timer(c.diagnostics_period_s, self._report)
+        if TFMessage is None:
+            self.get_logger().warning("tf2_msgs is not installed: /tf is not published (a ROS 2 install has "
+                                      "it; in a venv, build third_party/tf2_msgs)")
         mode = f"script {c.script!r}" if c.script else "command (cmd_vel / target)"
         self.get_logger().info(
             f"{len(c.cameras)} cameras at {c.rate_hz:g} Hz, {c.width}x{c.height}, realtime factor target "
@@ -256,6 +284,7 @@ class SimNode(Node):
 
     def _publish_state(self, stamp: Time) -> None:
         gripper = self.world.gripper_pose().as_array()
+        objects = {name: self.world.object_pose(name).as_array() for name in self.world.scene.object_names}
         self._pub(PoseStamped, GRIPPER_POSE_TOPIC).publish(_pose_msg(gripper, stamp))
         self._pub(JointState, GRIPPER_JOINTS_TOPIC).publish(
             JointState(
@@ -264,10 +293,13 @@ class SimNode(Node):
                 position=joint_positions(gripper, self.world.gripper_opening),
             )
         )
-        for name in self.world.scene.object_names:
-            self._pub(PoseStamped, object_topic(name)).publish(
-                _pose_msg(self.world.object_pose(name).as_array(), stamp)
-            )
+        for name, pose7 in objects.items():
+            self._pub(PoseStamped, object_topic(name)).publish(_pose_msg(pose7, stamp))
+        if TFMessage is not None:  # the same frames as recorded bags (sim.topics.tf_poses)
+            cameras = {cam: self.world.extrinsics(cam) for cam in self.config.cameras}
+            frames = tf_poses(cameras, gripper, objects)
+            transforms = [_transform_msg(child, pose7, stamp) for child, pose7 in frames.items()]
+            self._pub(TFMessage, TF_TOPIC, TF_QOS).publish(TFMessage(transforms=transforms))
 
     def _publish_marker(self, payload: dict[str, Any]) -> None:
         self._pub(String, EPISODE_TOPIC, MARKER_QOS).publish(String(data=to_json(payload)))

@@ -14,7 +14,6 @@ from spatial_mllm_ros.images import fill_image
 from spatial_mllm_ros.sim.errors import RecordError
 from spatial_mllm_ros.sim.topics import (
     EPISODE_TOPIC,
-    GRIPPER_FRAME,
     GRIPPER_JOINTS,
     GRIPPER_JOINTS_TOPIC,
     GRIPPER_POSE_TOPIC,
@@ -28,11 +27,11 @@ from spatial_mllm_ros.sim.topics import (
     episode_marker,
     image_topic,
     joint_positions,
-    object_frame,
     object_topic,
     optical_frame,
     pose7_of,
     pose_values,
+    tf_poses,
     to_json,
 )
 from spatial_mllm_ros.sim.truth import Episode
@@ -252,10 +251,9 @@ class EpisodeRecorder:
             self._write(
                 object_topic(name), "geometry_msgs/msg/PoseStamped", stamp, self._pose(poses[i], stamp)
             )
-        # the same poses as a robot records them: /tf (cameras can move, so nothing goes to /tf_static)
-        frames = {optical_frame(c): pose7_of(track.T_world_cam[i]) for c, track in episode.cameras.items()}
-        frames[GRIPPER_FRAME] = episode.gripper_poses[i]
-        frames.update({object_frame(n): poses[i] for n, poses in episode.object_poses.items()})
+        cameras = {c: track.T_world_cam[i] for c, track in episode.cameras.items()}
+        objects = {n: poses[i] for n, poses in episode.object_poses.items()}
+        frames = tf_poses(cameras, episode.gripper_poses[i], objects)
         self._write(TF_TOPIC, "tf2_msgs/msg/TFMessage", stamp, self._tf(frames, stamp))
 
 

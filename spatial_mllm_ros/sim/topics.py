@@ -89,6 +89,19 @@ def pose7_of(t_world: np.ndarray) -> np.ndarray:
     return np.concatenate([t_world[:3, 3], mat_to_quat(t_world[:3, :3])])
 
 
+def tf_poses(cameras: dict[str, np.ndarray], gripper7: np.ndarray,
+             objects: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Give /tf at one instant, as a robot has it: child frame -> [x, y, z, qw, qx, qy, qz] in world.
+
+    cameras: name -> 4x4 optical-frame pose (its frame is the images' frame_id); the gripper's TCP pose;
+    objects: name -> pose ("red cube" -> frame red_cube). Cameras can move, so none of it is static.
+    """
+    frames = {optical_frame(cam): pose7_of(pose) for cam, pose in cameras.items()}
+    frames[GRIPPER_FRAME] = gripper7
+    frames.update({object_frame(name): pose7 for name, pose7 in objects.items()})
+    return frames
+
+
 def pose_values(pose7: np.ndarray) -> dict[str, dict[str, float]]:
     """geometry_msgs/Pose fields of [x, y, z, qw, qx, qy, qz]: {"position": {...}, "orientation": {...}}."""
     x, y, z, qw, qx, qy, qz = (float(v) for v in pose7[:7])

@@ -14,6 +14,8 @@ from PIL import Image
 from spatial_mllm_ros.multispa.errors import CorruptFileError, EmptySceneError, MissingFileError
 from spatial_mllm_ros.multispa.geometry import project, visible_mask
 
+GRIPPER = "gripper"  # the entity name of the robot's gripper (the robot tasks ask about it apart)
+
 
 @dataclass
 class View:
@@ -88,6 +90,7 @@ class Scene:
     subset: str = ""  # TAPVid-3D subset ("adt", "pstudio"); the sim's "sim"
     dropped: dict[str, int] = field(default_factory=dict)  # frames dropped at load, by reason
     info: dict[str, Any] = field(default_factory=dict)  # source facts worth auditing (the sim's script)
+    audit: dict[str, Any] = field(default_factory=dict)  # copied into every sample's meta (a bag's topics)
 
     def drop(self, reason: str, n: int = 1) -> None:
         """Count n frames dropped at load for `reason` (reported in the run summary)."""
@@ -97,6 +100,11 @@ class Scene:
     def has_geometry(self) -> bool:
         """Whether views and static vertices exist (depth, correspondence, camera, size tasks)."""
         return bool(self.views) and self.points is not None and len(self.points) > 0
+
+    @property
+    def has_depth_maps(self) -> bool:
+        """Whether some view carries a depth map (depth tasks without vertices read it per pixel)."""
+        return any(v.depth_source is not None for v in self.views)
 
 
 class SceneSource(Protocol):
@@ -111,6 +119,11 @@ class SceneSource(Protocol):
     def load(self, scene_id: str) -> Scene:
         """Load one scene; raises a SceneError subclass when it cannot be used."""
         ...
+
+
+def scalar_items(labels: dict[str, Any]) -> dict[str, Any]:
+    """Keep the plain (str, number, bool) entries of episode labels: what samples record as its script."""
+    return {k: v for k, v in labels.items() if isinstance(v, str | int | float | bool)}
 
 
 def image_size(path: Path, scene_id: str = "") -> tuple[int, int]:

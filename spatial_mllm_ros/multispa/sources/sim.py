@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from spatial_mllm_ros.multispa.errors import MissingFileError, SimulationError
-from spatial_mllm_ros.multispa.sources.base import Scene, Video, View
+from spatial_mllm_ros.multispa.geometry import back_project
+from spatial_mllm_ros.multispa.sources.base import GRIPPER, Scene, Video, View, scalar_items
 
 STATIC_CAMERAS: tuple[str, ...] = ("front", "side")
 MOTION_KINDS: tuple[str, ...] = ("translate", "push", "pick_place", "failed_grasp", "idle")
@@ -87,10 +88,10 @@ class SimSource:
         names = list(ep.tracks)
         tracks = np.concatenate([ep.tracks[n] for n in names], axis=1)
         visible = np.concatenate([ep.track_pixels(n, cam)[1] for n in names], axis=1)
-        entities = {"gripper": ep.gripper_poses[:, :3].copy()}
+        entities = {GRIPPER: ep.gripper_poses[:, :3].copy()}
         entities.update({n: ep.object_poses[n][:, :3].copy() for n in names})
         scene.video = Video(views, tracks, visible, entities)
-        scene.info["script"] = {k: v for k, v in ep.labels.items() if isinstance(v, str | int | float | bool)}
+        scene.info["script"] = scalar_items(ep.labels)
         return scene
 
 
@@ -131,9 +132,7 @@ def _static_points(views: list[View]) -> np.ndarray:
         v, u = np.mgrid[0:view.height:POINT_STRIDE, 0:view.width:POINT_STRIDE]
         z = depth[v, u]
         ok = z > 0
-        rays = np.linalg.inv(view.intrinsics) @ np.stack([u[ok], v[ok], np.ones(ok.sum())])
-        cam = (rays * z[ok]).T
-        pts.append(cam @ view.c2w[:3, :3].T + view.c2w[:3, 3])
+        pts.append(back_project(np.stack([u[ok], v[ok]], axis=1), z[ok], view.intrinsics, view.c2w))
     allp = np.concatenate(pts) if pts else np.zeros((0, 3))
     _, keep = np.unique(np.floor(allp / VOXEL_M).astype(np.int64), axis=0, return_index=True)
     return allp[np.sort(keep)]

@@ -12,9 +12,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from spatial_mllm_ros.conventions import QuestionKind, format_value
+from spatial_mllm_ros.conventions import STATIC_THRESHOLD_M, ZERO_TOLERANCE, QuestionKind, format_value
 from spatial_mllm_ros.multispa.format import Sample, make_sample
-from spatial_mllm_ros.multispa.geometry import overlap_matrix, project, sample_overlap_pairs
+from spatial_mllm_ros.multispa.geometry import (
+    overlap_matrix,
+    project,
+    sample_motion_pairs,
+    sample_overlap_pairs,
+)
 from spatial_mllm_ros.multispa.sources.base import Scene, View, visibility_matrix
 from spatial_mllm_ros.multispa.templates import Rendered
 
@@ -29,7 +34,9 @@ class TaskSpec:
     family: str
     kind: QuestionKind
     n_images: int
-    needs: str  # "geometry" (posed views + vertices), "video" (tracks) or "entities" (named sim bodies)
+    # "geometry" (posed views + vertices), "poses" (two posed views), "depth" (vertices or depth maps),
+    # "video" (tracks) or "entities" (named things with positions: sim bodies, a bag's TF frames)
+    needs: str
     generate: Callable[[TaskContext, TaskSpec, int], list[Sample]]
     params: dict[str, Any] = field(default_factory=dict)
     subsets: tuple[str, ...] = ()  # only scenes of these subsets (TAPVid-3D adt / pstudio), empty = any
@@ -42,6 +49,10 @@ class TaskSpec:
             return False
         if self.needs == "geometry":
             return scene.has_geometry
+        if self.needs == "poses":
+            return scene.has_geometry or len(scene.views) >= 2
+        if self.needs == "depth":
+            return scene.has_geometry or scene.has_depth_maps
         if self.needs == "video":
             return scene.video is not None and scene.video.tracks_world.shape[1] > 0
         return scene.video is not None and bool(scene.video.entities)
@@ -133,7 +144,18 @@ class TaskContext:
         return self._overlap
 
     def view_pairs(self, n: int) -> Iterator[tuple[int, int, View, View]]:
-        """Up to n overlap-balanced pairs of usable views: (k1, k2, view 1, view 2); none below two views."""
+        """Up to n overlap-balanced pairs of usable views: (k1, k2, view 1, view 2); none below two views.
+
+        A scene without vertices (a robot's log) has no overlap: its pairs are the views (k = index into
+        scene.views) between which the camera moved at least the "did not move" thresholds.
+        """
+        if not self.scene.has_geometry:
+            views = self.scene.views
+            poses = np.stack([v.c2w for v in views]) if len(views) >= 2 else np.zeros((0, 4, 4))
+            for k1, k2 in sample_motion_pairs(poses, n, self.rng, STATIC_THRESHOLD_M,
+                                              ZERO_TOLERANCE[QuestionKind.ANGLE]):
+                yield k1, k2, views[k1], views[k2]
+            return
         _, idx = self.visibility()
         if len(idx) < 2:
             return
@@ -170,7 +192,7 @@ class TaskContext:
     ) -> Sample:
         """Assemble a Sample; meta gets the scene, the frames and the sizes next to the task's own fields."""
         meta = {"scene": self.scene.scene_id, "source": self.scene.source,
-                "frames": [v.frame_id for v in views], **meta}
+                "frames": [v.frame_id for v in views], **self.scene.audit, **meta}
         return make_sample(
             sample_id, images, text.question, text.answer, kind=spec.kind, task=spec.name,
             sizes=[(v.width, v.height) for v in views], description=text.description, meta=meta,

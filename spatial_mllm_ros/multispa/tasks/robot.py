@@ -1,4 +1,4 @@
-"""Robot extensions from simulation truth, about named things ("the gripper", "the red cube").
+"""Robot extensions about named things ("the gripper", "the red cube"): simulation truth or a bag's /tf.
 
 Their motion direction in the first frame's camera axes, balanced yes/no questions, and distances
 with "did not move".
@@ -21,10 +21,10 @@ from spatial_mllm_ros.conventions import (
 )
 from spatial_mllm_ros.multispa.format import Sample
 from spatial_mllm_ros.multispa.geometry import invert_pose, quota_sample
+from spatial_mllm_ros.multispa.sources.base import GRIPPER
 from spatial_mllm_ros.multispa.tasks.base import TaskContext, TaskSpec
 from spatial_mllm_ros.multispa.templates import render, static_answer, upper_first
 
-GRIPPER = "gripper"
 DOMINANCE = 1.5  # a direction question needs its axis this much larger than the next one
 DISTANCE_BINS = 10
 CANDIDATES_PER_SAMPLE = 12
@@ -72,15 +72,17 @@ def subject_text(name: str) -> str:
 
 
 def _motions(ctx: TaskContext, names: list[str], n: int) -> list[EntityMotion]:
+    """Draw (thing, t1 < t2) n times; a draw without the thing's position at t1 or t2 (NaN) is left out."""
     video = ctx.scene.video
     assert video is not None
     n_frames = len(video.views)
     out = []
-    for _ in range(n):
+    for _ in range(n if n_frames >= 2 else 0):
         t1, t2 = sorted(ctx.rng.choice(n_frames, size=2, replace=False).tolist())
         name = names[int(ctx.rng.integers(len(names)))]
         dp = video.entities[name][t2] - video.entities[name][t1]
-        out.append(EntityMotion(name, t1, t2, invert_pose(video.views[t1].c2w)[:3, :3] @ dp))
+        if np.isfinite(dp).all():
+            out.append(EntityMotion(name, t1, t2, invert_pose(video.views[t1].c2w)[:3, :3] @ dp))
     return out
 
 
@@ -178,7 +180,7 @@ def robot_distance(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
 
 def _spec(name: str, kind: QuestionKind, fn: object, subject: str, description: str) -> TaskSpec:
     return TaskSpec(name, "robot", kind, 2, "entities", fn, {"subject": subject},  # type: ignore[arg-type]
-                    description=description, sources=("sim",))
+                    description=description, sources=("sim", "rosbag"))
 
 
 SPECS: tuple[TaskSpec, ...] = (

@@ -6,8 +6,8 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spatial_mllm_ros.reward.bags import STRING_MSGTYPE, Bag, bag_id
-from spatial_mllm_ros.reward.errors import EmptyImageTopicError, EpisodeSplitError
+from spatial_mllm_ros.bags.errors import EmptyImageTopicError, EpisodeSplitError
+from spatial_mllm_ros.bags.reader import STRING_MSGTYPE, Bag, bag_id
 
 SPLIT_MODES = ("whole", "gap", "marker", "intervals")
 DEFAULT_MARKER_TOPIC = "/episode"
