@@ -164,3 +164,24 @@ def test_recorded_bag_labels_match_the_episode_truth(offline) -> None:  # noqa: 
     """With the shipped model the labels agree with the /episode markers' truth on >= 90 % of checks."""
     assert offline.evaluation.direction_agreement >= 0.9, offline.evaluation.to_json()
 
+
+
+def test_object_rubric_stage_grades_pushes_against_failed_grasps_and_says_what_it_misses(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The demo's object stage: held-out pushes and failed grasps, labelled and graded; the demo prints the
+    figures with intervals and, when a target is missed, says so (whatever model runs)."""
+    from spatial_mllm_ros.cli.demo import _print_object_stage
+    from spatial_mllm_ros.demo.offline import run_object_offline
+    from spatial_mllm_ros.reward.evaluate import REWARD_TARGETS, missed
+
+    stage = run_object_offline(tmp_path, model_dir, device="cpu", show_progress=False, episodes=2)
+    assert (stage.evaluation.n_success, stage.evaluation.n_failure) == (1, 1)
+    assert stage.rubric.name == "rubric_sim_push_left.yaml"
+    assert all(stage.outputs[f"object {k}"].exists() for k in ("bag", "labels", "eval", "report"))
+    _print_object_stage(stage, 1.0)
+    printed = capsys.readouterr().out
+    assert "success/failure AUC" in printed and "95 % interval" in printed
+    short = missed(stage.evaluation, REWARD_TARGETS)
+    assert ("MISSED: " + ", ".join(short) if short else "every target met") in printed
+    assert ("do not tell these pushes from failed grasps" in printed) == bool(short)

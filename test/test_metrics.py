@@ -11,7 +11,8 @@ from spatial_mllm_ros.conventions import (
     numeric_correct,
     pixel_correct,
 )
-from spatial_mllm_ros.multispa.metrics import TABLE2_ROWS, Scores, score_all, table2_row, wilson_interval
+from spatial_mllm_ros.intervals import wilson_interval
+from spatial_mllm_ros.multispa.metrics import TABLE2_ROWS, Scores, score_all, table2_row
 
 K = QuestionKind
 

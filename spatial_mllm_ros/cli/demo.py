@@ -1,6 +1,8 @@
 """`spatial-mllm demo`: live answers about scripted moves beside the simulation's truth, then reward labels.
 
-The simulation and the spatial node talk over DDS; afterwards a recorded bag is annotated and graded.
+The simulation and the spatial node talk over DDS; afterwards recorded bags are annotated with a gripper
+rubric and an object rubric and graded; the object rubric's figures are printed with their intervals
+and the targets they miss, whatever the model scores.
 """
 
 from __future__ import annotations
@@ -8,6 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from spatial_mllm_ros.demo.offline import OfflineResult
 
 
 def _pct(agree: int, n: int) -> str:
@@ -23,6 +29,7 @@ def _run(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(logging.WARNING)
     options = DemoOptions(out=Path(args.out), checkpoint=args.checkpoint, device=args.device,
                           domain_id=args.domain_id, offline=not args.live_only,
+                          object_rubric=not args.no_object_rubric,
                           progress=not args.no_progress,
                           **({"rubric": Path(args.rubric)} if args.rubric else {}))
     result = run_demo(options, say=tqdm.write)
@@ -37,15 +44,30 @@ def _run(args: argparse.Namespace) -> int:
         print(f"annotator ({options.rubric.name}): {summ.episodes} episodes, {summ.labels} labels; "
               f"direction agreement with the /episode truth {agree} (n={ev.direction_n}) "
               f"({result.offline_wall_s:.0f} s)")
+    if result.object_offline is not None:
+        _print_object_stage(result.object_offline, result.object_wall_s)
     print("\noutputs:")
     for name, path in result.files.items():
-        print(f"  {name:<16} {path}")
-    n = s["questions"] + (result.offline.evaluation.direction_n if result.offline else 0)
-    agreed = s["agree"] + (round((result.offline.evaluation.direction_agreement or 0) *
-                                 result.offline.evaluation.direction_n) if result.offline else 0)
+        print(f"  {name:<22} {path}")
+    graded = [o.evaluation for o in (result.offline, result.object_offline) if o is not None]
+    n = s["questions"] + sum(ev.direction_n for ev in graded)
+    agreed = s["agree"] + sum(round((ev.direction_agreement or 0) * ev.direction_n) for ev in graded)
     print(f"\noverall agreement with truth: {_pct(agreed, n)} (reported, not asserted: "
           "a tiny model can be wrong)")
     return 0
+
+
+def _print_object_stage(stage: OfflineResult, wall_s: float) -> None:
+    """Print the object rubric's figures with their intervals, and plainly the targets the model misses."""
+    from spatial_mllm_ros.reward.evaluate import REWARD_TARGETS, format_figures, missed
+
+    ev = stage.evaluation
+    print(f"\nobject rubric ({stage.rubric.name}): {ev.n_success} pushes left, {ev.n_failure} failed grasps "
+          f"(held-out scenes), {stage.summary.labels} labels ({wall_s:.0f} s)")
+    print(format_figures(ev, REWARD_TARGETS))
+    if missed(ev, REWARD_TARGETS):
+        print("so this model's rewards for object motion do not tell these pushes from failed grasps; "
+              "bench/bench_reward.py --eval 16 grades 16 episodes per rubric")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,5 +82,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID of the demo's nodes (default: "
                    "one of its own, derived from the process id)")
     p.add_argument("--live-only", action="store_true", help="skip the bag, annotation and grading")
+    p.add_argument("--no-object-rubric", action="store_true", help="skip the object rubric's bag and grade")
     p.add_argument("--no-progress", action="store_true", help="no progress line")
     p.set_defaults(func=_run)

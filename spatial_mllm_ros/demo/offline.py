@@ -1,7 +1,9 @@
 """The demo's offline stage: record episodes to a rosbag2, annotate it with a rubric, grade the labels.
 
 The sim recorder writes the bag; the reward annotator writes labels, plots and a report; the labels are
-graded against the truth in the bag's /episode markers.
+graded against the truth in the bag's /episode markers. Two rubrics: the gripper one (translations left
+and right) and an object one (pushes left against failed grasps, the held-out push-left set's first
+episodes), whose figures show how far the model's object answers carry a reward.
 """
 
 from __future__ import annotations
@@ -14,15 +16,10 @@ from pathlib import Path
 from spatial_mllm_ros.demo.errors import DemoError
 from spatial_mllm_ros.demo.script import DEMO_CAMERA
 from spatial_mllm_ros.model.config import ModelConfig
-from spatial_mllm_ros.reward import (
-    AnnotateConfig,
-    AnnotateSummary,
-    RewardEvaluation,
-    annotate_to_dir,
-    atomic_write_text,
-    evaluate_dir,
-    load_rubric,
-)
+from spatial_mllm_ros.reward import AnnotateConfig, AnnotateSummary, RewardEvaluation, load_rubric
+from spatial_mllm_ros.reward.errors import RewardError
+from spatial_mllm_ros.reward.evaluate import EVAL_NAME, annotate_and_grade
+from spatial_mllm_ros.reward.heldout import PUSH_LEFT, heldout_episodes
 from spatial_mllm_ros.reward.manifest import MANIFEST_NAME
 from spatial_mllm_ros.reward.outputs import PLOTS_DIR
 from spatial_mllm_ros.sim.episodes import generate_episodes
@@ -39,6 +36,10 @@ BAG_DIR, LABELS_DIR = "bag", "labels"
 # 10 cm move. The rubric's 6 would make the first and last steps of an eased move < 10 mm ("did not
 # move" by the answer conventions) while reward-eval grades every step against the episode's direction.
 DEMO_COUNT = 3
+# The object stage: the first episodes of the held-out push-left set (a push left and a failed grasp per
+# scene), labelled with its rubric at the rubric's own sampling; bench_reward.py --eval grades 16.
+OBJECT_EPISODES = 4
+OBJECT_BAG_DIR, OBJECT_LABELS_DIR = "object_bag", "object_labels"
 
 
 @dataclass
@@ -49,14 +50,17 @@ class OfflineResult:
     labels_dir: Path
     summary: AnnotateSummary
     evaluation: RewardEvaluation
+    rubric: Path
+    name: str = ""  # prefixes its output names ("object labels") beside another stage's
 
     @property
     def outputs(self) -> dict[str, Path]:
         """The files a person opens: labels, plots, report and the graded figures."""
         d = self.labels_dir
-        return {"bag": self.bag, "labels": d / "labels.parquet", "labels (jsonl)": d / "labels.jsonl",
-                "episodes": d / "episodes.csv", "plots": d / PLOTS_DIR, "report": d / "report.html",
-                "eval": d / "eval.json"}
+        files = {"bag": self.bag, "labels": d / "labels.parquet", "labels (jsonl)": d / "labels.jsonl",
+                 "episodes": d / "episodes.csv", "plots": d / PLOTS_DIR, "report": d / "report.html",
+                 "eval": d / EVAL_NAME}
+        return {f"{self.name} {key}".strip(): path for key, path in files.items()}
 
 
 def example_rubric(name: str = EXAMPLE_RUBRIC_NAME) -> Path:
@@ -102,14 +106,27 @@ def run_offline(out: Path, checkpoint: Path, rubric_path: Path = EXAMPLE_RUBRIC,
     `count` frames per episode (None: the rubric's sampling).
     """
     bag = record_bag(out / BAG_DIR, seed, n_frames, fps, motions)
-    labels_dir = out / LABELS_DIR
+    return _label(bag, out / LABELS_DIR, rubric_path, checkpoint, device, count, show_progress)
+
+
+def run_object_offline(out: Path, checkpoint: Path, device: str = "auto", show_progress: bool = True,
+                       episodes: int = OBJECT_EPISODES) -> OfflineResult:
+    """Record the held-out push-left set's first episodes, label them with its object rubric, grade them."""
+    path = out / OBJECT_BAG_DIR
+    _fresh(path, "metadata.yaml")
+    bag = record_episodes(heldout_episodes(PUSH_LEFT, episodes), path)
+    return _label(bag, out / OBJECT_LABELS_DIR, example_rubric(PUSH_LEFT.rubric), checkpoint, device, None,
+                  show_progress, name="object")
+
+
+def _label(bag: Path, labels_dir: Path, rubric_path: Path, checkpoint: Path, device: str, count: int | None,
+           show_progress: bool, name: str = "") -> OfflineResult:
+    """Annotate one bag into a fresh labels_dir and grade it against its /episode markers."""
     _fresh(labels_dir, MANIFEST_NAME)  # a new bag at the same path must not resume the old labels
-    rubric = load_rubric(rubric_path)
     model = ModelConfig(checkpoint=str(checkpoint), device=device)
-    config = AnnotateConfig.from_rubric(rubric, model, count=count)
-    summary = annotate_to_dir([bag], config, labels_dir, show_progress=show_progress)
-    if summary.failed:
-        raise DemoError(f"annotating {bag} failed: {summary.failed[0].error}")
-    evaluation = evaluate_dir(labels_dir, rubric)
-    atomic_write_text(labels_dir / "eval.json", evaluation.to_json())
-    return OfflineResult(bag, labels_dir, summary, evaluation)
+    config = AnnotateConfig.from_rubric(load_rubric(rubric_path), model, count=count)
+    try:
+        summary, evaluation = annotate_and_grade([bag], config, labels_dir, show_progress)
+    except RewardError as exc:
+        raise DemoError(str(exc)) from exc
+    return OfflineResult(bag, labels_dir, summary, evaluation, rubric_path, name)

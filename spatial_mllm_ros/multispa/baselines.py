@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spatial_mllm_ros.conventions import COORD_SCALE, NUMERIC_KINDS, QuestionKind, format_value, is_correct
-from spatial_mllm_ros.multispa.metrics import wilson_interval
+from spatial_mllm_ros.intervals import wilson_interval
 
 __all__ = ["Baseline", "beats_baseline", "chance_level", "constant_baseline"]
 

@@ -5,11 +5,11 @@ Whether one answer is right is decided by spatial_mllm_ros.conventions.is_correc
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from spatial_mllm_ros.conventions import NUMERIC_KINDS, QuestionKind, as_vector, is_correct
+from spatial_mllm_ros.intervals import wilson_interval
 
 # The 12 grouped rows of the paper's Table 2, in its order; "Average" is their unweighted mean.
 TABLE2_ROWS: tuple[str, ...] = (
@@ -60,16 +60,6 @@ def table2_row(task: str, kind: QuestionKind | str) -> str | None:
             QuestionKind.VECTOR: "Object movement vector",
         }.get(kind)
     return None
-
-
-def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion, in percent; unlike the normal one it stays in 0-100."""
-    if total <= 0:
-        return 0.0, 100.0
-    p, zz = correct / total, z * z
-    centre = (p + zz / (2 * total)) / (1 + zz / total)
-    half = z * math.sqrt(p * (1 - p) / total + zz / (4 * total * total)) / (1 + zz / total)
-    return 100.0 * max(0.0, centre - half), 100.0 * min(1.0, centre + half)
 
 
 @dataclass

@@ -40,7 +40,7 @@ def value_order_correlation(values_in_time_order: Sequence[float]) -> float:
 
 def auc(positive: Sequence[float], negative: Sequence[float]) -> float | None:
     """Probability that a positive scores above a negative (ties count half); None if a side is empty."""
-    if not positive or not negative:
+    if len(positive) == 0 or len(negative) == 0:  # len, not truth: numpy arrays come from the bootstrap
         return None
     pos, neg = np.asarray(positive, dtype=float)[:, None], np.asarray(negative, dtype=float)[None, :]
     return float(((pos > neg).sum() + 0.5 * (pos == neg).sum()) / (pos.size * neg.size))

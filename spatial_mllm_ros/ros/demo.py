@@ -1,7 +1,8 @@
 """The end-to-end demo: the live simulation and the spatial node on DDS, answers beside the truth.
 
-Scripted gripper moves, questions over each move's frames beside the simulation's truth; then a recorded
-bag, reward labels and their grade (spatial_mllm_ros.demo.offline).
+Scripted gripper moves, questions over each move's frames beside the simulation's truth; then recorded
+bags, reward labels of a gripper rubric and an object rubric, and their grades
+(spatial_mllm_ros.demo.offline).
 
 The live stage runs in one process under executors, as `spatial-mllm bringup --sim` does, in its own DDS
 domain on loopback. The simulation spins in this thread (its GL context belongs here) and only while a
@@ -33,7 +34,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from spatial_mllm_ros.demo.errors import LiveStageError
-from spatial_mllm_ros.demo.offline import EXAMPLE_RUBRIC, OfflineResult, run_offline
+from spatial_mllm_ros.demo.offline import EXAMPLE_RUBRIC, OfflineResult, run_object_offline, run_offline
 from spatial_mllm_ros.demo.script import (
     DEMO_CAMERA,
     LiveRow,
@@ -85,6 +86,7 @@ class DemoOptions:
     height: int = 240
     moves: tuple[Move, ...] | None = None  # None: demo_moves() for the chosen scene
     offline: bool = True  # also record a bag, annotate and grade it
+    object_rubric: bool = True  # with offline: also label pushes and failed grasps with an object rubric
     progress: bool = True
     answer_images: bool = True  # save the node's ~/answer_image per question under out/answers/
 
@@ -101,6 +103,8 @@ class DemoResult:
     offline: OfflineResult | None = None
     offline_wall_s: float = 0.0
     files: dict[str, Path] = field(default_factory=dict)
+    object_offline: OfflineResult | None = None
+    object_wall_s: float = 0.0
 
 
 class DemoClient(Node):
@@ -288,7 +292,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
     sim_config.seed = seed
     moves = options.moves if options.moves is not None else demo_moves(push_direction)
     check_moves(moves)
-    steps = len(moves) + 2 + (2 if options.offline else 0)
+    steps = len(moves) + 2 + (2 + options.object_rubric if options.offline else 0)
     bar = tqdm(total=steps, desc="demo: starting the nodes", unit="step",
                disable=None if options.progress else True,  # None: only on a terminal
                bar_format="{desc} |{bar}| {n_fmt}/{total_fmt} [{elapsed}]")
@@ -319,25 +323,34 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
         files["answers (jsonl)"].write_text("".join(r.to_json() + "\n" for r in rows))
         if images is not None:
             files["answer images"] = images
-        offline = None
-        offline_started = time.monotonic()
+        offline = object_offline = None
+        offline_started = object_started = time.monotonic()
+        show = options.progress and sys.stderr.isatty()
         if options.offline:
             bar.set_description("demo: recording the bag and annotating it")
             bar.update(1)
             offline = run_offline(out, checkpoint, options.rubric, seed=seed, fps=RATE_HZ,
-                                  device=options.device,
-                                  show_progress=options.progress and sys.stderr.isatty())
+                                  device=options.device, show_progress=show)
             bar.update(1)
             files.update(offline.outputs)
+            object_started = time.monotonic()
+            if options.object_rubric:
+                bar.set_description("demo: labelling pushes and failed grasps with the object rubric")
+                object_offline = run_object_offline(out, checkpoint, options.device, show_progress=show)
+                bar.update(1)
+                files.update(object_offline.outputs)
         bar.set_description("demo: done")
     finally:
         bar.close()
-    offline_wall = time.monotonic() - offline_started
-    result = DemoResult(seed, rows, summary, out, live_wall, offline, offline_wall, files)
+    object_wall = time.monotonic() - object_started
+    result = DemoResult(seed, rows, summary, out, live_wall, offline, object_started - offline_started, files,
+                        object_offline, object_wall)
     (out / "summary.json").write_text(json.dumps({
         "seed": seed, "live": summary, "live_wall_s": round(live_wall, 1),
         "offline_wall_s": round(result.offline_wall_s, 1),
         "annotator": json.loads(offline.evaluation.to_json()) if offline else None,
+        "object_wall_s": round(result.object_wall_s, 1),
+        "object_annotator": json.loads(object_offline.evaluation.to_json()) if object_offline else None,
         "files": {k: str(v) for k, v in files.items()},
     }, indent=2))
     return result
