@@ -1,16 +1,23 @@
 """Model-runtime timings, each as a ratio to a baseline measured in the same run.
 
 (a) 8 questions over the same 2 frames (one ask_many batch) vs 1 question; target <= 2x (naive: 8x).
-(b) onnxruntime vs torch vision encoding on CPU: tiny model and InternVL3-1B shape (float32 both).
+(b) onnxruntime (fused graph; and its int8 form) vs torch vision encoding on CPU: tiny model and
+    InternVL3-1B shape (float32), speed-up and max abs output difference; then which backend the measured
+    rule (model.measure_backends) takes.
 (c) time-to-answer for 2 frames on CPU at InternVL3-1B shape (bf16), split into vision and language.
 (d) --device cuda: InternVL2-8B shape, 2 frames x 7 tiles, time-to-answer next to the GPU's physical
     limit computed here (FLOPs / peak, bytes / bandwidth); without a GPU it says so and skips.
 (e) a distance question on the shipped SpatialMLLM-tiny: the digit tree (number_beam 16, the default)
     vs greedy digits (number_beam 0), frames cached so the ratio is the language side's.
+(f) per-question latency of the shipped SpatialMLLM-tiny, 1 vs 8 questions over the same 2 frames (cold
+    embedding cache, and frames cached: the language side alone), questions as a left-padded batch
+    (model.question_batch padded, the way before the token tree) vs a token tree (the default); the
+    bench's 8 mixed questions and a rubric's 8.
 
-Default run: tiny model (a, b, e) + InternVL3-1B shape at one 448-px tile per frame (a, c closed-set), one
-repetition each; --quick: tiny model only; --full: also 1B-shape generation and the 1B-shape ONNX export
-with onnxruntime vs torch (minutes on 2 shared cores).
+Default run: tiny models (a, b, e, f) + InternVL3-1B shape at one 448-px tile per frame (a, c closed-set),
+one repetition each; --quick: tiny models only; --full: also 1B-shape generation and the 1B-shape ONNX
+export with onnxruntime vs torch (minutes on 2 shared cores). Times are wall clock, medians of interleaved
+rounds (the machine is shared); run with OMP_NUM_THREADS=1 for single-thread figures.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +41,7 @@ from spatial_mllm_ros.model.config import ModelConfig
 from spatial_mllm_ros.model.factory import REAL_SHAPES, make_real_shape_model, make_tiny_model
 from spatial_mllm_ros.model.preprocess import prepare_image
 from spatial_mllm_ros.model.runtime import SpatialModel
-from spatial_mllm_ros.model.vision import OnnxRuntimeBackend, TorchBackend
+from spatial_mllm_ros.model.vision import OnnxRuntimeBackend, TorchBackend, select_backend
 
 QUESTIONS = [
     "Did the camera move left or right?",
@@ -44,6 +52,11 @@ QUESTIONS = [
     Question("Which point in Image-2 matches the dot in Image-1?", kind=QuestionKind.CHOICE),
     "Did the camera rotate left or right?",
     "Did the blue cube move?",
+]
+RUBRIC_QUESTIONS = [  # a reward rubric's step checks: yes/no questions about each object and direction
+    f"Did the {thing} move {way}?"
+    for thing in ("gripper", "red cube")
+    for way in ("left", "right", "forward", "backward")
 ]
 # Dense bf16 peak FLOP/s and memory bandwidth (vendor datasheets) for the physical-limit estimate.
 GPU_PEAKS: dict[str, tuple[float, float]] = {
@@ -107,28 +120,60 @@ def bench_batch(model: SpatialModel, label: str, reps: int, warmup: bool = True)
 
 
 def bench_vision(model: Any, label: str, workdir: Path, tiles: int, reps: int) -> None:
-    """(b): the same tiles through onnxruntime and PyTorch (float32 both)."""
+    """(b): the same tiles through torch, onnxruntime and onnxruntime-int8 (float32 in and out)."""
     from spatial_mllm_ros.model.export import export_onnx
+    from spatial_mllm_ros.model.preprocess import PreparedImage
 
     fp32 = model.float()
     t = time.perf_counter()
     result = export_onnx(fp32, workdir, check_tiles=(1,))
     export_s = time.perf_counter() - t
-    ort = OnnxRuntimeBackend(fp32, "internvl", workdir)
-    tb = TorchBackend(fp32, "internvl")
+    backends = {
+        "torch": TorchBackend(fp32, "internvl"),
+        "onnxruntime": OnnxRuntimeBackend(fp32, "internvl", workdir),
+        "onnxruntime-int8": OnnxRuntimeBackend(fp32, "internvl", workdir, int8=True),
+    }
     size = fp32.config.vision_config.image_size[0]
-    from spatial_mllm_ros.model.preprocess import PreparedImage
-
     img = PreparedImage(torch.randn(tiles, 3, size, size), tiles * 256, (tiles, 1))
-    t_torch = median_ms(lambda: tb.encode([img]), reps)
-    t_ort = median_ms(lambda: ort.encode([img]), reps)
-    diff = (ort.encode([img])[0].embeds - tb.encode([img])[0].embeds).abs().max().item()
-    print(
-        f"(b) {label:<22} {tiles} tiles: torch {t_torch:8.1f} ms | onnxruntime {t_ort:8.1f} ms | "
-        f"ort/torch {t_ort / t_torch:5.2f}x | max abs diff {diff:.1e} (export {export_s:.0f} s, "
-        f"check {result.max_abs_diff:.1e})"
-    )
-    ort.close()
+    times = interleaved_ms({name: (lambda b=b: b.encode([img])) for name, b in backends.items()}, reps)
+    ref = backends["torch"].encode([img])[0].embeds
+    base = times["torch"]
+    threads = torch.get_num_threads()
+    print(f"(b) {label:<22} {tiles} tiles, {threads} thread(s): torch {base.wall:.1f} ms wall, "
+          f"{base.cpu:.1f} ms CPU (export {export_s:.0f} s, check {result.max_abs_diff:.1e} / "
+          f"{result.ort_max_abs_diff:.1e})")
+    for name in ("onnxruntime", "onnxruntime-int8"):
+        diff = (backends[name].encode([img])[0].embeds - ref).abs().max().item()
+        t = times[name]
+        print(f"    {name:<17} {t.wall:8.1f} ms wall, {t.cpu:8.1f} ms CPU | torch's time / its: "
+              f"{base.wall / t.wall:4.2f}x wall, {base.cpu / t.cpu:4.2f}x CPU (target >= 1.5x) | "
+              f"max abs diff {diff:.1e} (outputs up to {ref.abs().max().item():.2f})")
+        backends[name].close()
+    chosen, skipped = select_backend(("onnxruntime", "torch"), fp32, "internvl", workdir)
+    print(f"    measured rule takes {chosen.name}" + (f": {skipped['onnxruntime']}" if skipped else ""))
+
+
+@dataclass(frozen=True)
+class Clocks:
+    """Median ms of one function: wall clock, and this process's CPU time (steadier on a loaded machine;
+    the same as wall for one thread when nothing else competes)."""
+
+    wall: float
+    cpu: float
+
+
+def interleaved_ms(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, Clocks]:
+    """Time each function over `reps` rounds, all run once per round (one warm-up round), medians."""
+    wall: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
+    for rep in range(reps + 1):
+        for name, fn in fns.items():
+            t, c = time.perf_counter(), time.process_time()
+            fn()
+            if rep:
+                wall[name].append((time.perf_counter() - t) * 1e3)
+                cpu[name].append((time.process_time() - c) * 1e3)
+    return {name: Clocks(statistics.median(wall[name]), statistics.median(cpu[name])) for name in fns}
 
 
 def bench_answer(model: SpatialModel, label: str, reps: int, generated: bool) -> None:
@@ -247,6 +292,38 @@ def bench_numbers(reps: int) -> None:
     )
 
 
+def bench_questions(reps: int) -> None:
+    """(f): per-question latency, 1 vs 8 questions, questions as a padded batch (before) vs a token tree."""
+    f = frames(2, 240, 320, seed=6)
+    models = {
+        batch: SpatialModel.load(ModelConfig(device="cpu", vision_backends=("torch",), question_batch=batch))
+        for batch in ("padded", "tree")
+    }
+
+    def ask(model: SpatialModel, questions: list, cold: bool) -> Callable[[], Any]:
+        def run() -> None:
+            if cold:  # the frames are encoded in every call, as for a new camera pair
+                model.cache.clear()
+            model.ask_many(f, questions, keys=["f@0", "f@1"])
+
+        return run
+
+    for label, questions in (("bench's 8 mixed", QUESTIONS), ("rubric's 8 yes/no", RUBRIC_QUESTIONS)):
+        for cold in (True, False):
+            runs = {f"{b} {n}": ask(m, questions[:n], cold) for b, m in models.items() for n in (1, 8)}
+            times = interleaved_ms(runs, reps)
+            for clock in ("wall", "cpu"):
+                t = {k: getattr(v, clock) for k, v in times.items()}
+                print(
+                    f"(f) {label}, {'cold' if cold else 'cached frames'}, {clock} ms per question: padded "
+                    f"1 q {t['padded 1']:5.1f}, 8 q {t['padded 8'] / 8:5.1f} | tree 1 q {t['tree 1']:5.1f}, "
+                    f"8 q {t['tree 8'] / 8:5.1f} | tree vs padded at 8: {t['padded 8'] / t['tree 8']:4.2f}x "
+                    "(target >= 2x)"
+                )
+        answers = [m.ask_many(f, questions) for m in models.values()]
+        assert [a.raw for a in answers[0]] == [a.raw for a in answers[1]], "padded and tree answers differ"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny model only")
@@ -269,6 +346,7 @@ def main() -> None:
         bench_vision(tiny.model, "tiny", work / "tiny-onnx", 14, args.reps * 3)
         del tiny
         bench_numbers(args.reps * 5)
+        bench_questions(args.reps * 5)
         if args.quick:
             return
         model, tok = make_real_shape_model("internvl3-1b", device="cpu", dtype=torch.bfloat16)

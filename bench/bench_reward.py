@@ -1,7 +1,11 @@
 """Reward annotator throughput: frames/s end to end vs bag decoding alone and model alone (same run).
 
 Usage: nice .venv/bin/python bench/bench_reward.py [--quick|--full] [--checkpoint DIR] [--rubric FILE]
-       nice .venv/bin/python bench/bench_reward.py --eval 16 [--checkpoint DIR]   (quality, shipped model)
+       nice .venv/bin/python bench/bench_reward.py --eval 16 [--checkpoint DIR] [--tag NAME]   (quality)
+--eval N grades N held-out sim episodes of each rubric (push left; pick and place: successes against
+failed grasps, spatial_mllm_ros.reward.heldout) with the shipped or given model, prints every figure with
+its 95 % interval beside the targets it must reach, and keeps the graded figures in
+runs/reward_eval/TAG_SET.json (TAG: "shipped", else the checkpoint folder's name) for later comparison.
 Bags are recorded by the MuJoCo sim (320x240, front camera); the model is the given checkpoint or a tiny
 random one (throughput only, not quality). Model-only and pipeline runs share one warmed-up model, its
 embedding cache cleared before each run, and are interleaved `--reps` times (best time kept) because
@@ -34,6 +38,7 @@ from spatial_mllm_ros.reward import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+EVAL_OUT = ROOT / "runs" / "reward_eval"
 
 
 def sim_bags(root: Path, n_bags: int, n_eps: int, n_frames: int) -> list[Path]:
@@ -64,10 +69,16 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--reps", type=int, default=0, help="interleaved repetitions, best kept (default 1)")
     parser.add_argument("--eval", type=int, default=0, metavar="N",
-                        help="quality instead: N held-out sim episodes (push left / failed grasp), graded")
+                        help="quality instead: N held-out sim episodes per rubric, graded against sim truth")
+    parser.add_argument("--sets", default="", help="--eval: comma-separated held-out sets (default: all)")
+    parser.add_argument("--tag", default="", help="--eval: name of the saved figures (default: shipped, "
+                        "else the checkpoint folder's name)")
+    parser.add_argument("--eval-out", default=str(EVAL_OUT), help="--eval: where the figures are kept")
     args = parser.parse_args()
     if args.eval:
-        quality(args.eval, args.checkpoint, args.device)
+        tag = args.tag or (Path(args.checkpoint).name if args.checkpoint else "shipped")
+        quality(args.eval, args.checkpoint, args.device, [s for s in args.sets.split(",") if s],
+                Path(args.eval_out) / tag)
         return
     n_bags, n_eps, n_frames = (1, 2, 6) if args.quick else (4, 6, 24) if args.full else (2, 2, 8)
     reps = args.reps or (2 if args.full else 1)
@@ -92,13 +103,14 @@ def main() -> None:
             with Bag(path) as bag:
                 topic = bag.image_topic(rubric.image_topic)
                 for ep in find_episodes(bag, topic, config.split):
-                    out.append((ep, [f for _, f in bag.frames(topic, config.sampling.select(ep.times))]))
+                    frames = [f for _, f in bag.frames(topic, config.sampling.select(ep.times))]
+                    out.append((path, ep, frames))
         return out
 
     model = SpatialModel.load(config.model)
     decoded = decode_all()
-    n = sum(len(fr) for _, fr in decoded)
-    ep0, frames0 = decoded[0]
+    n = sum(len(fr) for _, _, fr in decoded)
+    _, ep0, frames0 = decoded[0]
     warm = EpisodeResult("w", "w", 0, "w", "t", 0, 0)
     EpisodeScorer(model, rubric, 0).score(ep0, frames0[:2], warm)  # warm-up: first calls are not throughput
 
@@ -111,8 +123,8 @@ def main() -> None:
 
     def model_only() -> None:
         scorer = EpisodeScorer(model, rubric, thumbnails=0)
-        for ep, frames in decoded:
-            scorer.score(ep, frames, EpisodeResult("b", "b", ep.index, "k", "t", 0, 0))
+        for path, ep, frames in decoded:  # the bag path keys the embedding cache, as in the pipeline
+            scorer.score(ep, frames, EpisodeResult(path.name, str(path), ep.index, "k", "t", 0, 0))
 
     wall: dict[str, float] = {}
     cpu: dict[str, float] = {}
@@ -137,7 +149,8 @@ def main() -> None:
     for clock, t in (("wall", wall), ("CPU", cpu)):
         dec, mod, pipe = t["decode only"], t["model only"], t["pipeline (overlapped)"]
         print(f"[{clock}] pipeline/model-only {mod / pipe:.2f}x, pipeline/decode-only {dec / pipe:.3f}x, "
-              f"pipeline/serial(decode+model) {(dec + mod) / pipe:.2f}x")
+              f"pipeline/serial(decode+model) {(dec + mod) / pipe:.2f}x; end to end (plots on) takes "
+              f"{t['end to end + outputs'] / mod:.2f}x the model alone's time (target <= 1.15x)")
     model.close()
     if len(bags) < 2:  # --jobs 2 needs a bag for each worker
         (tmp / "second").mkdir()
@@ -166,31 +179,59 @@ def jobs_ratio(bags: list[Path], rubric: str, checkpoint: str, device: str, reps
           f"{wall[2]:.1f} s, jobs2/jobs1 {wall[2] / wall[1]:.2f}x (<= 1: not slower); load {_load()}")
 
 
-def quality(n: int, checkpoint: str, device: str) -> None:
-    """Annotate held-out sim episodes with the shipped (or given) model and grade against sim truth."""
+def quality(n: int, checkpoint: str, device: str, sets: list[str], prefix: Path) -> None:
+    """Annotate each held-out set with its rubric, grade it against sim truth, print it beside the targets.
+
+    `sets` names HELDOUT_SETS (empty: all). Each set's figures go to PREFIX_SET.json with what produced
+    them (model, seeds, rubric fingerprint).
+    """
+    import json
+    from dataclasses import asdict
+
     from spatial_mllm_ros.model.config import ModelConfig
     from spatial_mllm_ros.model.factory import default_checkpoint
-    from spatial_mllm_ros.reward import evaluate_dir
-    from spatial_mllm_ros.reward.evaluate import heldout_sim_bags
+    from spatial_mllm_ros.reward.evaluate import (
+        REWARD_TARGETS,
+        RewardEvaluation,
+        annotate_and_grade,
+        format_figures,
+    )
+    from spatial_mllm_ros.reward.heldout import HELDOUT_SETS, heldout_sim_bags
 
     checkpoint = checkpoint or str(default_checkpoint())
     if not Path(checkpoint, "config.json").exists():
         print(f"no model at {checkpoint}: the shipped model is not there yet (pass --checkpoint DIR)")
         return
+    unknown = sorted(set(sets) - set(HELDOUT_SETS))
+    if unknown:
+        raise SystemExit(f"unknown held-out set(s) {unknown}; known: {', '.join(HELDOUT_SETS)}")
     tmp = Path(tempfile.mkdtemp(prefix="eval_reward_"))
-    bags = heldout_sim_bags(tmp, n)
-    rubric = load_rubric(ROOT / "config" / "rubric_sim_push_left.yaml")
-    model = ModelConfig(checkpoint=checkpoint, device=device, max_tiles=1)  # the shipped model: one tile
-    config = AnnotateConfig(rubric=rubric, model=model, split=Split("marker"),
-                            sampling=Sampling(count=rubric.count or 8))
-    summary = annotate_to_dir(bags, config, tmp / "out")
-    ev = evaluate_dir(tmp / "out", rubric)
-    print(f"{n} held-out sim episodes ({ev.n_success} pushes left, {ev.n_failure} failed grasps), "
-          f"model {checkpoint}, {summary.labels} labels -> {tmp / 'out'}")
-    print(f"direction agreement   {ev.direction_agreement}  (n={ev.direction_n}; target >= 0.9)")
-    print(f"distance error        {ev.distance_mae_mm} mm, relative {ev.distance_rel_error}")
-    print(f"VOC success/failure   {ev.voc_success} / {ev.voc_failure}  (target >= 0.8 and clearly above)")
-    print(f"success/failure AUC   {ev.auc}  (target >= 0.9)")
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    for name in sets or HELDOUT_SETS:
+        held = HELDOUT_SETS[name]
+        rubric = load_rubric(ROOT / "config" / held.rubric)
+        # the model's own preprocessor config caps its tiles (the shipped model: one 112-px tile)
+        config = AnnotateConfig.from_rubric(rubric, ModelConfig(checkpoint=checkpoint, device=device))
+        started = time.perf_counter()
+        summary, ev = annotate_and_grade(heldout_sim_bags(tmp / name, n, held), config, tmp / name / "labels")
+        wall = time.perf_counter() - started
+        saved = Path(f"{prefix}_{name}.json")
+        saved.write_text(json.dumps({
+            "set": name, "rubric": held.rubric, "rubric_fingerprint": rubric.fingerprint,
+            "checkpoint": checkpoint, "episodes": n, "first_seed": held.first_seed,
+            "success": held.success, "failure": held.failure, "labels": summary.labels,
+            "wall_s": round(wall, 1), "load": _load(), "evaluation": asdict(ev),
+        }, indent=2) + "\n")
+        print(f"\n{name} ({held.rubric}): {ev.n_success} successes ({held.success}), {ev.n_failure} "
+              f"failures ({held.failure}), seeds from {held.first_seed}; model {checkpoint}; "
+              f"{summary.labels} labels in {wall:.0f} s; load {_load()}")
+        print(format_figures(ev, REWARD_TARGETS))
+        print(f"-> {saved} (labels: {tmp / name / 'labels'})")
+        shipped = prefix.parent / f"shipped_{name}.json"
+        if shipped != saved and shipped.is_file():  # a retrained model: the shipped one's figures beside it
+            before = json.loads(shipped.read_text())
+            print(f"the shipped model on {before['episodes']} episodes of this set ({shipped}):")
+            print(format_figures(RewardEvaluation.from_dict(before["evaluation"]), REWARD_TARGETS))
 
 
 def _load() -> str:

@@ -281,3 +281,33 @@ def test_ood_score_column_and_unfamiliar_episodes_flagged(
     assert [e["out_of_distribution"] for e in episodes] == ["True", "True"]
     assert summary.out_of_distribution == 2
     assert "2 episode(s) look out of distribution" in (out / "report.html").read_text()
+
+
+def test_outputs_are_written_off_the_answering_thread_and_a_failure_surfaces(
+    tmp_path: Path, tiny_model: Path, bags: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from spatial_mllm_ros.reward import outputs
+    from spatial_mllm_ros.reward.errors import OutputError
+
+    plotted: list[str] = []
+    real_plot = outputs.plot_episode
+
+    def plot(out: Path, result: object) -> Path:
+        plotted.append(threading.current_thread().name)
+        return real_plot(out, result)
+
+    monkeypatch.setattr(outputs, "plot_episode", plot)
+    config = _config(tiny_model)
+    summary = annotate_to_dir([bags["mcap_raw"]], config, tmp_path / "ok", show_progress=False)
+    assert summary.episodes == 2 and plotted == ["output-writer"] * 2
+    assert len(list((tmp_path / "ok" / "plots").glob("*.png"))) == 2
+
+    def broken(out: Path, result: object) -> Path:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(outputs, "plot_episode", broken)
+    with pytest.raises(OutputError, match="No space left on device"):
+        annotate_to_dir([bags["mcap_raw"]], config, tmp_path / "full", show_progress=False)
+    assert not [t for t in threading.enumerate() if t.name == "output-writer"]

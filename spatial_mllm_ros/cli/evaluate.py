@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from spatial_mllm_ros.model.config import ModelConfig
+from spatial_mllm_ros.model.config import VISION_BACKENDS, ModelConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,6 +62,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="distances and depths: digit prefixes followed per level to weigh the whole value "
         "distribution (the answer likeliest within 20%%); 0: greedy digits (default: %(default)s)",
     )
+    p.add_argument(
+        "--vision-backend",
+        default="torch",
+        choices=[b for b in VISION_BACKENDS if b not in ("tensorrt", "torch-compile")],
+        help="what encodes the frames (with --checkpoint); the onnxruntime ones run the graphs of "
+        "`spatial-mllm export-vision`, onnxruntime-int8 its int8 form (default: %(default)s)",
+    )
     p.set_defaults(func=run)
 
 
@@ -90,7 +97,14 @@ def run(args: argparse.Namespace) -> int:
     benches = {name: load_benchmark(path) for name, path in paths.items()}
     source = Path(args.checkpoint or args.answers)
     answers = (
-        answer_sets(benches, source, args.device, max_tiles=args.max_tiles, number_beam=args.number_beam)
+        answer_sets(
+            benches,
+            source,
+            args.device,
+            max_tiles=args.max_tiles,
+            number_beam=args.number_beam,
+            vision_backend=args.vision_backend,
+        )
         if args.checkpoint
         else read_answer_sets(source, benches)
     )

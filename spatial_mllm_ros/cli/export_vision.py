@@ -15,6 +15,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"onnx:          {result.path}")
     tiles = ", ".join(map(str, result.tiles_checked))
     print(f"max abs diff:  {result.max_abs_diff:.3e} vs PyTorch (tiles {tiles})")
+    print(f"onnxruntime:   {result.ort_path} (fused attention; max abs diff {result.ort_max_abs_diff:.3e})")
     print(f"export time:   {result.seconds:.1f} s")
     if args.format == "onnx":
         return 0

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from spatial_mllm_ros.config import option
 
 FAMILY_CHOICES = ("auto", "internvl", "qwen2_5_vl", "qwen3_vl")
-VISION_BACKENDS = ("tensorrt", "onnxruntime", "torch-compile", "torch")
+VISION_BACKENDS = ("tensorrt", "onnxruntime", "onnxruntime-int8", "torch-compile", "torch")
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+QUESTION_BATCH_CHOICES = ("auto", "tree", "padded")
 
 
 @dataclass
@@ -35,6 +36,18 @@ class ModelConfig:
         ("tensorrt", "onnxruntime", "torch"),
         help="vision encoder backends in fallback order",
         choices=VISION_BACKENDS,
+    )
+    question_batch: str = option(
+        "auto",
+        help="questions over the same frames (InternVL): tree runs the tokens they start with once (one "
+        "forward with a tree attention mask); padded runs each question as a left-padded row; auto: tree "
+        "where the attention kernel takes a custom mask (sdpa, eager), else padded",
+        choices=QUESTION_BATCH_CHOICES,
+    )
+    measure_backends: bool = option(
+        True,
+        help="take an onnxruntime backend only where it is faster than torch eager: timed once per machine "
+        "(one tile) at the first load and kept beside the exported graph; false: the first that runs",
     )
     trust_remote_code: bool = option(False, help="allow checkpoint Python code (original InternVL2); unsafe")
     max_new_tokens: int = option(32, help="generation budget for open questions", range=(1, 1024))

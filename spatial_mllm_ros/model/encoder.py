@@ -1,7 +1,8 @@
 """The InternVL vision encoder as one module, and where its exported forms for a checkpoint live.
 
-The PyTorch backend runs VisionTower; the exporter writes it as an ONNX graph and the TensorRT backend
-builds an engine from that graph, both next to the checkpoint and valid only for its vision weights.
+The PyTorch backend runs VisionTower; the exporter writes it as ONNX graphs (a portable one the TensorRT
+backend builds an engine from, a fused one onnxruntime runs), all next to the checkpoint and valid only
+for its vision weights.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any
 import torch
 
 EXPORT_DIRNAME = "vision_export"
-ONNX_NAME = "vision.onnx"
+ONNX_NAME = "vision.onnx"  # opset 18: portable, what TensorRT builds from
 ONNX_META = "vision.onnx.json"
+ORT_NAME = "vision.ort.onnx"  # opset 23, fused attention: what onnxruntime runs
+DERIVED = {"int8": "vision.ort.int8.onnx", "fp16": "vision.ort.fp16.onnx"}  # made from ORT_NAME on first use
 
 
 class VisionTower(torch.nn.Module):
@@ -66,6 +69,16 @@ def onnx_paths(checkpoint: Path) -> tuple[Path, Path]:
     """(graph, metadata) paths of the exported ONNX vision encoder of a checkpoint."""
     d = artifact_dir(checkpoint)
     return d / ONNX_NAME, d / ONNX_META
+
+
+def ort_path(checkpoint: Path, form: str = "") -> Path:
+    """Return the onnxruntime graph of a checkpoint: float32 (form ""), or its "int8" or "fp16" form."""
+    return artifact_dir(checkpoint) / (DERIVED[form] if form else ORT_NAME)
+
+
+def derived_paths(checkpoint: Path) -> list[Path]:
+    """Every graph made from the onnxruntime graph (stale once the checkpoint is exported again)."""
+    return [ort_path(checkpoint, form) for form in DERIVED]
 
 
 def engine_path(checkpoint: Path, trt_version: str, gpu_name: str) -> Path:

@@ -1,6 +1,12 @@
-"""Export the InternVL vision tower + projector to ONNX and check the graph against PyTorch.
+"""Export the InternVL vision tower + projector to ONNX and check the graphs against PyTorch.
 
-The graph takes a dynamic number of tiles; the TensorRT backend builds its engine from it.
+One torch.export trace gives two graphs, both with a dynamic number of tiles:
+- vision.onnx (opset 18): portable; the TensorRT backend builds its engine from it (TensorRT before
+  10.14, JetPack 6's included, has no ONNX Attention operator).
+- vision.ort.onnx (opset 23): what onnxruntime runs; the exporter writes each attention block as one
+  Attention operator and each GELU as one Gelu, which onnxruntime fuses further (BiasGelu, LayerNorm)
+  at session creation.
+The int8 (CPU) and fp16 (CUDA) forms of the onnxruntime graph are derived from it on first use.
 """
 
 from __future__ import annotations
@@ -8,29 +14,41 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from spatial_mllm_ros.model.encoder import VisionTower, onnx_paths, vision_fingerprint
+from spatial_mllm_ros.model.encoder import (
+    VisionTower,
+    derived_paths,
+    onnx_paths,
+    ort_path,
+    vision_fingerprint,
+)
 from spatial_mllm_ros.model.errors import ExportError
 
 log = logging.getLogger(__name__)
 
+ORT_OPSET = 23  # the first opset with Attention (and 20: Gelu)
+
 
 @dataclass
 class ExportResult:
-    """Where the graph went and how closely onnxruntime reproduces PyTorch."""
+    """Where the graphs went and how closely onnxruntime reproduces PyTorch."""
 
     path: Path
     max_abs_diff: float
     tiles_checked: tuple[int, ...]
     seconds: float
+    ort_path: Path | None = None
+    ort_max_abs_diff: float | None = None
 
 
-def _tile_size(model: Any) -> int:
+def tile_size(model: Any) -> int:
+    """Side in pixels of the vision tower's square tiles."""
     size = model.config.vision_config.image_size
     return int(size[0] if isinstance(size, (list, tuple)) else size)
 
@@ -43,49 +61,57 @@ def export_onnx(
     tolerance: float = 1e-4,
 ) -> ExportResult:
     """Export vision tower + projector (float32) to checkpoint's export dir; verify with onnxruntime."""
-    import time
-
     if model.config.model_type != "internvl":
         raise ExportError(f"ONNX export supports InternVL checkpoints, not {model.config.model_type}")
     start = time.perf_counter()
     graph, meta = onnx_paths(Path(checkpoint))
+    fast = ort_path(Path(checkpoint))
     graph.parent.mkdir(parents=True, exist_ok=True)
+    for stale in derived_paths(Path(checkpoint)):  # made from the previous graph
+        stale.unlink(missing_ok=True)
     tower = VisionTower(copy.deepcopy(model).float().cpu()).eval()
-    size = _tile_size(model)
+    size = tile_size(model)
     example = torch.randn(2, 3, size, size)
     tiles = torch.export.Dim("tiles", min=1, max=256)
     try:
         with torch.inference_mode(False), torch.no_grad():
-            program = torch.onnx.export(
-                tower,
-                (example,),
-                dynamo=True,
-                input_names=["pixel_values"],
-                output_names=["features"],
-                dynamic_shapes={"pixel_values": {0: tiles}},
-                opset_version=opset,
-                verbose=False,
-            )
-            program.save(str(graph))
+            program = torch.export.export(tower, (example,), dynamic_shapes={"pixel_values": {0: tiles}})
+            for path, version in ((graph, opset), (fast, max(opset, ORT_OPSET))):
+                onnx_program = torch.onnx.export(
+                    program,
+                    dynamo=True,
+                    input_names=["pixel_values"],
+                    output_names=["features"],
+                    opset_version=version,
+                    verbose=False,
+                )
+                onnx_program.save(str(path))
     except Exception as exc:  # the exporter raises many types; report one
         raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {exc}") from exc
-    diff = compare_onnx(tower, graph, size, check_tiles)
-    if diff > tolerance:
-        raise ExportError(f"ONNX graph differs from PyTorch by {diff:.2e} (> {tolerance:.0e})")
+    diffs = {path: compare_onnx(tower, path, size, check_tiles) for path in (graph, fast)}
+    for path, diff in diffs.items():
+        if diff > tolerance:
+            raise ExportError(
+                f"ONNX graph {path.name} differs from PyTorch by {diff:.2e} (> {tolerance:.0e})"
+            )
     meta.write_text(
         json.dumps(
             {
                 "fingerprint": vision_fingerprint(model),
                 "tile_size": size,
-                "max_abs_diff": diff,
+                "max_abs_diff": diffs[graph],
                 "opset": opset,
+                "ort_max_abs_diff": diffs[fast],
+                "ort_opset": max(opset, ORT_OPSET),
             },
             indent=2,
         )
         + "\n"
     )
-    result = ExportResult(graph, diff, tuple(check_tiles), time.perf_counter() - start)
-    log.info("exported %s (max abs diff vs PyTorch %.2e)", graph, diff)
+    result = ExportResult(
+        graph, diffs[graph], tuple(check_tiles), time.perf_counter() - start, fast, diffs[fast]
+    )
+    log.info("exported %s and %s (max abs diff vs PyTorch %.1e, %.1e)", graph, fast, *diffs.values())
     return result
 
 
@@ -105,3 +131,41 @@ def compare_onnx(
         (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
         worst = max(worst, float(abs(out - ref).max()))
     return worst
+
+
+def quantize_int8(source: Path, target: Path) -> Path:
+    """Dynamic int8 quantisation of the graph's weight MatMuls (CPU): int8 weights, activations per call.
+
+    The attention products themselves stay float (they have no constant operand), as do LayerNorm and
+    the patch convolution: the accuracy cost is measured on the benchmark (docs/performance.md).
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = target.with_suffix(".tmp.onnx")
+    quantize_dynamic(
+        str(source),
+        str(tmp),
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul"],
+        extra_options={"MatMulConstBOnly": True},
+    )
+    tmp.replace(target)
+    log.info("wrote the int8 vision graph %s", target)
+    return target
+
+
+def convert_fp16(source: Path, target: Path) -> Path:
+    """fp16 weights and activations for the CUDA provider, float32 inputs and outputs kept.
+
+    Written the standard onnxruntime way (onnxruntime.transformers.float16); not run on the development
+    machines (their onnxruntime has no CUDA provider).
+    """
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    half = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+    tmp = target.with_suffix(".tmp.onnx")
+    onnx.save(half, str(tmp))
+    tmp.replace(target)
+    log.info("wrote the fp16 vision graph %s", target)
+    return target

@@ -1,15 +1,18 @@
 """The language half of a question batch: closed-set scoring, greedy generation, integer digit trees.
 
 InternVL (1-D rope): the shared prompt part (chat head + every frame's image tokens) is run once into a
-KV cache, which is repeated for the batch; each question's own tokens then run as one left-padded batch
-whose last-position logits score the closed answer sets; open questions continue greedily from there,
-and integer answers (distances, depths) through a pruned digit tree that gives their value distribution.
+KV cache; the questions' own tokens then run in one forward as a token tree (the tokens questions start
+with run once; question_tree.py), or as a left-padded batch over copies of that cache where the attention
+kernel takes no custom mask. The last-position logits score the closed answer sets; open questions
+continue greedily from there, and integer answers (distances, depths) through a pruned digit tree that
+gives their value distribution.
 Qwen-VL (3-D rope, deepstack): full rows through the model's own forward/generate with the cached
 vision embeddings passed as `mm_encoder_outputs`.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +20,10 @@ from typing import Any, cast
 
 import torch
 
+from spatial_mllm_ros.model.question_tree import QuestionTree
 from spatial_mllm_ros.model.vision import FrameFeatures
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -136,9 +142,17 @@ class LanguageDecoder:
 
 
 class PrefixSharedDecoder(LanguageDecoder):
-    """InternVL: frames' tokens encoded once into a KV cache shared by the question batch."""
+    """InternVL: frames' tokens encoded once into a KV cache shared by the question batch.
+
+    The questions then run as a token tree (QuestionTree: tokens they start with run once) where the
+    attention kernel takes a custom mask, else as a left-padded batch over copies of the prefix cache.
+    """
 
     scores_numbers = True
+
+    def __init__(self, model: Any, tokenizer: Any, image_token_id: int, tree: bool = True) -> None:
+        super().__init__(model, tokenizer, image_token_id)
+        self.tree = tree
 
     @torch.inference_mode()
     def run(
@@ -148,30 +162,82 @@ class PrefixSharedDecoder(LanguageDecoder):
         rows: Sequence[RowRequest],
         max_new_tokens: int,
     ) -> list[RowResult]:
-        """Prefix once, questions as one batch, then greedy steps for the open ones."""
+        """Prefix once, questions as one tree (or padded batch), then greedy steps for the open ones."""
+        cache = self._prefix(shared_ids, features)
+        open_rows = [i for i, r in enumerate(rows) if not r.option_ids]
+        step = self._tree_step if self.tree else self._padded_step
+        last, attn, last_pos = step(cache, len(shared_ids), rows, open_rows)
+        results = [RowResult() for _ in rows]
+        for i, r in enumerate(rows):
+            if r.option_ids:
+                probs = _option_probs(last[i], r.option_ids)
+                results[i] = RowResult(max(probs, key=probs.get), probs)
+        if open_rows and max_new_tokens >= 1:
+            live = [_Live(i, []) for i in open_rows]
+            self._continue(rows, results, live, cache, attn, last_pos, last[open_rows], max_new_tokens)
+        return results
+
+    def _prefix(self, shared_ids: list[int], features: Sequence[FrameFeatures]) -> Any:
+        """Run the chat head and the frames' image tokens once into a fresh KV cache (batch of one)."""
         from transformers import DynamicCache
 
         model, device = self.model, self.model.device
-        embed = model.get_input_embeddings()
         ids = torch.tensor([shared_ids], device=device)
-        embeds = embed(ids)
-        image = torch.cat([f.embeds for f in features]).to(device, embeds.dtype) if features else None
+        embeds = model.get_input_embeddings()(ids)
         mask = ids[0] == self.image_token_id
-        if image is not None:
+        if features:
+            image = torch.cat([f.embeds for f in features]).to(device, embeds.dtype)
             if int(mask.sum()) != image.shape[0]:
                 raise ValueError(f"prompt has {int(mask.sum())} image tokens for {image.shape[0]} embeddings")
             embeds[0, mask] = image
         cache = DynamicCache(config=model.config.get_text_config())
-        prefix_len = len(shared_ids)
         model(inputs_embeds=embeds, cache=cache, use_cache=True, logits_to_keep=1)
-        n = len(rows)
+        return cache
+
+    def _tree_step(
+        self, cache: Any, prefix_len: int, rows: Sequence[RowRequest], open_rows: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every row's last logits from one forward over the question tree.
+
+        Returns (logits per row, then for the open rows: attention mask and last position), the cache
+        re-laid as one left-padded batch row per open row for the greedy steps.
+        """
+        device = self.model.device
+        tree = QuestionTree.build([r.question_ids for r in rows])
+        out = self.model(
+            input_ids=torch.tensor([tree.tokens], device=device),
+            attention_mask=tree.attention_mask(prefix_len, self.model.dtype).to(device),
+            position_ids=tree.positions(prefix_len).to(device),
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=torch.tensor(tree.ends, device=device),
+        )
+        last = out.logits[0]
+        if not open_rows:  # nothing goes on generating: no batch layout to build
+            return last, torch.empty((0, 0), dtype=torch.long), torch.empty(0, dtype=torch.long)
+        index, attn = tree.row_layout(open_rows, prefix_len)
+        index = index.to(device)
+        for layer in cache.layers:  # (1, heads, prefix + nodes, dim) -> (open rows, heads, width, dim)
+            layer.keys = layer.keys[0][:, index].transpose(0, 1).contiguous()
+            layer.values = layer.values[0][:, index].transpose(0, 1).contiguous()
+        last_pos = torch.tensor([prefix_len + tree.depths[tree.ends[i]] for i in open_rows], device=device)
+        return last, attn.to(device), last_pos
+
+    def _padded_step(
+        self, cache: Any, prefix_len: int, rows: Sequence[RowRequest], open_rows: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every row's last logits from one left-padded batch over copies of the prefix cache.
+
+        Returns what _tree_step does, the cache kept for the open rows only.
+        """
+        device, n = self.model.device, len(rows)
         if n > 1:
             cache.batch_repeat_interleave(n)
         q_ids, q_mask = _left_pad([r.question_ids for r in rows], self.pad_id)
         q_ids, q_mask = q_ids.to(device), q_mask.to(device)
         attn = torch.cat([torch.ones((n, prefix_len), dtype=torch.long, device=device), q_mask], dim=1)
         pos = (prefix_len + q_mask.cumsum(-1) - 1).clamp(min=prefix_len)
-        out = model(
+        out = self.model(
             input_ids=q_ids,
             attention_mask=attn,
             position_ids=pos,
@@ -179,16 +245,11 @@ class PrefixSharedDecoder(LanguageDecoder):
             use_cache=True,
             logits_to_keep=1,
         )
-        last = out.logits[:, -1]
-        results = [RowResult() for _ in rows]
-        for i, r in enumerate(rows):
-            if r.option_ids:
-                probs = _option_probs(last[i], r.option_ids)
-                results[i] = RowResult(max(probs, key=probs.get), probs)
-        live = [_Live(i, []) for i, r in enumerate(rows) if not r.option_ids]
-        if live and max_new_tokens >= 1:
-            self._continue(rows, results, live, cache, attn, pos[:, -1], last, max_new_tokens)
-        return results
+        if open_rows and len(open_rows) < n:
+            idx = torch.tensor(open_rows, device=device)
+            cache.reorder_cache(idx)
+            attn, pos = attn[idx], pos[idx]
+        return out.logits[:, -1], attn, pos[:, -1]
 
     def _continue(
         self,
@@ -206,14 +267,11 @@ class PrefixSharedDecoder(LanguageDecoder):
         An integer row follows its `beam` likeliest digit prefixes per level (none under 1e-4); each
         followed prefix also ends there (the closing token), which gives that value's probability, and
         the unfollowed ones are counted at their siblings' ending rate (_Tally). Rows leave the batch
-        when they finish, and the KV cache follows every row's parent.
+        when they finish, and the KV cache follows every row's parent. `cache`, `attn`, `last_pos` and
+        `logits` hold the live rows, in their order.
         """
         device = attn.device
         tallies = {c.row: _Tally() for c in live if rows[c.row].number}
-        if len(live) < logits.shape[0]:
-            idx = torch.tensor([c.row for c in live], device=device)
-            cache.reorder_cache(idx)
-            attn, last_pos, logits = attn[idx], last_pos[idx], logits[idx]
         while live:
             live, parent, tokens = self._branch(rows, results, live, logits, tallies, max_new_tokens)
             if not live:
@@ -365,9 +423,17 @@ class FullRowDecoder(LanguageDecoder):
         return results
 
 
-def make_decoder(family: str, model: Any, tokenizer: Any) -> LanguageDecoder:
-    """Pick the decoder strategy for a family."""
+MASKED_ATTENTION = frozenset({"sdpa", "eager"})  # attention kernels that take an arbitrary additive mask
+
+
+def make_decoder(family: str, model: Any, tokenizer: Any, question_batch: str = "auto") -> LanguageDecoder:
+    """Pick the decoder strategy for a family; question_batch: auto, tree or padded (PrefixSharedDecoder)."""
     image_token_id = int(model.config.image_token_id)
-    if family == "internvl":
-        return PrefixSharedDecoder(model, tokenizer, image_token_id)
-    return FullRowDecoder(model, tokenizer, image_token_id)
+    if family != "internvl":
+        return FullRowDecoder(model, tokenizer, image_token_id)
+    kernel = model.config.get_text_config()._attn_implementation
+    tree = question_batch != "padded" and kernel in MASKED_ATTENTION
+    if question_batch == "tree" and not tree:
+        log.warning("question_batch tree needs an attention kernel that takes a custom mask, not %s: "
+                    "questions run as a padded batch", kernel)
+    return PrefixSharedDecoder(model, tokenizer, image_token_id, tree=tree)

@@ -8,6 +8,7 @@ a per-question part, so the runtime can encode the frames' tokens once for a bat
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,10 @@ class PromptEncoder:
         start, context, end = IMAGE_WRAPPERS[family]
         self.start_id, self.context_id, self.end_id = (self._token_id(t) for t in (start, context, end))
         self.chat_head, self.chat_tail = self._chat_parts()
+        # A batch asks several questions over the same frames, a node or annotator the same questions
+        # over new frames: tokenizing each part once saves a tokenizer call per part and question.
+        self._shared = functools.lru_cache(maxsize=64)(self._shared_ids)
+        self._question = functools.lru_cache(maxsize=1024)(self._question_ids)
         self._special = [t for t in getattr(tokenizer, "all_special_tokens", []) if t] + [
             start,
             context,
@@ -92,14 +97,23 @@ class PromptEncoder:
         self, image_tokens: list[int], description: str, question: str, answer_prefix: str = ""
     ) -> EncodedPrompt:
         """Encode one question over frames whose images take image_tokens[k] context tokens each."""
+        shared = self._shared(tuple(image_tokens))
+        rest = self._question(len(image_tokens), description, question, answer_prefix)
+        return EncodedPrompt(list(shared), list(rest))
+
+    def _shared_ids(self, image_tokens: tuple[int, ...]) -> tuple[int, ...]:
         shared = self._text(self.chat_head)
         lines = image_prefix(len(image_tokens)).split(IMAGE_TOKEN)
         for k, n in enumerate(image_tokens):
             shared += self._text(lines[k]) + self.image_ids(n)
-        tail_text = lines[-1] if image_tokens else ""
+        return tuple(shared)
+
+    def _question_ids(
+        self, n_images: int, description: str, question: str, answer_prefix: str
+    ) -> tuple[int, ...]:
+        tail_text = image_prefix(n_images).split(IMAGE_TOKEN)[-1] if n_images else ""
         body = build_prompt(0, self.clean(description), self.clean(question))
-        rest = self._text(tail_text + body + self.chat_tail + answer_prefix)
-        return EncodedPrompt(shared, rest)
+        return tuple(self._text(tail_text + body + self.chat_tail + answer_prefix))
 
     def encode_training(
         self, image_tokens: list[int], prompt: str, answer: str

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from spatial_mllm_ros.answers import Answer, Question, QuestionKind, parse_answer
-from spatial_mllm_ros.conventions import best_numeric_answer, format_value, task_description
+from spatial_mllm_ros.conventions import AnswerStage, best_numeric_answer, format_value, task_description
 from spatial_mllm_ros.model.calibration import load_calibration
 from spatial_mllm_ros.model.config import ModelConfig
 from spatial_mllm_ros.model.errors import FrameError, ModelError, QuestionError, TooManyFramesError
@@ -127,11 +127,18 @@ class SpatialModel:
             loaded.family, self.model.config, loaded.checkpoint, config.max_tiles, config.use_thumbnail
         )
         self.prompts = PromptEncoder(self.tokenizer, loaded.family)
-        self.decoder: LanguageDecoder = make_decoder(loaded.family, self.model, self.tokenizer)
+        self.decoder: LanguageDecoder = make_decoder(
+            loaded.family, self.model, self.tokenizer, config.question_batch
+        )
         max_tiles = config.max_frames * (config.max_tiles + 1)
         self.vision: VisionBackend
         self.vision, self.skipped_backends = select_backend(
-            config.vision_backends, self.model, loaded.family, loaded.checkpoint, max_tiles
+            config.vision_backends,
+            self.model,
+            loaded.family,
+            loaded.checkpoint,
+            max_tiles,
+            config.measure_backends,
         )
         self.cache = EmbeddingCache(config.cache_bytes)
         # Saved beside the weights when fitted: a temperature for closed-set confidences, and statistics of
@@ -290,18 +297,23 @@ class SpatialModel:
     # ------------------------------------------------------------------ questions
 
     def ask(
-        self, images: Sequence[np.ndarray], question: str | Question, keys: Sequence[str] | None = None
+        self, images: Sequence[np.ndarray], question: str | Question, keys: Sequence[str] | None = None,
+        on_stage: Callable[[AnswerStage], None] | None = None,
     ) -> Answer:
         """Answer one question about frames (RGB uint8 HxWx3, oldest first)."""
-        return self.ask_many(images, [question], keys)[0]
+        return self.ask_many(images, [question], keys, on_stage)[0]
 
     def ask_many(
         self,
         images: Sequence[np.ndarray],
         questions: Sequence[str | Question],
         keys: Sequence[str] | None = None,
+        on_stage: Callable[[AnswerStage], None] | None = None,
     ) -> list[Answer]:
-        """Answer several questions about the same frames as one batch (frames encoded once)."""
+        """Answer several questions about the same frames as one batch (frames encoded once).
+
+        `on_stage` is told when the vision encoder starts and when the language model takes over.
+        """
         if isinstance(questions, (str, Question)):
             questions = [questions]
         if not questions:
@@ -311,9 +323,10 @@ class SpatialModel:
         qs = [self._check_question(q) for q in questions]
         frames, keys = self._check_images(images, keys)
         with self._lock:
-            return self._answer(frames, keys, qs)
+            return self._answer(frames, keys, qs, on_stage or (lambda stage: None))
 
-    def _answer(self, frames: list[np.ndarray], keys: list[str], qs: list[Question]) -> list[Answer]:
+    def _answer(self, frames: list[np.ndarray], keys: list[str], qs: list[Question],
+                on_stage: Callable[[AnswerStage], None]) -> list[Answer]:
         t0 = time.perf_counter()
         image_tokens = [image_token_count(f.shape[0], f.shape[1], self.spec) for f in frames]
         rows, kinds = [], []
@@ -331,6 +344,7 @@ class SpatialModel:
         longest = len(shared) + max(len(r.question_ids) for r in rows) + self.config.max_new_tokens
         if longest > self.context_limit:  # refused before any encoding work
             raise TooManyFramesError(len(frames), self.context_limit, tokens=longest)
+        on_stage(AnswerStage.VISION)
         tv = time.perf_counter()
         features, hits = self.encode_frames(frames, keys)
         if self.loaded.device.type == "cuda":
@@ -340,6 +354,7 @@ class SpatialModel:
             raise ModelError(
                 f"vision backend {self.backend} returned token counts that do not match the prompt"
             )
+        on_stage(AnswerStage.LANGUAGE)
         results = self.decoder.run(shared, features, rows, self.config.max_new_tokens)
         ood = self.ood_score(features)
         t2 = time.perf_counter()

@@ -1,9 +1,10 @@
-"""Vision-encoder backends behind one interface: torch, torch-compile, onnxruntime, tensorrt.
+"""Vision-encoder backends behind one interface: torch, torch-compile, onnxruntime(-int8), tensorrt.
 
 Each backend turns preprocessed frames into the LLM-space embeddings of their image tokens. The runtime
 tries the backends named in ModelConfig.vision_backends in order and keeps the first that can run here;
 one that cannot (package missing, no GPU, no exported graph) raises BackendUnavailableError with the
-reason, which is logged before falling back to the next.
+reason, which is logged before falling back to the next. An onnxruntime backend must also have been timed
+faster than torch eager on this machine (speed.py; ModelConfig.measure_backends).
 """
 
 from __future__ import annotations
@@ -18,10 +19,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from spatial_mllm_ros.model.encoder import VisionTower, engine_path, onnx_paths, vision_fingerprint
+from spatial_mllm_ros.model.encoder import (
+    VisionTower,
+    engine_path,
+    onnx_paths,
+    ort_path,
+    vision_fingerprint,
+)
 from spatial_mllm_ros.model.errors import BackendUnavailableError
-from spatial_mllm_ros.model.export import export_onnx
+from spatial_mllm_ros.model.export import convert_fp16, export_onnx, quantize_int8, tile_size
 from spatial_mllm_ros.model.preprocess import PreparedImage
+from spatial_mllm_ros.model.speed import TILES, SpeedCheck, check_speed, machine_key, time_pair
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +121,18 @@ class TorchBackend(VisionBackend):
 
 
 class OnnxRuntimeBackend(VisionBackend):
-    """The exported ONNX graph (spatial-mllm export-vision) in onnxruntime; CUDA provider when present."""
+    """The exported graph (spatial-mllm export-vision) in onnxruntime, outputs written into torch tensors.
+
+    CPU: the fused float32 graph, or its int8 dynamic quantisation (`int8`), with torch's intra-op thread
+    count (the node sets it from its cpu_threads). CUDA, when the model is on a GPU and onnxruntime has the
+    CUDA provider: the fp16 graph, inputs and outputs bound to torch's GPU tensors; written the standard
+    way, not run on the development machines (no CUDA provider there).
+    """
 
     name = "onnxruntime"
 
-    def __init__(self, model: Any, family: str, checkpoint: Path | None) -> None:
+    def __init__(self, model: Any, family: str, checkpoint: Path | None, int8: bool = False) -> None:
+        self.name = "onnxruntime-int8" if int8 else "onnxruntime"
         if family != "internvl":
             raise BackendUnavailableError(
                 self.name, f"only InternVL vision towers are exported, not {family}"
@@ -129,32 +144,57 @@ class OnnxRuntimeBackend(VisionBackend):
         if checkpoint is None:
             raise BackendUnavailableError(self.name, "model has no checkpoint directory to find the graph in")
         graph, meta = onnx_paths(checkpoint)
-        if not graph.is_file():
+        fused = ort_path(checkpoint)
+        if not fused.is_file():
             raise BackendUnavailableError(
                 self.name,
-                f"no exported graph at {graph}; run: spatial-mllm export-vision --checkpoint "
+                f"no exported graph at {fused}; run: spatial-mllm export-vision --checkpoint "
                 f"{checkpoint} --format onnx",
             )
         info = json.loads(meta.read_text()) if meta.is_file() else {}
         if info.get("fingerprint") != vision_fingerprint(model):
             raise BackendUnavailableError(self.name, f"{graph} was exported from other weights; export again")
-        providers = [
-            p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()
-        ]
+        cuda = model.device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers()
+        if int8 and cuda:
+            raise BackendUnavailableError(self.name, "int8 dynamic quantisation runs on the CPU only")
+        form = "fp16" if cuda else "int8" if int8 else ""
+        path = ort_path(checkpoint, form)
+        if form and not path.is_file():
+            (convert_fp16 if cuda else quantize_int8)(fused, path)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(graph), opts, providers=providers)
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.intra_op_num_threads = torch.get_num_threads()
+        opts.inter_op_num_threads = 1
+        # Idle worker threads would spin between calls on cores the node shares with its image callbacks.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers: list[Any] = ["CPUExecutionProvider"]
+        if cuda:
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": model.device.index or 0}))
+        self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        self.device = model.device if cuda else torch.device("cpu")
         self.input_name = self.session.get_inputs()[0].name
+        output = self.session.get_outputs()[0]
+        self.output_name, self.out_shape = output.name, tuple(output.shape[1:])
+        if not all(isinstance(d, int) for d in self.out_shape):
+            raise BackendUnavailableError(self.name, f"{path} has no static (tokens, hidden) output")
         self.model = model
+        self.meta = meta
 
     def encode(self, images: Sequence[PreparedImage]) -> list[FrameFeatures]:
-        """Run the ONNX graph on all frames' tiles at once (float32 in, float32 out)."""
+        """Run the graph on all frames' tiles at once, into a torch tensor allocated here (IO binding)."""
         if not images:
             return []
-        pixels = torch.cat([i.pixel_values for i in images]).float().cpu().numpy()
-        (out,) = self.session.run(None, {self.input_name: np.ascontiguousarray(pixels)})
-        flat = torch.from_numpy(out).to(self.model.device, self.model.dtype)
-        return _split_tiles(flat, images)
+        pixels = torch.cat([i.pixel_values for i in images]).to(self.device, torch.float32).contiguous()
+        out = torch.empty((pixels.shape[0], *self.out_shape), device=self.device, dtype=torch.float32)
+        binding = self.session.io_binding()
+        where = (self.device.type, self.device.index or 0, np.float32)
+        binding.bind_input(self.input_name, *where, tuple(pixels.shape), pixels.data_ptr())
+        binding.bind_output(self.output_name, *where, tuple(out.shape), out.data_ptr())
+        if self.device.type == "cuda":  # torch's stream must have written the pixels before onnxruntime reads
+            torch.cuda.current_stream(self.device).synchronize()
+        self.session.run_with_iobinding(binding)
+        return _split_tiles(out.to(self.model.device, self.model.dtype), images)
 
     def close(self) -> None:
         """Drop the session."""
@@ -259,17 +299,39 @@ def make_backend(
         return TorchBackend(model, family)
     if name == "torch-compile":
         return TorchBackend(model, family, compile=True)
-    if name == "onnxruntime":
-        return OnnxRuntimeBackend(model, family, checkpoint)
+    if name in ("onnxruntime", "onnxruntime-int8"):
+        return OnnxRuntimeBackend(model, family, checkpoint, int8=name.endswith("int8"))
     if name == "tensorrt":
         return TensorRTBackend(model, family, checkpoint, max_tiles)
     raise BackendUnavailableError(name, "unknown backend")
 
 
+def speed_check(backend: OnnxRuntimeBackend, family: str) -> SpeedCheck:
+    """Time the backend against torch eager on the same random tiles, or read that timing (speed.py)."""
+    model = backend.model
+    size = tile_size(model)
+    tiles = [PreparedImage(torch.randn(TILES, 3, size, size), TILES * backend.out_shape[0], (TILES, 1))]
+    reference = TorchBackend(model, family)
+
+    def measure() -> tuple[float, float]:
+        with torch.inference_mode():
+            return time_pair(lambda: backend.encode(tiles), lambda: reference.encode(tiles), model.device)
+
+    return check_speed(backend.meta, backend.name, machine_key(model.device, model.dtype), measure)
+
+
 def select_backend(
-    names: Sequence[str], model: Any, family: str, checkpoint: Path | None, max_tiles: int = 64
+    names: Sequence[str],
+    model: Any,
+    family: str,
+    checkpoint: Path | None,
+    max_tiles: int = 64,
+    measure: bool = True,
 ) -> tuple[VisionBackend, dict[str, str]]:
-    """Return the first backend of `names` that runs here (torch always does), and why the others did not."""
+    """Return the first backend of `names` that runs here (torch always does), and why the others did not.
+
+    With `measure`, an onnxruntime backend is taken only where it was timed faster than torch eager.
+    """
     skipped: dict[str, str] = {}
     for name in [*names, "torch"]:
         try:
@@ -278,5 +340,13 @@ def select_backend(
             skipped[name] = exc.reason
             log.info("vision backend %s skipped: %s", name, exc.reason)
             continue
+        if measure and isinstance(backend, OnnxRuntimeBackend):
+            check = speed_check(backend, family)
+            if not check.faster:
+                backend.close()
+                skipped[name] = f"measured slower than torch eager: {check.describe(name)}"
+                log.info("vision backend %s skipped: %s", name, skipped[name])
+                continue
+            log.info("vision backend %s measured faster than torch eager: %s", name, check.describe(name))
         return backend, skipped
     raise BackendUnavailableError("torch", "no backend could be constructed")  # unreachable: torch runs

@@ -79,11 +79,6 @@ def benchmark_sets(path: str | Path) -> dict[str, Path]:
     return sets
 
 
-def question_text(sample: Sample) -> str:
-    """Return the question line of a prompt (its last line: image lines and description come first)."""
-    return sample.prompt.strip().splitlines()[-1]
-
-
 def _size(sample: Sample) -> tuple[int, int] | None:
     if sample.width_list and sample.height_list:
         return int(sample.width_list[-1]), int(sample.height_list[-1])
@@ -229,11 +224,13 @@ def answer_sets(
     progress: bool = True,
     max_tiles: int | None = None,
     number_beam: int | None = None,
+    vision_backend: str = "torch",
 ) -> dict[str, dict[str, Reply]]:
     """Ask our runtime every question of every set, the model loaded once; {set: {id: reply}}.
 
     Questions over the same frames go as one batch. number_beam: digit prefixes the runtime follows for
-    integer answers (None: its default; 0: greedy).
+    integer answers (None: its default; 0: greedy). vision_backend: the one that encodes the frames,
+    whatever its speed here (an exported one must exist: spatial-mllm export-vision).
     """
     from tqdm import tqdm
 
@@ -248,7 +245,8 @@ def answer_sets(
             checkpoint=str(ckpt),
             device=device,
             max_tiles=max_tiles or checkpoint_tiles(ckpt),
-            vision_backends=("torch",),
+            vision_backends=(vision_backend,),
+            measure_backends=False,
             **({} if number_beam is None else {"number_beam": number_beam}),
         )
     )
@@ -263,7 +261,7 @@ def answer_sets(
             for images, samples in tqdm(groups.items(), desc=desc, unit="frames", disable=not progress):
                 frames = [load_rgb(bench.root / p) for p in images]
                 answers = model.ask_many(
-                    frames, [Question(question_text(s), kind=s.kind, id=s.id) for s in samples]
+                    frames, [Question(s.question, kind=s.kind, id=s.id) for s in samples]
                 )
                 for s, a in zip(samples, answers):
                     text = a.raw if a.probabilities is None else f"`{a.value}`"

@@ -1,7 +1,9 @@
 """Annotate bags: decode each frame once, ask every rubric question, score, and stream episode results.
 
-Decoding runs in a bounded prefetch thread while the model answers; each frame is passed with its key so
-the model's embedding cache computes a frame's vision embedding once across all questions and steps.
+Decoding runs in a bounded prefetch thread while the model answers, and the outputs (manifest records,
+plots, reward-bag copies) are written by a writer thread behind a bounded queue (writer.py); each frame is
+passed with its key so the model's embedding cache computes a frame's vision embedding once across all
+questions and steps.
 Batches run in-process, in a process pool (`jobs`), or as Ray tasks (`ray_address`); a failing bag is
 reported and the others finish.
 """
@@ -22,9 +24,8 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from spatial_mllm_ros.bags import Bag, BagError, Episode, Sampling, Split, bag_id, find_episodes
 from spatial_mllm_ros.frames import Frame
-from spatial_mllm_ros.reward.bags import Bag, bag_id
-from spatial_mllm_ros.reward.episodes import Episode, Sampling, Split, find_episodes
 from spatial_mllm_ros.reward.errors import EmptyEpisodeError, RewardError, RubricError
 from spatial_mllm_ros.reward.labels import BagResult, EpisodeResult, Label, value_text
 from spatial_mllm_ros.reward.rubric import (
@@ -37,6 +38,7 @@ from spatial_mllm_ros.reward.rubric import (
 )
 from spatial_mllm_ros.reward.scores import value_order_correlation
 from spatial_mllm_ros.reward.workers import worker_pool
+from spatial_mllm_ros.reward.writer import OutputWriter
 
 if TYPE_CHECKING:
     from spatial_mllm_ros.model.config import ModelConfig
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 THUMB_WIDTH = 128
+WRITE_QUEUE = 8  # outputs (records, plots, bag copies) waiting for the writer thread before answering waits
 RUBRIC_COPY = "rubric.yaml"  # the rubric a run used, kept beside its labels for reward-eval
 
 
@@ -285,7 +288,7 @@ def annotate_bag(
                 result.episodes.append(ep)
                 if on_episode is not None:
                     on_episode(ep)
-    except RewardError as exc:
+    except (RewardError, BagError) as exc:
         result.error = str(exc)
     except Exception as exc:  # keep the batch alive; the message names the bag
         result.error = f"bag {path}: {type(exc).__name__}: {exc}"
@@ -408,23 +411,32 @@ def annotate_to_dir(
     reward_bags: list[Path] = []
     bar = tqdm(total=len(bags), unit="bag", desc="annotate", disable=not show_progress)
 
+    writer = OutputWriter(WRITE_QUEUE)
+    labelled = 0
+
     def on_episode(ep: EpisodeResult) -> None:
-        manifest.record(ep)
+        nonlocal labelled
+        labelled += 1
+        writer.submit(manifest.record, ep)
         if plots and not ep.error:
-            plot_episode(out, ep)
-        bar.set_postfix(episodes=len(manifest.done), failed=len(failed))
+            writer.submit(plot_episode, out, ep)
+        bar.set_postfix(episodes=resumed + labelled, failed=len(failed))
+
+    def copy_bag(bag_path: str) -> None:
+        episodes = manifest.results(bag_path)  # this run's and earlier runs' episodes of the bag
+        reward_bags.append(write_reward_bag(out, bag_path, episodes, config.typestore))
 
     def on_bag(res: BagResult) -> None:
         bar.update(1)
         if res.error:
             failed.append(res)
         elif write_bag:
-            episodes = manifest.results(res.bag_path)  # this run's and earlier runs' episodes of the bag
-            reward_bags.append(write_reward_bag(out, res.bag_path, episodes, config.typestore))
+            writer.submit(copy_bag, res.bag_path)
 
     try:
-        run_batch(bags, config, manifest.done, on_episode, on_bag, jobs=jobs, ray_address=ray_address,
-                  model=model)
+        with writer:  # joined before the tables and the report, which read what it wrote
+            run_batch(bags, config, manifest.done, on_episode, on_bag, jobs=jobs, ray_address=ray_address,
+                      model=model)
     finally:
         bar.close()
     results = manifest.results()

@@ -16,15 +16,18 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from spatial_mllm_ros.reward.bags import Bag
+from spatial_mllm_ros.bags import Bag
+from spatial_mllm_ros.interfaces import ANSWER_TYPE, AnswerTypes, answer_definition, answer_message
 from spatial_mllm_ros.reward.errors import OutputError
-from spatial_mllm_ros.reward.labels import EPISODE_COLUMNS, LABEL_COLUMNS, BagResult, EpisodeResult
+from spatial_mllm_ros.reward.labels import EPISODE_COLUMNS, LABEL_COLUMNS, BagResult, EpisodeResult, Label
 
 REWARD_TOPIC = "/reward"
 ANSWERS_TOPIC = "/reward/answers"
+TYPED_ANSWERS_TOPIC = "/reward/answers_typed"
 PLOTS_DIR = "plots"
 BAGS_DIR = "bags"
 
@@ -100,16 +103,21 @@ def plot_episode(out: Path, result: EpisodeResult) -> Path:
     import matplotlib.pyplot as plt
 
     thumbs = result.thumbnails
-    n = max(1, len(thumbs))
-    fig = plt.figure(figsize=(max(6.0, 1.6 * n), 4.6))
-    grid = fig.add_gridspec(2, n, height_ratios=(1, 2.2))
+    fig = plt.figure(figsize=(max(6.0, 1.6 * max(1, len(thumbs))), 4.6))
     t0 = result.stamps_ns[0] if result.stamps_ns else result.start_ns
-    for i, (stamp, img) in enumerate(thumbs):
-        ax = fig.add_subplot(grid[0, i])
-        ax.imshow(img)
-        ax.set_title(f"{(stamp - t0) / 1e9:.2f} s", fontsize=8)
-        ax.axis("off")
-    ax = fig.add_subplot(grid[1, :])
+    # The thumbnails as one strip in one axes, fixed margins: a grid of axes laid out by tight_layout made
+    # each plot cost more than the model's answers for its episode.
+    strip = fig.add_axes((0.01, 0.66, 0.98, 0.28))
+    strip.axis("off")
+    if thumbs:
+        height = max(img.shape[0] for _, img in thumbs)
+        pad = [((0, height - img.shape[0]), (0, 6), (0, 0)) for _, img in thumbs]  # 6-px white gaps
+        tiles = [np.pad(img, p, constant_values=255) for (_, img), p in zip(thumbs, pad)]
+        strip.imshow(np.hstack(tiles)[:, :-6])
+        for i, (stamp, img) in enumerate(thumbs):
+            x = sum(t.shape[1] for t in tiles[:i]) + img.shape[1] / 2
+            strip.text(x, -4, f"{(stamp - t0) / 1e9:.2f} s", fontsize=8, ha="center", va="bottom")
+    ax = fig.add_axes((0.08, 0.1, 0.9, 0.45))
     if result.step_rewards:
         steps = sorted(result.step_rewards)
         xs = [(result.stamps_ns[s + 1] - t0) / 1e9 for s in steps]
@@ -125,7 +133,6 @@ def plot_episode(out: Path, result: EpisodeResult) -> Path:
     ax.set_title(f"{result.bag} episode {result.episode}: reward {result.reward:.2f}{voc}", fontsize=9)
     if result.step_rewards or result.progress:
         ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
     path = plot_path(out, result)
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
     plt.close(fig)
@@ -170,15 +177,26 @@ def write_report(
     atomic_write_text(out / "report.html", page)
 
 
-def _reward_messages(results: Sequence[EpisodeResult], typestore: object) -> list[tuple[int, str, bytes]]:
-    """(time, topic, CDR) of /reward and /reward/answers, sorted by time.
+def _label_answer(result: EpisodeResult, label: Label) -> dict[str, Any]:
+    """Write a label as the node's answer dict (what its SpatialAnswer carries)."""
+    return {"id": f"{result.key}/{label.check}/{label.step}", "question": label.question,
+            "answer": label.answer, "value": json.loads(label.value), "unit": label.unit,
+            "confidence": label.confidence, "ood_score": label.ood_score, "camera": label.topic,
+            "stamp": label.t_end_ns * 1e-9, "error": label.error}
+
+
+def _reward_messages(results: Sequence[EpisodeResult], typestore: Any) -> list[tuple[int, str, bytes]]:
+    """(time, topic, CDR) of /reward, /reward/answers and /reward/answers_typed, sorted by time.
 
     /reward (Float64) carries each step's reward at the step's second frame; an episode without step
     rewards gets its episode reward at its last frame. /reward/answers (String) carries, at each frame
-    time, the JSON of every label whose last frame is that frame, plus the episode reward at the end.
+    time, the JSON of every label whose last frame is that frame, plus the episode reward at the end;
+    /reward/answers_typed one SpatialAnswer per label at its last frame.
     """
     float64 = typestore.types["std_msgs/msg/Float64"]
     string = typestore.types["std_msgs/msg/String"]
+    types = AnswerTypes(answer=typestore.types[ANSWER_TYPE], header=typestore.types["std_msgs/msg/Header"],
+                        time=typestore.types["builtin_interfaces/msg/Time"])
 
     def reward(t: int, value: float) -> tuple[int, str, bytes]:
         return t, REWARD_TOPIC, typestore.serialize_cdr(float64(data=float(value)), "std_msgs/msg/Float64")
@@ -193,6 +211,8 @@ def _reward_messages(results: Sequence[EpisodeResult], typestore: object) -> lis
         by_time: dict[int, list] = {}
         for lab in r.labels:
             by_time.setdefault(lab.t_end_ns, []).append(lab.row())
+            typed = answer_message(_label_answer(r, lab), lab.stamps_ns, types)
+            msgs.append((lab.t_end_ns, TYPED_ANSWERS_TOPIC, typestore.serialize_cdr(typed, ANSWER_TYPE)))
         for t, rows in sorted(by_time.items()):
             doc = {"bag": r.bag, "episode": r.episode, "labels": rows}
             if t == r.stamps_ns[-1]:
@@ -205,11 +225,14 @@ def _reward_messages(results: Sequence[EpisodeResult], typestore: object) -> lis
 def write_reward_bag(
     out: Path, bag_path: str | Path, results: Sequence[EpisodeResult], typestore: str = "jazzy",
 ) -> Path:
-    """Copy a bag adding /reward and /reward/answers topics (same storage), for Foxglove or rviz."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import get_typestore
+    """Copy a bag adding the /reward topics (same storage), for Foxglove or rviz.
 
-    from spatial_mllm_ros.reward.bags import TYPESTORES
+    The bag carries the SpatialAnswer definition, so a reader needs only the bag to decode it.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import get_types_from_msg, get_typestore
+
+    from spatial_mllm_ros.bags import TYPESTORES
 
     src = Path(bag_path)
     target = out / BAGS_DIR / f"{src.stem if src.is_file() else src.name}_reward"
@@ -221,6 +244,7 @@ def write_reward_bag(
     staging.mkdir(parents=True)
     tmp = staging / target.name
     try:
+        ros.register(get_types_from_msg(answer_definition(), ANSWER_TYPE))
         with Bag(src, typestore) as bag:
             info = bag.info()
             plugin = StoragePlugin.MCAP if info.storage == "mcap" else StoragePlugin.SQLITE3
@@ -238,6 +262,8 @@ def write_reward_bag(
                 extra = {
                     REWARD_TOPIC: writer.add_connection(REWARD_TOPIC, "std_msgs/msg/Float64", typestore=ros),
                     ANSWERS_TOPIC: writer.add_connection(ANSWERS_TOPIC, "std_msgs/msg/String", typestore=ros),
+                    TYPED_ANSWERS_TOPIC: writer.add_connection(
+                        TYPED_ANSWERS_TOPIC, ANSWER_TYPE, typestore=ros),
                 }
                 copied = (
                     (t, c.topic, raw, conns[(c.topic, c.msgtype)])
