@@ -118,6 +118,15 @@ def test_lora_default_trains_only_adapters(workdir: Path) -> None:
     assert (Path(result.output) / "adapter_model.safetensors").is_file()
 
 
+def test_a_frozen_llm_leaves_only_the_named_parts_training(workdir: Path) -> None:
+    from spatial_mllm_ros.multispa.train.modeling import _part, load_for_training
+
+    tm = load_for_training(_config(workdir, "frozen", tuning="frozen", train_projector=True))
+    assert {_part(n) for n, p in tm.model.named_parameters() if p.requires_grad} == {"projector"}
+    with pytest.raises(TrainConfigError, match="neither the projector nor the vision encoder"):
+        _config(workdir, "frozen", tuning="frozen", train_projector=False)
+
+
 def test_family_mismatch_and_bad_config_are_clear_errors(workdir: Path) -> None:
     with pytest.raises(FamilyMismatchError, match="qwen2_5_vl"):
         train(_config(workdir, "bad", family="qwen2_5_vl", max_steps=1))

@@ -35,6 +35,12 @@ class Sample:
         """The first gpt turn."""
         return next(t["value"] for t in self.conversations if t["from"] == "gpt")
 
+    @property
+    def question(self) -> str:
+        """The question line of the prompt (its last: image lines and description come first), as asked."""
+        lines = self.prompt.strip().splitlines()
+        return lines[-1] if lines else ""
+
 
 def make_sample(
     id: str,

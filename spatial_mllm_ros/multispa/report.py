@@ -27,7 +27,6 @@ from spatial_mllm_ros.multispa.evaluate import (
     Graded,
     Reply,
     grade,
-    question_text,
     score_graded,
     write_answers,
 )
@@ -202,7 +201,7 @@ def _option_index(graded: Graded, value: Any) -> int | None:
 
 def _options(graded: Graded) -> tuple[str, ...] | None:
     """Return the question's closed answer set, as the runtime names it (None: an open answer)."""
-    return closed_options(graded.sample.kind, question_text(graded.sample))
+    return closed_options(graded.sample.kind, graded.sample.question)
 
 
 def _is_closed(graded: Graded) -> bool:

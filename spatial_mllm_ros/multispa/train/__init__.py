@@ -1,4 +1,4 @@
-"""Training: the paper's fine-tuning recipe for any supported family, and the SpatialMLLM-tiny recipe."""
+"""Training: the general trainer (any supported family) and the recipes tiny/ and finetune/."""
 
 from spatial_mllm_ros.multispa.train.config import DataSource, TrainConfig
 from spatial_mllm_ros.multispa.train.errors import (

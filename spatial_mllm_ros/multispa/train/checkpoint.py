@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -119,11 +120,25 @@ def load_checkpoint(
     return dict(state["progress"])
 
 
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    """Return the newest `checkpoint-<step>` directory under output_dir, if any."""
+def checkpoints(output_dir: Path) -> list[Path]:
+    """Return the complete `checkpoint-<step>` directories under output_dir, oldest first."""
     found = [
         p
         for p in output_dir.glob("checkpoint-*")
         if p.name.split("-")[-1].isdigit() and (p / "state.json").is_file()
     ]
-    return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """Return the newest `checkpoint-<step>` directory under output_dir, if any."""
+    found = checkpoints(output_dir)
+    return found[-1] if found else None
+
+
+def prune_checkpoints(output_dir: Path, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` checkpoints (keep 0: delete none); return the deleted ones."""
+    old = checkpoints(output_dir)[:-keep] if keep > 0 else []
+    for path in old:
+        shutil.rmtree(path)
+    return old

@@ -2,8 +2,9 @@
 
 Multi-SpatialMLLM fine-tunes InternVL2-8B with LoRA rank 16 on the LLM only (vision encoder and
 projector frozen), AdamW, lr 4e-5, cosine schedule, 3% warmup, weight decay 0.01, one epoch, gradient
-checkpointing, global batch 192. Flags widen what is trained (projector, vision, full) or train a small
-model from its config's random init.
+checkpointing, global batch 192. Flags widen what is trained (projector, vision, full), freeze the LLM
+(tuning: frozen, with projector and/or vision training) or train a small model from its config's random
+init.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import yaml
 
 from spatial_mllm_ros.multispa.train.errors import TrainConfigError
 
-TUNING_MODES = ("lora", "full")
+TUNING_MODES = ("lora", "full", "frozen")  # the LLM: adapters, all weights, or none
 FAMILIES = ("auto", "internvl", "qwen2_5_vl", "qwen3_vl")
 SCHEDULERS = ("cosine", "linear", "constant")
 DTYPES = ("float32", "bfloat16", "float16")
+PROMPT_STYLES = ("as_written", "runtime")
 LLM_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -70,8 +72,14 @@ class TrainConfig:
     max_tiles: int = 6
     group_by_length: bool = False
     max_samples: int = 0  # > 0 caps the mixed dataset (quick runs)
+    # "as_written": each sample's own prompt and answer sentence (the paper's data, any model);
+    # "runtime": rewritten as the runtime asks and scores (train.asked), for models that are asked only
+    # by this package's runtime and have not learnt to read past a sentence (SpatialMLLM-tiny)
+    prompt_style: str = "as_written"
     # bookkeeping
     save_every: int = 0  # steps between checkpoints (0 = only at the end)
+    keep_checkpoints: int = 0  # > 0: delete all but the newest this many checkpoints (0 = keep all)
+    max_minutes: float = 0.0  # > 0: training time (resumed runs count theirs) that ends the run early
     log_every: int = 10
     resume: str = ""  # "" = fresh, "auto" = latest checkpoint in output_dir, or a checkpoint dir
     tensorboard: bool = False
@@ -87,9 +95,17 @@ class TrainConfig:
         """Raise TrainConfigError naming the first bad value."""
         checks: list[tuple[str, bool, str]] = [
             ("tuning", self.tuning in TUNING_MODES, f"one of {TUNING_MODES}"),
+            (
+                "tuning",
+                self.tuning != "frozen" or self.train_projector or self.train_vision,
+                "lora or full when neither the projector nor the vision encoder trains",
+            ),
             ("family", self.family in FAMILIES, f"one of {FAMILIES}"),
             ("scheduler", self.scheduler in SCHEDULERS, f"one of {SCHEDULERS}"),
             ("dtype", self.dtype in DTYPES, f"one of {DTYPES}"),
+            ("prompt_style", self.prompt_style in PROMPT_STYLES, f"one of {PROMPT_STYLES}"),
+            ("max_minutes", self.max_minutes >= 0, ">= 0"),
+            ("keep_checkpoints", self.keep_checkpoints >= 0, ">= 0"),
             ("lr", self.lr > 0, "> 0"),
             ("warmup_ratio", 0 <= self.warmup_ratio < 1, "in [0, 1)"),
             ("batch_size", self.batch_size >= 1, ">= 1"),

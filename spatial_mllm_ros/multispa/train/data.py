@@ -1,8 +1,9 @@
 """MultiSPA JSONL as training batches: reading, mixing, skipping bad samples, collating model inputs.
 
 A bad line never stops an epoch: malformed JSON, missing images, unreadable images, a prompt whose
-<image> count differs from its images, or a sample longer than the context are skipped and counted
-under their reason (`SkipCounter`). The loss covers the answer tokens only.
+<image> count differs from its images, an answer without a value (prompt style "runtime"), or a sample
+longer than the context are skipped and counted under their reason (`SkipCounter`). The loss covers the
+answer tokens only.
 """
 
 from __future__ import annotations
@@ -23,10 +24,18 @@ from spatial_mllm_ros.conventions import IMAGE_TOKEN
 from spatial_mllm_ros.model.preprocess import ImageSpec, prepare_image
 from spatial_mllm_ros.model.prompts import PromptEncoder
 from spatial_mllm_ros.multispa.format import Sample, sample_from_json
+from spatial_mllm_ros.multispa.train.asked import as_asked
 from spatial_mllm_ros.multispa.train.config import DataSource
 
 IGNORE_INDEX = -100
-SKIP_REASONS = ("malformed line", "missing image", "unreadable image", "image count mismatch", "too long")
+SKIP_REASONS = (
+    "malformed line",
+    "missing image",
+    "unreadable image",
+    "image count mismatch",
+    "answer without a value",
+    "too long",
+)
 
 
 class SkipCounter(Counter):
@@ -84,8 +93,11 @@ class ChatSampleEncoder:
         return Encoded(ids, labels, torch.cat([p.pixel_values for p in prepared]), extra)
 
 
-def read_jsonl(source: DataSource, skipped: SkipCounter) -> list[Record]:
-    """Parse one JSONL file; malformed lines and lines naming missing images are counted and dropped."""
+def read_jsonl(source: DataSource, skipped: SkipCounter, prompt_style: str = "as_written") -> list[Record]:
+    """Parse one JSONL file; malformed lines and lines naming missing images are counted and dropped.
+
+    prompt_style "runtime" rewrites each sample as the runtime asks it (train.asked).
+    """
     path = Path(source.path)
     root = Path(source.image_root) if source.image_root else path.parent
     records: list[Record] = []
@@ -95,27 +107,37 @@ def read_jsonl(source: DataSource, skipped: SkipCounter) -> list[Record]:
                 continue
             try:
                 sample = sample_from_json(line)
-                prompt, answer = sample.prompt, sample.answer
+                chars = len(sample.prompt) + len(sample.answer)  # both turns are there
             except (ValueError, KeyError, TypeError, StopIteration, AttributeError):
                 skipped["malformed line"] += 1
                 continue
+            if prompt_style == "runtime":
+                asked = as_asked(sample)
+                if asked is None:
+                    skipped["answer without a value"] += 1
+                    continue
+                sample = asked
             paths = [p if p.is_absolute() else root / p for p in map(Path, sample.image)]
             if not all(p.is_file() for p in paths):
                 skipped["missing image"] += 1
                 continue
-            est = (len(prompt) + len(answer)) // 3 + 256 * len(paths)
+            est = chars // 3 + 256 * len(paths)
             records.append(Record(sample, paths, est))
     return records
 
 
 def mix_sources(
-    sources: Sequence[DataSource], skipped: SkipCounter, seed: int = 0, max_samples: int = 0
+    sources: Sequence[DataSource],
+    skipped: SkipCounter,
+    seed: int = 0,
+    max_samples: int = 0,
+    prompt_style: str = "as_written",
 ) -> list[Record]:
     """Read every source and mix them: `ratio` repeats a source (2.0 twice, 0.5 a random half)."""
     rng = random.Random(seed)
     mixed: list[Record] = []
     for source in sources:
-        records = read_jsonl(source, skipped)
+        records = read_jsonl(source, skipped, prompt_style)
         whole, frac = divmod(source.ratio, 1.0)
         mixed += records * int(whole)
         mixed += rng.sample(records, int(round(frac * len(records)))) if frac else []

@@ -33,3 +33,7 @@ class NoTrainingDataError(TrainError):
         self.skipped = dict(skipped)
         detail = ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())) or "no samples"
         super().__init__(f"no usable training samples ({detail})")
+
+
+class HeldOutSplitError(TrainError, ValueError):
+    """Held-out data that cannot be split off by recording, or shares recordings with the training data."""

@@ -2,7 +2,9 @@
 
 Exact resume: the epoch's sample order is a function of (seed, epoch); a checkpoint stores the weights
 being trained, optimizer, scheduler, RNG states and the batch position, so a resumed run produces the
-same losses as an uninterrupted one.
+same losses as an uninterrupted one. A wall-clock budget (max_minutes) ends a run early and decays the
+learning rate by the time spent as well as by the steps done, so such a run resumes where it stopped but
+not bit for bit.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from spatial_mllm_ros.multispa.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from spatial_mllm_ros.multispa.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
 from spatial_mllm_ros.multispa.train.config import TrainConfig
 from spatial_mllm_ros.multispa.train.data import (
     ChatSampleEncoder,
@@ -54,6 +62,7 @@ class TrainResult:
     seconds: float = 0.0
     skipped: dict[str, int] = field(default_factory=dict)
     output: str = ""
+    out_of_time: bool = False  # max_minutes ended the run before its steps
 
     @property
     def samples_per_s(self) -> float:
@@ -116,8 +125,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int) -> Any:
-    """Warmup then cosine/linear decay (or constant), as a LambdaLR whose state is plain numbers."""
+def make_scheduler(
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    total_steps: int,
+    time_spent: Callable[[], float] = lambda: 0.0,
+) -> Any:
+    """Warmup then cosine/linear decay (or constant), as a LambdaLR whose state is plain numbers.
+
+    time_spent: the share of a wall-clock budget used (0-1); the decay follows it where it is ahead of
+    the steps, so a run that the clock ends still ends at a low rate.
+    """
     warmup = int(math.ceil(config.warmup_ratio * total_steps))
 
     def factor(step: int) -> float:
@@ -125,7 +143,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_
             return (step + 1) / warmup
         if config.scheduler == "constant":
             return 1.0
-        progress = (step - warmup) / max(1, total_steps - warmup)
+        progress = max((step - warmup) / max(1, total_steps - warmup), time_spent())
         if config.scheduler == "linear":
             return max(0.0, 1.0 - progress)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
@@ -229,7 +247,9 @@ class Trainer:
         self.tm = trainable or load_for_training(config)
         self.out = Path(config.output_dir)
         self.skipped = SkipCounter()
-        records = mix_sources(config.data, self.skipped, seed=config.seed, max_samples=config.max_samples)
+        records = mix_sources(
+            config.data, self.skipped, config.seed, config.max_samples, config.prompt_style
+        )
         if not records:
             raise NoTrainingDataError(self.skipped)
         self.records = records
@@ -246,7 +266,9 @@ class Trainer:
         self.steps_per_epoch = max(1, len(records) // per_step)
         self.total_steps = config.max_steps or max(1, int(round(config.epochs * self.steps_per_epoch)))
         self.optimizer = make_optimizer(self.model, config)
-        self.scheduler = make_scheduler(self.optimizer, config, self.total_steps)
+        self.clock_start = time.perf_counter()  # moved back by the time a resumed run had already spent
+        self.time_spent = 0.0  # share of max_minutes, the same on every rank (see tick)
+        self.scheduler = make_scheduler(self.optimizer, config, self.total_steps, lambda: self.time_spent)
         if self.accelerator is not None:
             self.ddp, self.optimizer, self.scheduler = self.accelerator.prepare(
                 self.model, self.optimizer, self.scheduler
@@ -265,6 +287,20 @@ class Trainer:
         batch = pad_batch(items, pad if pad is not None else 0)
         batch["pixel_values"] = batch["pixel_values"].to(self.model.dtype)
         return {k: v.to(self.device) for k, v in batch.items()}
+
+    def tick(self) -> bool:
+        """Update the share of max_minutes spent (rank 0's clock on every rank); True while some is left."""
+        if not self.config.max_minutes:
+            return True
+        spent = (time.perf_counter() - self.clock_start) / (60.0 * self.config.max_minutes)
+        if self.dist.world > 1:  # ranks that disagreed would stop apart, or step with other rates
+            import torch.distributed as dist
+
+            shared = torch.tensor([spent], dtype=torch.float64, device=self.device)
+            dist.broadcast(shared, 0)
+            spent = float(shared)
+        self.time_spent = spent
+        return spent < 1.0
 
     def _resume(self) -> dict[str, Any]:
         if not self.config.resume:
@@ -293,6 +329,7 @@ class Trainer:
         path = save_checkpoint(
             self.out / f"checkpoint-{progress['step']}", self.model, self.optimizer, self.scheduler, progress
         )
+        prune_checkpoints(self.out, self.config.keep_checkpoints)
         return path
 
     def train(self) -> TrainResult:
@@ -313,11 +350,17 @@ class Trainer:
             bar = tqdm(total=self.total_steps, initial=progress["step"], desc="train", unit="step")
         losses: list[float] = []
         self.ddp.train()
-        start = time.perf_counter() - float(progress["seconds"])
+        start = self.clock_start = time.perf_counter() - float(progress["seconds"])
         epoch, batch_pos = int(progress["epoch"]), int(progress["batch"])
         batches = self._batches(epoch)
         step = int(progress["step"])
+        out_of_time = False
         while step < self.total_steps:
+            if not self.tick():
+                out_of_time = True
+                log.warning("max_minutes=%s reached after %d of %d steps", cfg.max_minutes, step,
+                            self.total_steps)
+                break
             step_loss, step_tokens, step_samples = 0.0, 0, 0
             for _ in range(cfg.grad_accum):
                 if batch_pos >= len(batches):
@@ -366,7 +409,9 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
                 if step % max(1, cfg.log_every) == 0:
-                    bar.set_postfix(loss=f"{step_loss:.4f}", skipped=sum(self.skipped.values()))
+                    left = (1 - self.time_spent) * cfg.max_minutes
+                    clock = {"minutes_left": f"{left:.1f}"} if cfg.max_minutes else {}
+                    bar.set_postfix(loss=f"{step_loss:.4f}", skipped=sum(self.skipped.values()), **clock)
             if cfg.save_every and step % cfg.save_every == 0 and step < self.total_steps:
                 self.save(progress)
                 if curve is not None:
@@ -399,6 +444,7 @@ class Trainer:
             float(progress["seconds"]),
             dict(self.skipped),
             str(final),
+            out_of_time,
         )
 
     def save_model(self, path: Path) -> Path:
@@ -415,7 +461,7 @@ class Trainer:
         self.model.save_pretrained(path, safe_serialization=True)
         self.tm.tokenizer.save_pretrained(path)
         pre = self.tm.checkpoint / "preprocessor_config.json"
-        if pre.is_file() and self.config.tuning == "full":
+        if pre.is_file() and self.config.tuning != "lora":  # a whole model, not an adapter
             (path / pre.name).write_text(pre.read_text())
         return path
 
