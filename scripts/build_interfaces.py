@@ -32,8 +32,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = "spatial_mllm_interfaces"
-SOURCES = ROOT / PACKAGE
+SOURCES = ROOT / "spatial_mllm_interfaces"
 # built in this order: later packages may depend on earlier ones
 PACKAGES = (ROOT / "third_party" / "tf2_msgs", SOURCES)
 INCLUDE_FIX = ROOT / "scripts" / "wheel-includes.cmake"
@@ -63,12 +62,12 @@ def source_hash(sources: Path = SOURCES) -> str:
     return digest.hexdigest()
 
 
-def package_version(sources: Path = SOURCES) -> str:
+def package_version(sources: Path) -> str:
     """Read the version in package.xml."""
     return re.search(r"<version>([^<]+)</version>", (sources / "package.xml").read_text()).group(1)
 
 
-def installed(name: str = PACKAGE) -> bool:
+def installed(name: str) -> bool:
     """Whether the package's wheel is installed in this environment."""
     try:
         importlib.metadata.distribution(name)
@@ -94,7 +93,7 @@ def build(sources: Path, prefix: Path, stage: Path) -> None:
             raise SystemExit(f"{' '.join(step[:2])} failed (exit {result.returncode})")
 
 
-def wheel_files(tree: Path, sources: Path = SOURCES) -> dict[str, Path]:
+def wheel_files(tree: Path, sources: Path) -> dict[str, Path]:
     """Archive name -> file: site-packages at the wheel's root, the rest of the prefix as .data/data."""
     site = Path(sysconfig.get_path("platlib", vars={"platbase": "", "base": ""}).lstrip("/"))
     data = f"{sources.name}-{package_version(sources)}.data/data"
@@ -110,7 +109,7 @@ def wheel_files(tree: Path, sources: Path = SOURCES) -> dict[str, Path]:
     return files
 
 
-def pack_wheel(tree: Path, out: Path, sources: Path = SOURCES) -> Path:
+def pack_wheel(tree: Path, out: Path, sources: Path) -> Path:
     """Pack an installed prefix tree as a platform wheel (RECORD with hashes, no build tools needed)."""
     name = sources.name
     version = package_version(sources)
