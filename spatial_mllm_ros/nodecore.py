@@ -415,9 +415,12 @@ class QuestionService:
                 raise QuestionError(str(exc), question_id=request.id) from None
         return request
 
-    def read(self, raw: str) -> Request:
-        """Parse one question message; one that cannot be served as sent comes back answered (future done)."""
-        qid = self.next_id()
+    def read(self, raw: str, qid: str | None = None) -> Request:
+        """Parse one question message; one that cannot be served as sent comes back answered (future done).
+
+        `qid` is the id of a question that brings none (default: the next q<N>).
+        """
+        qid = qid or self.next_id()
         try:
             return self._parse(raw, qid)
         except QuestionError as exc:
@@ -453,15 +456,8 @@ class QuestionService:
 
     def standing_requests(self) -> list[Request]:
         """Fresh requests for every standing question (unparseable ones are answered with their error)."""
-        requests = []
-        for i, raw in enumerate(self.config.standing_questions):
-            default_id = f"standing-{i}"
-            try:
-                requests.append(self._parse(raw, default_id))
-            except QuestionError as exc:
-                bad = Request(id=exc.question_id or default_id, text=raw[:200], frames=0, span_s=0.0)
-                self.reject(bad, str(exc))
-        return requests
+        requests = [self.read(raw, f"standing-{i}") for i, raw in enumerate(self.config.standing_questions)]
+        return [r for r in requests if not r.future.done()]
 
     def ask_standing(self) -> list[Request]:
         """Enqueue every standing question now; their futures resolve to their answer dicts."""
