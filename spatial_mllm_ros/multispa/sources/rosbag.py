@@ -36,6 +36,22 @@ DEFAULT_SYNC_TOLERANCE_S = 0.02  # a depth image belongs to a colour image withi
 TF_MARGIN_S = 2.0  # /tf received this long (+ max_tf_gap_s) around an episode's images is read for it
 
 
+_EPISODES: dict[tuple, list[Episode]] = {}
+
+
+def bag_episodes(bag: Bag, topic: str, split: Split) -> list[Episode]:
+    """find_episodes once per bag file, topic and split in this process.
+
+    It reads every message of the image topic, and each scene of a bag (one per episode) is loaded on its
+    own: without the memo a bag of E episodes is read E + 1 times. A bag changed on disk is read again.
+    """
+    stat = bag.path.stat()
+    key = (str(bag.path.resolve()), stat.st_size, stat.st_mtime_ns, topic, split)
+    if key not in _EPISODES:
+        _EPISODES[key] = find_episodes(bag, topic, split)
+    return _EPISODES[key]
+
+
 @dataclass(frozen=True)
 class RosbagConfig:
     """Which bags, topics and frames a rosbag source reads (the CLI's --image-topic, --base-frame, ...)."""
@@ -177,7 +193,7 @@ class RosbagSource:
         for path in self._paths().values():
             with Bag(path, self.config.typestore) as bag:
                 recording = Recording.check(bag, self.config)
-                ids += [e.key for e in find_episodes(bag, recording.image_topic, self.config.split)]
+                ids += [e.key for e in bag_episodes(bag, recording.image_topic, self.config.split)]
         return ids
 
     def load(self, scene_id: str) -> Scene:
@@ -189,7 +205,7 @@ class RosbagSource:
             raise MissingFileError(scene_id, f"no bag {bag_name!r} among {given}")
         try:
             with Bag(path, self.config.typestore) as bag:
-                episodes = find_episodes(bag, bag.image_topic(self.config.image_topic), self.config.split)
+                episodes = bag_episodes(bag, bag.image_topic(self.config.image_topic), self.config.split)
                 if int(index) >= len(episodes):
                     raise MissingFileError(scene_id, f"the bag has {len(episodes)} episodes")
                 episode = episodes[int(index)]
