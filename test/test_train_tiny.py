@@ -368,7 +368,7 @@ def test_recipe_saves_ood_statistics_of_its_training_frames(tmp_path: Path) -> N
 
     from spatial_mllm_ros.model.factory import make_tiny_model
     from spatial_mllm_ros.model.ood import FeatureStats
-    from spatial_mllm_ros.multispa.train.tiny.recipe import fit_ood_statistics
+    from spatial_mllm_ros.multispa.train.data import fit_ood_statistics
 
     checkpoint = make_tiny_model(tmp_path / "tiny")
     rng = np.random.default_rng(0)

@@ -6,17 +6,6 @@ import argparse
 from pathlib import Path
 
 
-def _descriptors(model: object, sources: list[str], limit: int) -> object:
-    from tqdm import tqdm
-
-    from spatial_mllm_ros.model.ood import image_files
-    from spatial_mllm_ros.multispa.train.data import load_rgb
-
-    files = image_files(sources, limit)
-    images = [load_rgb(p) for p in tqdm(files, desc="reading frames", unit="frame")]
-    return model.frame_descriptors(images)
-
-
 def _load(args: argparse.Namespace) -> object:
     from spatial_mllm_ros.model.config import ModelConfig
     from spatial_mllm_ros.model.runtime import SpatialModel
@@ -28,9 +17,10 @@ def _fit(args: argparse.Namespace) -> int:
     import numpy as np
 
     from spatial_mllm_ros.model.ood import fit_feature_stats
+    from spatial_mllm_ros.multispa.train.data import frame_descriptors
 
     model = _load(args)
-    descriptors = _descriptors(model, args.sources, args.max_frames)
+    descriptors = frame_descriptors(model, args.sources, args.max_frames, progress=True)
     stats = fit_feature_stats(descriptors, components=args.components, quantile=args.quantile)
     out = Path(args.out) if args.out else model.loaded.checkpoint
     path = stats.save(out)
@@ -47,12 +37,13 @@ def _auroc(args: argparse.Namespace) -> int:
     import numpy as np
 
     from spatial_mllm_ros.model.ood import auroc
+    from spatial_mllm_ros.multispa.train.data import frame_descriptors
 
     model = _load(args)
     if model.ood_stats is None:
         raise SystemExit(f"{model.loaded.checkpoint} has no OOD statistics: run `spatial-mllm ood fit` first")
-    familiar = model.ood_stats.score(_descriptors(model, args.familiar, args.max_frames))
-    unfamiliar = model.ood_stats.score(_descriptors(model, args.unfamiliar, args.max_frames))
+    familiar, unfamiliar = (model.ood_stats.score(frame_descriptors(model, s, args.max_frames, progress=True))
+                            for s in (args.familiar, args.unfamiliar))
     print(f"familiar:   {len(familiar)} frames, median score {np.median(familiar):.2f}, "
           f"{(familiar > 1).mean():.1%} above 1")
     print(f"unfamiliar: {len(unfamiliar)} frames, median score {np.median(unfamiliar):.2f}, "

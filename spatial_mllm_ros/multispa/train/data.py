@@ -153,6 +153,32 @@ def load_rgb(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def frame_descriptors(
+    model: Any, sources: Sequence[str | Path], limit: int, progress: bool = False
+) -> np.ndarray:
+    """Describe up to `limit` frames of `sources` (image files or folders) for OOD statistics."""
+    from tqdm import tqdm
+
+    from spatial_mllm_ros.model.ood import image_files
+
+    files = image_files(sources, limit)
+    images = [load_rgb(p) for p in tqdm(files, desc="reading frames", unit="frame", disable=not progress)]
+    return model.frame_descriptors(images)
+
+
+def fit_ood_statistics(model_dir: Path, frames: Sequence[str | Path], limit: int = 2000) -> Path:
+    """Save the OOD statistics of the frames the model trained on beside it (read as the runtime does)."""
+    from spatial_mllm_ros.model.config import ModelConfig
+    from spatial_mllm_ros.model.ood import fit_feature_stats
+    from spatial_mllm_ros.model.runtime import SpatialModel
+
+    runtime = SpatialModel.load(ModelConfig(checkpoint=str(model_dir), device="cpu"))
+    try:
+        return fit_feature_stats(frame_descriptors(runtime, frames, limit)).save(model_dir)
+    finally:
+        runtime.close()
+
+
 class SupervisedDataset(torch.utils.data.Dataset):
     """Map-style dataset of encoded samples; a bad sample yields None and is counted, never raised."""
 

@@ -32,6 +32,7 @@ from spatial_mllm_ros.multispa.evaluate import (
 from spatial_mllm_ros.multispa.format import Sample, sample_to_json
 from spatial_mllm_ros.multispa.report import EvaluationReport, evaluate_sets, write_report
 from spatial_mllm_ros.multispa.train.config import DataSource, TrainConfig
+from spatial_mllm_ros.multispa.train.data import fit_ood_statistics
 from spatial_mllm_ros.multispa.train.finetune.config import FinetuneRecipe
 from spatial_mllm_ros.multispa.train.finetune.split import (
     Split,
@@ -40,7 +41,6 @@ from spatial_mllm_ros.multispa.train.finetune.split import (
     split_by_recording,
 )
 from spatial_mllm_ros.multispa.train.loop import LOSS_CSV, Trainer, TrainResult
-from spatial_mllm_ros.multispa.train.tiny.recipe import fit_ood_statistics
 
 KEEP_CHECKPOINTS = 2  # the newest, and the one before it in case the newest was cut off mid-write
 TRAIN_FILE, HELD_OUT_FILE = "train.jsonl", "heldout.jsonl"

@@ -38,6 +38,7 @@ import torch
 from spatial_mllm_ros.model.loading import resolve_device
 from spatial_mllm_ros.model.preprocess import ImageSpec
 from spatial_mllm_ros.model.prompts import PromptEncoder
+from spatial_mllm_ros.multispa.train.data import fit_ood_statistics
 from spatial_mllm_ros.multispa.train.tiny.bank import QuestionBank
 from spatial_mllm_ros.multispa.train.tiny.benchmark import write_benchmark
 from spatial_mllm_ros.multispa.train.tiny.config import TinyRecipe
@@ -142,21 +143,6 @@ def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
         _ship(model_dir, Path(recipe.ship_to))
     summary["model"] = str(model_dir)
     return summary
-
-
-def fit_ood_statistics(model_dir: Path, frames: list[Path], limit: int = 2000) -> Path:
-    """Save the OOD statistics of the frames the model trained on beside it (read as the runtime does)."""
-    from spatial_mllm_ros.model.config import ModelConfig
-    from spatial_mllm_ros.model.ood import fit_feature_stats, image_files
-    from spatial_mllm_ros.model.runtime import SpatialModel
-    from spatial_mllm_ros.multispa.train.data import load_rgb
-
-    runtime = SpatialModel.load(ModelConfig(checkpoint=str(model_dir), device="cpu"))
-    try:
-        images = [load_rgb(p) for p in image_files(frames, limit)]
-        return fit_feature_stats(runtime.frame_descriptors(images)).save(model_dir)
-    finally:
-        runtime.close()
 
 
 def _refuse_early(recipe: TinyRecipe) -> torch.device:
