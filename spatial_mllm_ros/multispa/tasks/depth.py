@@ -33,8 +33,8 @@ def depth_map_points(view: View, stride: int = PIXEL_STRIDE) -> tuple[np.ndarray
 
 def _views_with_points(
     ctx: TaskContext, n: int, min_points: int
-) -> Iterator[tuple[View, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]]:
-    """Up to n random views with at least min_points seen points: (view, vertex ids, uv, z, world points).
+) -> Iterator[tuple[View, np.ndarray | None, np.ndarray, np.ndarray]]:
+    """Up to n random views with at least min_points seen points: (view, vertex ids, uv, z).
 
     Vertex ids are None in a scene without vertices, whose points are depth-map pixels.
     """
@@ -49,29 +49,34 @@ def _views_with_points(
             view = ctx.scene.views[idx[k]]
             ids, uv, z = ctx.seen_points(k)
             if ids.size >= min_points:
-                yield view, ids, uv, z, ctx.scene.points[ids]
+                yield view, ids, uv, z
         else:
             view = ctx.scene.views[k]
             if f"depth_points_{k}" not in ctx.cache:
                 ctx.cache[f"depth_points_{k}"] = depth_map_points(view)
             uv, z = ctx.cache[f"depth_points_{k}"]
             if z.size >= min_points:
-                yield view, None, uv, z, back_project(uv, z, view.intrinsics, view.c2w)
+                yield view, None, uv, z
 
 
 def depth_value(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
     """Depth = round(1000 * z_cam) mm of a visible vertex, marked by a dot or given as coordinates."""
     marker = spec.params["marker"]
     out: list[Sample] = []
-    for view, ids, uv, z, world in _views_with_points(ctx, n, 1):
+    for view, ids, uv, z in _views_with_points(ctx, n, 1):
         p = int(ctx.rng.integers(z.size))
+        # only the asked point is placed in the world (a depth map holds thousands)
+        if ids is None:
+            point = back_project(uv[p:p + 1], z[p:p + 1], view.intrinsics, view.c2w)[0]
+        else:
+            point = ctx.scene.points[ids[p]]
         depth_mm = int(round(1000.0 * z[p]))
         xy = to_norm_coords(uv[p, 0], uv[p, 1], view.width, view.height)
         sid = ctx.next_id(spec.name)
         image = ctx.images.marked(view, marker, [(uv[p, 0], uv[p, 1], "")], sid)
         text = render("depth_value", ctx.rng, format_value(QuestionKind.DEPTH, depth_mm),
                       ref=point_ref(ctx.rng, marker, coord_text(xy)))
-        meta = {"vertex": None if ids is None else int(ids[p]), "point_world": world[p].tolist(),
+        meta = {"vertex": None if ids is None else int(ids[p]), "point_world": point.tolist(),
                 "pixel": [float(uv[p, 0]), float(uv[p, 1])], "coords": list(xy), "z_m": float(z[p]),
                 "depth_mm": depth_mm, "marker": marker, "label": depth_mm}
         out.append(ctx.sample(spec, sid, [image], [view], text, meta))
@@ -82,7 +87,7 @@ def depth_compare(ctx: TaskContext, spec: TaskSpec, n: int) -> list[Sample]:
     """Which of two visible vertices (A, B) is closer or farther; the pair never shares a mm depth."""
     marker = spec.params["marker"]
     out: list[Sample] = []
-    for view, ids, uv, z, _ in _views_with_points(ctx, n, 2):
+    for view, ids, uv, z in _views_with_points(ctx, n, 2):
         a, b = ctx.rng.choice(z.size, size=2, replace=False)
         mm_a, mm_b = int(round(1000.0 * z[a])), int(round(1000.0 * z[b]))
         if mm_a == mm_b:
