@@ -7,6 +7,7 @@ typestore's classes) share the mapping, and this module imports nothing of ROS.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import math
@@ -133,8 +134,11 @@ def question_json(request: Any) -> str:
     return json.dumps(fields)
 
 
+@functools.cache
 def answer_definition() -> str:
     """Read SpatialAnswer.msg as installed beside the generated Python package (rosbags registers from it).
+
+    Read once per process: the annotator registers it for every bag it copies.
 
     Wheel, colcon and system installs all lay out <prefix>/lib/pythonX.Y/site-packages/<package> and
     <prefix>/share/<package>/msg.

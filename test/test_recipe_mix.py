@@ -7,7 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from spatial_mllm_ros.multispa.train.simdata import SMALL_MOTION_M, EpisodeSpec, generate_scene
+from spatial_mllm_ros.multispa.train.simdata import (
+    SMALL_MOTION_M,
+    EpisodeSpec,
+    episode_dir,
+    failed_note,
+    generate_scene,
+    scene_seed,
+)
 
 
 def test_the_mix_is_drawn_per_seed_in_its_shares_and_off_by_default() -> None:
@@ -25,6 +32,8 @@ def test_a_wrist_scene_with_small_motions_renders_and_is_labelled_from_the_wrist
     spec = EpisodeSpec(width=160, height=120, n_frames=3, episodes_per_scene=3, wrist_share=1.0,
                        small_motion_share=1.0, randomized_share=1.0)
     assert generate_scene(7, tmp_path, spec) >= 1
+    made = sorted(tmp_path.glob("ep*")) + sorted(tmp_path.glob("failed-*"))
+    assert len(made) == 3 and {scene_seed(p) for p in made} == {7}  # every episode or its note, named by seed
     checked = 0
     for ep in sorted(tmp_path.glob("ep*")):
         truth = json.loads((ep / "truth.json").read_text())
@@ -37,3 +46,11 @@ def test_a_wrist_scene_with_small_motions_renders_and_is_labelled_from_the_wrist
         assert max(np.linalg.norm(m) for m in moves) < 0.05, truth["motion"]
         checked += 1
     assert checked
+
+
+def test_episode_names_carry_their_scene_seed() -> None:
+    root = Path("episodes")
+    for seed, k in [(0, 0), (7, 3), (100015, 7), (250001, 12)]:
+        assert scene_seed(episode_dir(root, seed, k)) == seed
+        assert scene_seed(failed_note(root, seed, k)) == seed
+    assert episode_dir(root, 100003, 7).name == "ep100003_07"  # the suite's and the recipe's folders alike

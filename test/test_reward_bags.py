@@ -49,6 +49,9 @@ def test_real_bags_read_or_say_no_image_topic(fixture_bags: Path, name: str) -> 
 def test_humble_typestore_reads_the_same(fixture_bags: Path) -> None:
     with Bag(fixture_bags / "ait_images_bag", typestore="humble") as bag:
         assert bag.timestamps("/image") == [0, 1_000_000_000, 2_000_000_000]
+        # a window [start, stop) reads only its stretch (the rosbag source reads an episode's depth so)
+        assert bag.timestamps("/image", 1, 2_000_000_000) == [1_000_000_000]
+        assert bag.timestamps("/image", 0, 1) == [0] and bag.timestamps("/image", 3_000_000_000) == []
 
 
 @pytest.mark.parametrize(("storage", "compressed"), [("mcap", False), ("sqlite3", True)])

@@ -192,9 +192,9 @@ class Bag:
         except Exception as exc:  # a truncated chunk or page shows up only while reading
             raise BagReadError(str(self.path), f"reading {topic}: {type(exc).__name__}: {exc}") from exc
 
-    def timestamps(self, topic: str) -> list[int]:
-        """Receive times (ns) of every message on a topic, without deserialising them."""
-        return [t for _, t, _ in self._raw(topic)]
+    def timestamps(self, topic: str, start: int | None = None, stop: int | None = None) -> list[int]:
+        """Receive times (ns) of a topic's messages, optionally in [start, stop), not deserialised."""
+        return [t for _, t, _ in self._raw(topic, start, stop)]
 
     def messages(self, topic: str, start: int | None = None,
                  stop: int | None = None) -> Iterator[tuple[int, object]]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spatial_mllm_ros.multispa.errors import GeometryError
+from spatial_mllm_ros.transforms import invert_rigid
 
 OVERLAP_RANGE: tuple[float, float] = (6.0, 35.0)  # percent, the paper's pair window
 OVERLAP_BINS = 29  # one percent wide over OVERLAP_RANGE
@@ -52,13 +53,8 @@ def invert_pose(pose: np.ndarray, full: bool = False) -> np.ndarray:
     The two differ only where R is not exactly orthonormal: by ~1e-6 for ScanNet's 6-decimal pose files,
     enough to flip a label whose value is ~0 or to move a truncated millimetre.
     """
-    if full:
-        return np.linalg.inv(np.asarray(pose, dtype=np.float64))
-    inv = np.eye(4)
-    rot = pose[:3, :3]
-    inv[:3, :3] = rot.T
-    inv[:3, 3] = -rot.T @ pose[:3, 3]
-    return inv
+    pose = np.asarray(pose, dtype=np.float64)
+    return np.linalg.inv(pose) if full else invert_rigid(pose)
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,11 @@ def rotation_angle_deg(r: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0))))
 
 
+def smoothstep(s: np.ndarray | float) -> np.ndarray | float:
+    """Ease in and out on [0, 1] (3s^2 - 2s^3): scripted motions start and stop at rest, like a robot's."""
+    return s * s * (3 - 2 * s)
+
+
 def intrinsics(fovy_deg: float, width: int, height: int) -> np.ndarray:
     """Pinhole K of a MuJoCo camera (square pixels, pixel centres at integer coordinates)."""
     f = 0.5 * height / np.tan(np.radians(fovy_deg) / 2)

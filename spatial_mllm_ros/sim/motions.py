@@ -11,7 +11,7 @@ import numpy as np
 
 from spatial_mllm_ros.conventions import DIRECTIONS, direction_of
 from spatial_mllm_ros.sim.errors import MotionError, SceneConfigError, UnreachableTargetError
-from spatial_mllm_ros.sim.geometry import make_pose, quat_to_mat, rot_z
+from spatial_mllm_ros.sim.geometry import make_pose, quat_to_mat, rot_z, smoothstep
 from spatial_mllm_ros.sim.scene import (
     FINGER_HALF,
     GRIPPER_MAX_OPENING,
@@ -55,7 +55,7 @@ class Plan:
         for a, b in zip(keys, keys[1:]):
             if t <= b.t:
                 s = 0.0 if b.t <= a.t else float(np.clip((t - a.t) / (b.t - a.t), 0.0, 1.0))
-                s = s * s * (3 - 2 * s)
+                s = smoothstep(s)
                 return (
                     a.position + (b.position - a.position) * s,
                     a.yaw + (b.yaw - a.yaw) * s,

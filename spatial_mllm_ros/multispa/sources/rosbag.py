@@ -33,7 +33,8 @@ from spatial_mllm_ros.transforms import DEFAULT_MAX_GAP_S, TransformBuffer, norm
 
 DEFAULT_MAX_FRAMES = 200  # frames per episode, spread evenly: bounds memory on long recordings
 DEFAULT_SYNC_TOLERANCE_S = 0.02  # a depth image belongs to a colour image within this many seconds
-TF_MARGIN_S = 2.0  # /tf received this long (+ max_tf_gap_s) around an episode's images is read for it
+# /tf (+ max_tf_gap_s) and depth images received this long around an episode's images are read for it
+MARGIN_S = 2.0
 
 
 _EPISODES: dict[tuple, list[Episode]] = {}
@@ -209,7 +210,7 @@ class RosbagSource:
                 if int(index) >= len(episodes):
                     raise MissingFileError(scene_id, f"the bag has {len(episodes)} episodes")
                 episode = episodes[int(index)]
-                margin = round((TF_MARGIN_S + self.config.max_tf_gap_s) * 1e9)
+                margin = round((MARGIN_S + self.config.max_tf_gap_s) * 1e9)
                 window = (episode.start_ns - margin, episode.end_ns + margin)
                 recording = Recording.check(bag, self.config, window)
                 return self._scene(bag, recording, episode, scene_id)
@@ -268,10 +269,13 @@ class RosbagSource:
         """Pick the depth map (metres, 0 = no reading) whose stamp is nearest each image's, within tolerance.
 
         `times` are the images' receive times: the candidates are the depth messages received just before
-        and after each (only those are decoded); a frame without one within the tolerance keeps no depth.
+        and after each (only those are decoded), among those received within MARGIN_S of the episode, so
+        each episode of a long bag reads its own stretch of the depth topic; a frame without one within the
+        tolerance keeps no depth.
         """
         topic = self.config.depth_topic
-        received = np.asarray(bag.timestamps(topic), dtype=np.int64)
+        margin = round(MARGIN_S * 1e9)
+        received = np.asarray(bag.timestamps(topic, min(times) - margin, max(times) + margin), dtype=np.int64)
         nearest = [received[max(i - 1, 0): i + 2] for i in np.searchsorted(received, times)]
         wanted = sorted({int(t) for group in nearest for t in group})
         decoded: dict[int, Frame] = dict(bag.frames(topic, wanted))

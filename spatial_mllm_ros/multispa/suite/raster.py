@@ -17,9 +17,15 @@ import cv2
 import numpy as np
 
 from spatial_mllm_ros.conventions import DIRECTIONS
-from spatial_mllm_ros.multispa.train.simdata import FIXED_CAMERAS, EpisodeSpec, camera_slide, write_truth
+from spatial_mllm_ros.multispa.train.simdata import (
+    FIXED_CAMERAS,
+    EpisodeSpec,
+    camera_slide,
+    episode_dir,
+    write_truth,
+)
 from spatial_mllm_ros.sim.errors import UnreachableTargetError
-from spatial_mllm_ros.sim.geometry import intrinsics, make_pose, project, rot_z, to_camera
+from spatial_mllm_ros.sim.geometry import intrinsics, make_pose, project, rot_z, smoothstep, to_camera
 from spatial_mllm_ros.sim.scene import (
     FINGER_HALF,
     GRIPPER_MAX_OPENING,
@@ -134,11 +140,6 @@ class Painter:
         return np.round(np.clip(small, 0, 1) * 255).astype(np.uint8)
 
 
-def _smooth(n: int) -> np.ndarray:
-    s = np.linspace(0.0, 1.0, n)
-    return s * s * (3 - 2 * s)
-
-
 @dataclass
 class Track:
     """One episode's motion, frame by frame: the camera's poses, the gripper's and the objects' positions."""
@@ -169,7 +170,7 @@ def _track(
         kind = str(rng.choice(MOTIONS[1:]))
         camera = str(rng.choice(FIXED_CAMERAS))
         r_cam = cams[camera][:3, :3]
-        s = _smooth(n)[:, None]
+        s = smoothstep(np.linspace(0.0, 1.0, n))[:, None]
         if kind == "translate":
             dist = float(rng.uniform(*(spec.motion_m or (0.03, 0.2))))
             v = r_cam @ direction_vector(str(rng.choice(DIRECTIONS))) * dist
@@ -201,7 +202,7 @@ def generate_scene(seed: int, out_dir: Path, spec: EpisodeSpec) -> int:
     """
     from PIL import Image
 
-    dirs = [out_dir / f"ep{seed:06d}_{k:02d}" for k in range(spec.episodes_per_scene)]
+    dirs = [episode_dir(out_dir, seed, k) for k in range(spec.episodes_per_scene)]
     rng = np.random.default_rng(seed)
     fewest, most = spec.objects
     config = SceneConfig(seed=seed, n_objects=int(rng.integers(fewest, most + 1)), width=spec.width,

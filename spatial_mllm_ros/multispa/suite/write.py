@@ -35,7 +35,7 @@ from spatial_mllm_ros.multispa.suite.sets import (
     suite_sets,
 )
 from spatial_mllm_ros.multispa.train import simdata
-from spatial_mllm_ros.multispa.train.simdata import EpisodeSpec
+from spatial_mllm_ros.multispa.train.simdata import EpisodeSpec, scene_seed
 from spatial_mllm_ros.multispa.train.tiny.bank import QuestionBank
 from spatial_mllm_ros.multispa.train.tiny.benchmark import write_benchmark
 from spatial_mllm_ros.multispa.train.tiny.config import TinyRecipe
@@ -155,11 +155,6 @@ def _render(jobs: list[tuple[str, int, Path, EpisodeSpec]], workers: int) -> Non
             _render_scene(*job)
 
 
-def _scene_seed(path: Path) -> int:
-    """Scene seed of an episode folder (ep200000_03) or of a failed episode's note (failed-200000_03.txt)."""
-    return int(path.stem.rpartition("_")[0].removeprefix("failed-").removeprefix("ep"))
-
-
 @dataclass
 class _EpisodeFiles:
     """An episode as the benchmark writer reads it (tiny.benchmark.EpisodeFrames), never preprocessed."""
@@ -174,12 +169,12 @@ def _write_episode_set(record: SetRecord, seeds: range, config: SuiteConfig) -> 
     dirs = sorted(
         d
         for d in (folder / EPISODES_DIR).glob("ep*")
-        if _scene_seed(d) in seeds and (d / "truth.json").is_file()
+        if scene_seed(d) in seeds and (d / "truth.json").is_file()
     )
     episodes = [_EpisodeFiles(d.name, read_truth(d), frame_files(d)) for d in dirs]
     bank = QuestionBank([e.truth for e in episodes], config.bench_seed + 1)
     record.episodes = len(episodes)
-    record.failed = sum(_scene_seed(p) in seeds for p in (folder / EPISODES_DIR).glob("failed-*.txt"))
+    record.failed = sum(scene_seed(p) in seeds for p in (folder / EPISODES_DIR).glob("failed-*.txt"))
     return write_benchmark(episodes, bank, folder, config.per_task, config.bench_seed)
 
 

@@ -166,13 +166,18 @@ def frame_descriptors(
     return model.frame_descriptors(images)
 
 
-def fit_ood_statistics(model_dir: Path, frames: Sequence[str | Path], limit: int = 2000) -> Path:
-    """Save the OOD statistics of the frames the model trained on beside it (read as the runtime does)."""
+def fit_ood_statistics(
+    model_dir: Path, frames: Sequence[str | Path], limit: int = 2000, device: str = "cpu"
+) -> Path:
+    """Save the OOD statistics of the frames the model trained on beside it (read as the runtime does).
+
+    `device` is the training's: the vision tower encodes up to `limit` frames, minutes on a CPU.
+    """
     from spatial_mllm_ros.model.config import ModelConfig
     from spatial_mllm_ros.model.ood import fit_feature_stats
     from spatial_mllm_ros.model.runtime import SpatialModel
 
-    runtime = SpatialModel.load(ModelConfig(checkpoint=str(model_dir), device="cpu"))
+    runtime = SpatialModel.load(ModelConfig(checkpoint=str(model_dir), device=device))
     try:
         return fit_feature_stats(frame_descriptors(runtime, frames, limit)).save(model_dir)
     finally:

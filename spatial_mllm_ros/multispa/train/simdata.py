@@ -181,6 +181,24 @@ def write_truth(
     return truth
 
 
+def episode_dir(out_dir: Path, seed: int, k: int) -> Path:
+    """Folder of a scene's k-th episode (ep200000_03): the name carries the scene seed.
+
+    So held-out and training scenes are told apart from a listing alone.
+    """
+    return out_dir / f"ep{seed:06d}_{k:02d}"
+
+
+def failed_note(out_dir: Path, seed: int, k: int) -> Path:
+    """Note left where an episode could not be made (failed-200000_03.txt), saying why."""
+    return out_dir / f"failed-{seed:06d}_{k:02d}.txt"
+
+
+def scene_seed(path: Path) -> int:
+    """Scene seed of an episode folder or of a failed episode's note (the inverse of the two above)."""
+    return int(path.stem.rpartition("_")[0].removeprefix("failed-").removeprefix("ep"))
+
+
 def generate_scene(seed: int, out_dir: Path, spec: EpisodeSpec) -> int:
     """Simulate `spec.episodes_per_scene` episodes in one scene; returns how many were made.
 
@@ -190,7 +208,7 @@ def generate_scene(seed: int, out_dir: Path, spec: EpisodeSpec) -> int:
     from spatial_mllm_ros.sim import SceneConfig, SimWorld, shift_profile
     from spatial_mllm_ros.sim.scene import parse_object_name
 
-    dirs = [out_dir / f"ep{seed:06d}_{k:02d}" for k in range(spec.episodes_per_scene)]
+    dirs = [episode_dir(out_dir, seed, k) for k in range(spec.episodes_per_scene)]
     if all((d / "truth.json").is_file() for d in dirs):  # a rerun: no GL context needed
         return len(dirs)
     rng = np.random.default_rng(seed)
@@ -224,7 +242,7 @@ def generate_scene(seed: int, out_dir: Path, spec: EpisodeSpec) -> int:
                 _episode(world, rng, spec, seg_class, ep_dir)
                 made += 1
             except Exception as exc:  # an infeasible scripted motion: skip the episode, say why
-                (out_dir / f"failed-{seed:06d}_{k:02d}.txt").write_text(f"{type(exc).__name__}: {exc}\n")
+                failed_note(out_dir, seed, k).write_text(f"{type(exc).__name__}: {exc}\n")
     return made
 
 

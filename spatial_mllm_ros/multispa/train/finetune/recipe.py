@@ -57,7 +57,7 @@ def run_finetune(recipe: FinetuneRecipe) -> dict[str, Any]:
 
     result = Trainer(train_config(recipe, start, train_file)).train()
     model = Path(result.output)
-    fit_ood_statistics(model, [train_file])
+    fit_ood_statistics(model, [train_file], device=recipe.device)
     answers["after"] = answer_with_model(bench, model, recipe.device)
     report = evaluate_sets({k: bench for k in answers}, answers, f"{start.name} -> {out.name}: held-out")
     markdown = write_report(report, out / "eval", answers)

@@ -15,7 +15,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from spatial_mllm_ros.model.preprocess import ImageSpec, prepare_image
 from spatial_mllm_ros.multispa.train.questions import camera_xyz
-from spatial_mllm_ros.multispa.train.simdata import colour_classes, generate_range
+from spatial_mllm_ros.multispa.train.simdata import colour_classes, generate_range, scene_seed
 from spatial_mllm_ros.multispa.train.tiny.config import TinyRecipe
 
 BENCH_FIRST_SEED = 100_000  # held-out scenes: never used for training
@@ -109,17 +109,7 @@ def render_episodes(recipe: TinyRecipe, episodes_dir: Path) -> tuple[list[Path],
     else:
         for a in args:
             generate_range(*a)
-    train = sorted(
-        p
-        for p in episodes_dir.glob("ep*")
-        if int(p.name[2:8]) < BENCH_FIRST_SEED
-        and int(p.name[2:8]) < recipe.train_scenes
-        and (p / "truth.json").is_file()
-    )
-    held_out = sorted(
-        p
-        for p in episodes_dir.glob("ep*")
-        if BENCH_FIRST_SEED <= int(p.name[2:8]) < BENCH_FIRST_SEED + recipe.bench_scenes
-        and (p / "truth.json").is_file()
-    )
+    made = {p: scene_seed(p) for p in episodes_dir.glob("ep*") if (p / "truth.json").is_file()}
+    train = sorted(p for p, seed in made.items() if seed < min(BENCH_FIRST_SEED, recipe.train_scenes))
+    held_out = sorted(p for p, seed in made.items() if 0 <= seed - BENCH_FIRST_SEED < recipe.bench_scenes)
     return train, held_out

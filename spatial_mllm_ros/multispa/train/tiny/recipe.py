@@ -134,7 +134,7 @@ def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
     }
     # network.py, benchmark.py: the model (and an untrained twin), the held-out benchmark, the record
     model_dir = save_model(model, tokenizer, recipe, out / "model", summary)
-    fit_ood_statistics(model_dir, [p for ep in train_eps for p in ep.frame_paths])
+    fit_ood_statistics(model_dir, [p for ep in train_eps for p in ep.frame_paths], device=str(device))
     untrained_model = make_model(tokenizer, recipe)
     save_model(untrained_model, tokenizer, recipe, out / "untrained", {"note": "same shape, not trained"})
     write_benchmark(bench_eps, bench_bank, out / "benchmark", recipe.bench_per_task, recipe.bench_seed)
