@@ -59,6 +59,46 @@ def test_quick_recipe_runs_end_to_end(tmp_path: Path) -> None:
     assert weights[0] != weights[1]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # five runs of the quick recipe
+def test_stage2_resumes_where_it_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run stopped in stage 2 and run again goes on from its last save to the same weights (3-4 min)."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from spatial_mllm_ros.multispa.train.tiny import TinyRecipe, run_recipe
+    from spatial_mllm_ros.multispa.train.tiny.bank import QuestionBank
+
+    base = replace(TinyRecipe.quick(), episodes_dir=str(tmp_path / "episodes"), minutes=0, stage2_steps=12,
+                   save_every=5, eval_every=0)
+    whole = run_recipe(replace(base, output_dir=str(tmp_path / "whole")))
+    assert "resumed_at_step" not in whole["stage2"]
+    draws, real = [], QuestionBank.sample
+
+    def stop_at_the_ninth_step(self: QuestionBank, *args: object) -> list:  # as Ctrl-C would
+        draws.append(1)
+        if len(draws) > 8:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    cut = replace(base, output_dir=str(tmp_path / "cut"))
+    with monkeypatch.context() as m:
+        m.setattr(QuestionBank, "sample", stop_at_the_ninth_step)
+        with pytest.raises(KeyboardInterrupt):
+            run_recipe(cut)
+    assert not (tmp_path / "cut" / "model").exists()
+    resumed = run_recipe(cut)
+    assert (resumed["stage2"]["resumed_at_step"], resumed["stage2"]["steps"]) == (5, 12)
+    weights = [load_file(str(tmp_path / d / "model" / "model.safetensors")) for d in ("whole", "cut")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(bool((weights[0][k] == weights[1][k]).all()) for k in weights[0])
+    rows = [line for line in (tmp_path / "cut" / "loss.csv").read_text().splitlines() if "stage2" in line]
+    assert [int(r.split(",")[1]) for r in rows] == list(range(12))  # the record is whole too
+    assert run_recipe(cut)["stage2"]["resumed_at_step"] == 12  # finished: not trained again
+    assert "resumed_at_step" not in run_recipe(replace(cut, lr=5e-4))["stage2"]  # other settings: anew
+
+
 def test_recipe_flags_reach_the_recipe_and_resume_is_refused() -> None:
     """`--max-steps` fixes stage 2's step count (machine-speed independent); `--resume` is an error."""
     from spatial_mllm_ros.cli import build_parser

@@ -100,9 +100,9 @@ def recipe_from_args(args: argparse.Namespace) -> TinyRecipe:
     from spatial_mllm_ros.multispa.train.tiny import TinyRecipe
 
     refuse_flags(args, FINETUNE_FLAGS, "--recipe tiny")
-    if args.resume:  # the recipe reuses its episodes and stage-1 tower on its own; stage 2 restarts
+    if args.resume:  # the recipe resumes on its own
         raise ValueError("--resume is for --config runs; a rerun of --recipe tiny in the same --output "
-                         "reuses its rendered episodes and stage-1 tower by itself")
+                         "reuses its rendered episodes and stage-1 tower and resumes stage 2 by itself")
     recipe = TinyRecipe.quick() if args.quick else TinyRecipe()
     recipe = from_dict(TinyRecipe, parse_assignments(args.set), base=recipe)  # flags below win
     if args.max_steps:  # a step count, unlike --minutes, gives the same run on a slower machine

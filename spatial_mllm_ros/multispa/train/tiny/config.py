@@ -60,6 +60,7 @@ class TinyRecipe:
     aux_answer_layer: int = 3  # LLM hidden state the answer-position probe reads
     minutes: float = 55.0  # > 0: stage 2's schedule ends when the wall clock runs out (0: never)
     eval_every: int = 1000  # > 0: teacher-forced benchmark accuracy every this many steps (~20 s each)
+    save_every: int = 250  # > 0: stage 2's resumable state every this many steps (<output>/stage2)
     threads: int = 2  # 1 on a shared, oversubscribed CPU (it then beats two threads by 3-6x)
     bf16: bool = True  # bfloat16 matmuls (autocast) where the device has them natively; fp32 elsewhere
     # "cpu" (the budgets above are a 2-core CPU's), "cuda[:N]" or "auto" (cuda when there); rendering

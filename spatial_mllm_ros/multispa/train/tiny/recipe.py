@@ -113,7 +113,8 @@ def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
     seconds["encode"] = time.perf_counter() - t
     center_projector(model, train_feats)
     s2 = train_questions(
-        model, train_eps, train_feats, bank, (bench_feats, eval_items), recipe, deadline, rows, pad_id, img_id
+        model, train_eps, train_feats, bank, (bench_feats, eval_items), recipe, deadline, rows, pad_id,
+        img_id, resume_dir=out / "stage2",
     )
     seconds["stage2"] = s2["seconds"]
     final = answer_accuracy(model, bench_feats, eval_items, pad_id, img_id)

@@ -5,11 +5,15 @@ The loss is the answer's plus the probes' dense one; a teacher-forced check scor
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import random
 import time
 from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +25,10 @@ from spatial_mllm_ros.multispa.train.tiny.network import bf16_autocast
 from spatial_mllm_ros.multispa.train.tiny.probes import AuxProbes
 
 log = logging.getLogger(__name__)
+RESUME_FILE = "resume.safetensors"
+# settings that do not change what stage 2 computes step by step: a rerun that changes only these resumes
+_NOT_IN_RESUME = {"output_dir", "episodes_dir", "ship_to", "minutes", "threads", "workers", "eval_every",
+                  "save_every", "device", "bench_per_task"}
 
 
 @torch.no_grad()
@@ -132,6 +140,74 @@ def stage2_lr(recipe: TinyRecipe, step: int, progress: float) -> float:
     return recipe.lr * warmup * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+class Stage2Resume:
+    """Stage 2's state every `save_every` steps in <out>/stage2/resume.safetensors, so a rerun goes on.
+
+    An hour-long run on a shared machine gets stopped; a rerun with the same settings (threads, workers
+    and minutes may differ) continues from the last save with the same weights, optimizer moments,
+    question draws and wall-clock schedule (the budget and time spent so far). Tensors in safetensors,
+    the rest as JSON in its metadata: nothing is unpickled. Delete the folder to train stage 2 anew.
+    """
+
+    def __init__(self, recipe: TinyRecipe, folder: Path | None) -> None:
+        settings = {k: v for k, v in asdict(recipe).items() if k not in _NOT_IN_RESUME}
+        self.fingerprint = json.dumps(settings, sort_keys=True, default=str)
+        self.path = folder / RESUME_FILE if folder else None
+        self.every = recipe.save_every
+
+    def load(self, model: Any, probes: Any, opt: Any, rng: random.Random) -> dict | None:
+        """Restore a saved state made with the same settings into the objects; return its JSON part."""
+        from safetensors import safe_open
+
+        if self.path is None or not self.path.is_file():
+            return None
+        with safe_open(str(self.path), "pt") as fh:
+            meta = fh.metadata() or {}
+            if meta.get("fingerprint") != self.fingerprint:
+                log.info("stage 2: %s was made with other settings; starting stage 2 again", self.path)
+                return None
+            names = list(fh.keys())
+            tensors = {name: fh.get_tensor(name) for name in names}
+        state = json.loads(meta["state"])
+        part = {p: {k[len(p) + 1 :]: v for k, v in tensors.items() if k.startswith(p + ".")} for p in
+                ("model", "probes")}
+        missing, unexpected = model.load_state_dict(part["model"], strict=False)
+        if unexpected or any("vision_tower" not in k for k in missing):  # only the frozen tower is not saved
+            raise ValueError(f"{self.path} does not fit this model: delete it to train stage 2 anew")
+        probes.load_state_dict(part["probes"])
+        moments: dict[int, dict[str, torch.Tensor]] = defaultdict(dict)
+        for k, v in tensors.items():
+            if k.startswith("opt."):
+                _, index, name = k.split(".", 2)
+                moments[int(index)][name] = v.to(model.device) if name != "step" else v
+        opt.load_state_dict({"state": dict(moments), "param_groups": state.pop("param_groups")})
+        version, internal, gauss = state.pop("rng")
+        rng.setstate((version, tuple(internal), gauss))
+        torch.set_rng_state(tensors["torch_rng"])
+        log.info("stage 2: resuming at step %d from %s", state["step"], self.path)
+        return state
+
+    def save(self, model: Any, probes: Any, opt: Any, rng: random.Random, state: dict) -> None:
+        """Write the state atomically (a stop while writing leaves the previous save whole)."""
+        from safetensors.torch import save_file
+
+        if self.path is None:
+            return
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items() if "vision_tower" not in k}
+        tensors |= {f"probes.{k}": v for k, v in probes.state_dict().items()}
+        opt_state = opt.state_dict()
+        for index, moments in opt_state["state"].items():
+            tensors |= {f"opt.{index}.{name}": v for name, v in moments.items()}
+        tensors["torch_rng"] = torch.get_rng_state()
+        state = {**state, "param_groups": opt_state["param_groups"], "rng": rng.getstate()}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        # clones: tied weights share storage, which safetensors refuses to write twice
+        save_file({k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={"fingerprint": self.fingerprint, "state": json.dumps(state)})
+        os.replace(tmp, self.path)
+
+
 def train_questions(
     model: Any,
     episodes: list[EpisodeData],
@@ -143,8 +219,12 @@ def train_questions(
     log_rows: list,
     pad_id: int,
     image_token_id: int,
+    resume_dir: Path | None = None,
 ) -> dict:
-    """Stage 2: answer loss plus the probes' dense loss, tower frozen (its features precomputed)."""
+    """Stage 2: answer loss plus the probes' dense loss, tower frozen (its features precomputed).
+
+    With `resume_dir` its state is saved every `save_every` steps and a rerun resumes from it.
+    """
     from tqdm import tqdm
 
     torch.manual_seed(recipe.seed + 2)  # the same probes whether stage 1 ran or was reused
@@ -155,15 +235,26 @@ def train_questions(
     rng = random.Random(recipe.seed + 2)
     model.train()
     t0, start = time.perf_counter(), time.monotonic()
-    budget = deadline - start
-    evals = {}
-    done = 0
+    resume = Stage2Resume(recipe, resume_dir)
+    saved = resume.load(model, probes, opt, rng)
+    first = saved["step"] if saved else 0
+    budget = saved["budget_s"] if saved else deadline - start  # a resumed run keeps its schedule
+    spent = saved["spent_s"] if saved else 0.0
+    evals = {int(k): v for k, v in saved["evals"].items()} if saved else {}
+    log_rows.extend(tuple(r) for r in (saved["rows"] if saved else []))
+    done = first
     answer_loss = aux_loss = torch.zeros(())
     with_aux = recipe.aux_weight > 0
-    bar = tqdm(range(steps), desc="stage 2 questions", unit="step")
+
+    def state() -> dict:
+        rows = [r for r in log_rows if r[0] == "stage2"]
+        return {"step": done, "budget_s": budget, "spent_s": spent + time.monotonic() - start,
+                "evals": evals, "rows": rows}
+
+    bar = tqdm(range(first, steps), desc="stage 2 questions", unit="step", initial=first, total=steps)
     for step in bar:
         # steps or wall clock, whichever runs out first: a slow machine still ends with a decayed rate
-        progress = max(step / steps, (time.monotonic() - start) / budget)
+        progress = max(step / steps, (spent + time.monotonic() - start) / budget)
         if progress >= 1.0:
             log.warning("stage 2: wall-clock budget reached after %d of %d steps", step, steps)
             break
@@ -191,7 +282,12 @@ def train_questions(
         if eval_sets and recipe.eval_every and done % recipe.eval_every == 0:
             evals[done] = answer_accuracy(model, *eval_sets, pad_id, image_token_id)
             log.info("stage 2 step %d: %s", done, evals[done])
+        if resume.every and done % resume.every == 0:
+            resume.save(model, probes, opt, rng, state())
+    if done > first:  # the end too: a rerun after a crash while saving the model goes straight on
+        resume.save(model, probes, opt, rng, state())
     return {
+        **({"resumed_at_step": first} if saved else {}),
         "steps": done,
         "seconds": time.perf_counter() - t0,
         "final_answer_loss": float(answer_loss.detach()),
