@@ -188,6 +188,16 @@ def test_question_stage_warms_up_the_same_whatever_the_step_cap() -> None:
     assert stage2_lr(capped, 1000, 0.25) == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi / 4)))
 
 
+def test_question_stage_ends_with_steps_or_clock_and_at_once_when_the_budget_is_spent() -> None:
+    from spatial_mllm_ros.multispa.train.tiny.stage2 import stage2_progress
+
+    assert stage2_progress(100, 8000, 1800.0, 3600.0) == 0.5  # the clock is further
+    assert stage2_progress(6000, 8000, 60.0, 3600.0) == 0.75  # the steps are
+    assert stage2_progress(10, 8000, 1e6, float("inf")) == 10 / 8000  # --minutes 0: steps alone
+    # a slow stage 1 past the deadline: done at once (a negative budget used to run all 8000 steps)
+    assert stage2_progress(0, 8000, 0.0, -120.0) == 1.0
+
+
 def test_projector_centring_and_the_training_probes_targets() -> None:
     """Stage 2's set-up on a tiny model of the recipe's shape: centred image tokens, probe targets."""
     import numpy as np

@@ -140,6 +140,14 @@ def stage2_lr(recipe: TinyRecipe, step: int, progress: float) -> float:
     return recipe.lr * warmup * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def stage2_progress(step: int, steps: int, elapsed_s: float, budget_s: float) -> float:
+    """Share of stage 2 done: of the steps or of the wall-clock budget, whichever is further.
+
+    A budget that rendering and stage 1 already spent is done (a negative one would never end the run).
+    """
+    return 1.0 if budget_s <= 0 else max(step / steps, elapsed_s / budget_s)
+
+
 class Stage2Resume:
     """Stage 2's state every `save_every` steps in <out>/stage2/resume.safetensors, so a rerun goes on.
 
@@ -239,6 +247,8 @@ def train_questions(
     saved = resume.load(model, probes, opt, rng)
     first = saved["step"] if saved else 0
     budget = saved["budget_s"] if saved else deadline - start  # a resumed run keeps its schedule
+    if budget <= 0:
+        log.warning("stage 2: the --minutes budget was spent before stage 2 began; no question training")
     spent = saved["spent_s"] if saved else 0.0
     evals = {int(k): v for k, v in saved["evals"].items()} if saved else {}
     log_rows.extend(tuple(r) for r in (saved["rows"] if saved else []))
@@ -254,7 +264,7 @@ def train_questions(
     bar = tqdm(range(first, steps), desc="stage 2 questions", unit="step", initial=first, total=steps)
     for step in bar:
         # steps or wall clock, whichever runs out first: a slow machine still ends with a decayed rate
-        progress = max(step / steps, (spent + time.monotonic() - start) / budget)
+        progress = stage2_progress(step, steps, spent + time.monotonic() - start, budget)
         if progress >= 1.0:
             log.warning("stage 2: wall-clock budget reached after %d of %d steps", step, steps)
             break
