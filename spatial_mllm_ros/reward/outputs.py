@@ -13,14 +13,14 @@ import io
 import json
 import os
 import shutil
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from spatial_mllm_ros.bags import Bag
+from spatial_mllm_ros.files import atomic_write, atomic_write_text
 from spatial_mllm_ros.interfaces import ANSWER_TYPE, AnswerTypes, answer_definition, answer_message
 from spatial_mllm_ros.reward.errors import OutputError
 from spatial_mllm_ros.reward.labels import EPISODE_COLUMNS, LABEL_COLUMNS, BagResult, EpisodeResult, Label
@@ -30,31 +30,6 @@ ANSWERS_TOPIC = "/reward/answers"
 TYPED_ANSWERS_TOPIC = "/reward/answers_typed"
 PLOTS_DIR = "plots"
 BAGS_DIR = "bags"
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) for a temporary file beside `path`, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text atomically (fsync before the rename)."""
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    atomic_write(path, write)
 
 
 def label_rows(results: Sequence[EpisodeResult]) -> list[dict]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import time
 from collections import defaultdict
@@ -18,6 +17,7 @@ from typing import Any
 
 import torch
 
+from spatial_mllm_ros.files import atomic_write
 from spatial_mllm_ros.multispa.train.tiny.bank import Item, QuestionBank
 from spatial_mllm_ros.multispa.train.tiny.config import TinyRecipe
 from spatial_mllm_ros.multispa.train.tiny.episodes import EpisodeData
@@ -208,12 +208,10 @@ class Stage2Resume:
             tensors |= {f"opt.{index}.{name}": v for name, v in moments.items()}
         tensors["torch_rng"] = torch.get_rng_state()
         state = {**state, "param_groups": opt_state["param_groups"], "rng": rng.getstate()}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
         # clones: tied weights share storage, which safetensors refuses to write twice
-        save_file({k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}, str(tmp),
-                  metadata={"fingerprint": self.fingerprint, "state": json.dumps(state)})
-        os.replace(tmp, self.path)
+        tensors = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}
+        meta = {"fingerprint": self.fingerprint, "state": json.dumps(state)}
+        atomic_write(self.path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 def train_questions(
