@@ -47,7 +47,7 @@ def test_tree_merges_shared_starts_and_masks_to_ancestors() -> None:
 
 @pytest.fixture(scope="module")
 def models() -> dict[str, SpatialModel]:
-    """The shipped model twice: questions as a token tree, and as a left-padded batch."""
+    """The shipped model twice: questions as a token tree (lean last layer), and as a left-padded batch."""
     return {
         batch: SpatialModel.load(ModelConfig(device="cpu", vision_backends=("torch",), question_batch=batch))
         for batch in ("tree", "padded")
@@ -62,6 +62,7 @@ def _frames() -> list[np.ndarray]:
 
 def test_tree_batch_answers_equal_padded_batch_answers(models: dict[str, SpatialModel]) -> None:
     assert models["tree"].decoder.tree and not models["padded"].decoder.tree
+    assert models["tree"].decoder.lean is not None and models["padded"].decoder.lean is None
     frames = _frames()
     tree, padded = (m.ask_many(frames, QUESTIONS, keys=["q@1", "q@2"]) for m in models.values())
     for a, b in zip(tree, padded):

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import torch
 
+from spatial_mllm_ros.model.lean import MASKED_ATTENTION, LeanStack, lean_stack
 from spatial_mllm_ros.model.question_tree import QuestionTree
 from spatial_mllm_ros.model.vision import FrameFeatures
 
@@ -146,6 +147,8 @@ class PrefixSharedDecoder(LanguageDecoder):
 
     The questions then run as a token tree (QuestionTree: tokens they start with run once) where the
     attention kernel takes a custom mask, else as a left-padded batch over copies of the prefix cache.
+    With the tree, prefix and tree run through a last layer that skips the work nothing reads (lean.py)
+    where the decoder's layers allow it; the padded batch is the model's own forward throughout.
     """
 
     scores_numbers = True
@@ -153,6 +156,7 @@ class PrefixSharedDecoder(LanguageDecoder):
     def __init__(self, model: Any, tokenizer: Any, image_token_id: int, tree: bool = True) -> None:
         super().__init__(model, tokenizer, image_token_id)
         self.tree = tree
+        self.lean: LeanStack | None = lean_stack(model) if tree else None
 
     @torch.inference_mode()
     def run(
@@ -191,7 +195,10 @@ class PrefixSharedDecoder(LanguageDecoder):
                 raise ValueError(f"prompt has {int(mask.sum())} image tokens for {image.shape[0]} embeddings")
             embeds[0, mask] = image
         cache = DynamicCache(config=model.config.get_text_config())
-        model(inputs_embeds=embeds, cache=cache, use_cache=True, logits_to_keep=1)
+        if self.lean is not None:
+            self.lean.prefill(embeds, cache)
+        else:
+            model(inputs_embeds=embeds, cache=cache, use_cache=True, logits_to_keep=1)
         return cache
 
     def _tree_step(
@@ -204,15 +211,16 @@ class PrefixSharedDecoder(LanguageDecoder):
         """
         device = self.model.device
         tree = QuestionTree.build([r.question_ids for r in rows])
-        out = self.model(
-            input_ids=torch.tensor([tree.tokens], device=device),
-            attention_mask=tree.attention_mask(prefix_len, self.model.dtype).to(device),
-            position_ids=tree.positions(prefix_len).to(device),
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=torch.tensor(tree.ends, device=device),
-        )
-        last = out.logits[0]
+        ids = torch.tensor([tree.tokens], device=device)
+        mask = tree.attention_mask(prefix_len, self.model.dtype).to(device)
+        positions = tree.positions(prefix_len).to(device)
+        if self.lean is not None:
+            last = self.lean.read(ids, mask, positions, cache, tree.ends)
+        else:
+            last = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
+                logits_to_keep=torch.tensor(tree.ends, device=device),
+            ).logits[0]
         if not open_rows:  # nothing goes on generating: no batch layout to build
             return last, torch.empty((0, 0), dtype=torch.long), torch.empty(0, dtype=torch.long)
         index, attn = tree.row_layout(open_rows, prefix_len)
@@ -421,9 +429,6 @@ class FullRowDecoder(LanguageDecoder):
                 toks = [t for t in gen[j, width:].tolist() if t not in self.eos_ids and t != self.pad_id]
                 results[i] = RowResult(self._decode(toks), None, len(toks))
         return results
-
-
-MASKED_ATTENTION = frozenset({"sdpa", "eager"})  # attention kernels that take an arbitrary additive mask
 
 
 def make_decoder(family: str, model: Any, tokenizer: Any, question_batch: str = "auto") -> LanguageDecoder:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 
 from spatial_mllm_ros.model.factory import TinyShape
 from spatial_mllm_ros.multispa.train.simdata import EpisodeSpec
@@ -66,6 +68,10 @@ class TinyRecipe:
     # "cpu" (the budgets above are a 2-core CPU's), "cuda[:N]" or "auto" (cuda when there); rendering
     # and the question bank stay on the CPU either way
     device: str = "cpu"
+
+    def fingerprint(self, uses: Callable[[str], bool]) -> str:
+        """Return the settings a saved stage result depends on (those `uses` names), for reuse checks."""
+        return json.dumps({k: v for k, v in asdict(self).items() if uses(k)}, sort_keys=True, default=str)
 
     @classmethod
     def quick(cls) -> TinyRecipe:

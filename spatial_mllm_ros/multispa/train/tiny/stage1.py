@@ -12,7 +12,6 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -111,12 +110,12 @@ def pretrain_vision(model: Any, episodes: list[EpisodeData], recipe: TinyRecipe,
     }
 
 
+_STAGE1_USES = {"seed", "train_scenes", "episode", "image_size", "patch_size", "shape", "bf16"}
+
+
 def _stage1_fingerprint(recipe: TinyRecipe) -> str:
     """Return the settings a saved stage-1 tower depends on (reruns that change only stage 2 reuse it)."""
-    settings = asdict(recipe)
-    keep = {"seed", "train_scenes", "episode", "image_size", "patch_size", "shape", "bf16"}
-    used = {k: v for k, v in settings.items() if k in keep or k.startswith("stage1_")}
-    return json.dumps(used, sort_keys=True, default=str)
+    return recipe.fingerprint(lambda k: k in _STAGE1_USES or k.startswith("stage1_"))
 
 
 def pretrain_vision_cached(

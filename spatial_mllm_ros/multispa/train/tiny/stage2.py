@@ -11,7 +11,6 @@ import math
 import random
 import time
 from collections import defaultdict
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -158,8 +157,7 @@ class Stage2Resume:
     """
 
     def __init__(self, recipe: TinyRecipe, folder: Path | None) -> None:
-        settings = {k: v for k, v in asdict(recipe).items() if k not in _NOT_IN_RESUME}
-        self.fingerprint = json.dumps(settings, sort_keys=True, default=str)
+        self.fingerprint = recipe.fingerprint(lambda k: k not in _NOT_IN_RESUME)
         self.path = folder / RESUME_FILE if folder else None
         self.every = recipe.save_every
 
