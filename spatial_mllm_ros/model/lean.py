@@ -59,12 +59,17 @@ class LeanStack:
     text: Any  # the decoder: embed_tokens, rotary_emb, layers, norm
     head: Any  # lm_head
 
+    @property
+    def _layers(self) -> Any:
+        return self.text.layers[: self.text.config.num_hidden_layers]  # as the model's own forward
+
     def prefill(self, embeds: torch.Tensor, cache: Any) -> None:
         """Run a prompt with no past into `cache`; nothing is read, so the last layer writes K/V only."""
         mask = None  # sdpa: the kernel's own causal path
         if self.text.config._attn_implementation != "sdpa":
             n = embeds.shape[1]
-            mask = torch.full((n, n), torch.finfo(embeds.dtype).min, device=embeds.device).triu(1)[None, None]
+            lowest = torch.finfo(embeds.dtype).min
+            mask = torch.full((n, n), lowest, dtype=embeds.dtype, device=embeds.device).triu(1)[None, None]
         self._run(embeds, mask, None, cache, reads=None)
 
     def read(
@@ -96,7 +101,7 @@ class LeanStack:
             positions = torch.arange(embeds.shape[1], device=embeds.device)[None]
         tables = self.text.rotary_emb(embeds, positions)
         hidden = embeds
-        for layer in self.text.layers[:-1]:
+        for layer in self._layers[:-1]:
             hidden = layer(
                 hidden, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
                 position_embeddings=tables,
@@ -112,7 +117,7 @@ class LeanStack:
         reads: list[int] | None,
     ) -> torch.Tensor | None:
         """Run the last layer: keys and values everywhere, the rest at `reads` (nowhere for None)."""
-        layer = self.text.layers[-1]
+        layer = self._layers[-1]
         attn = layer.self_attn
         x = layer.input_layernorm(hidden)
         cos, sin = tables
@@ -127,10 +132,10 @@ class LeanStack:
         q = _rope(q, cos[:, at], sin[:, at])
         if mask is None:
             raise ValueError("reading positions needs the run's attention mask")
-        out = F.scaled_dot_product_attention(
-            q, keys, values, attn_mask=mask[:, :, at], scale=attn.scaling,
-            enable_gqa=q.shape[1] != keys.shape[1],
-        )
+        groups = q.shape[1] // keys.shape[1]
+        if groups > 1:  # grouped-query attention, as HF's repeat_kv
+            keys, values = keys.repeat_interleave(groups, dim=1), values.repeat_interleave(groups, dim=1)
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask[:, :, at], scale=attn.scaling)
         out = attn.o_proj(out.transpose(1, 2).reshape(x.shape[0], len(reads), -1))
         hidden = hidden[:, at] + out
         return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
