@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import statistics
 import tempfile
 import time
@@ -149,8 +150,39 @@ def bench_vision(model: Any, label: str, workdir: Path, tiles: int, reps: int) -
               f"{base.wall / t.wall:4.2f}x wall, {base.cpu / t.cpu:4.2f}x CPU (target >= 1.5x) | "
               f"max abs diff {diff:.1e} (outputs up to {ref.abs().max().item():.2f})")
         backends[name].close()
+    flops = counted_flops(lambda: backends["torch"].encode([img]))
+    tower, gemm = flops / base.wall / 1e6, gemm_gflops()
+    print(f"    fp32 ceiling: torch runs the tower's {flops / 1e9:.2f} GFLOP at {tower:.0f} GFLOP/s, a "
+          f"1024x1024x4096 GEMM here at {gemm:.0f} GFLOP/s ({threads} thread(s)): no fp32 backend can be "
+          f"more than {gemm / tower:4.2f}x faster than torch on this shape")
     chosen, skipped = select_backend(("onnxruntime", "torch"), fp32, "internvl", workdir)
     print(f"    measured rule takes {chosen.name}" + (f": {skipped['onnxruntime']}" if skipped else ""))
+
+
+def counted_flops(fn: Callable[[], Any]) -> int:
+    """Floating-point operations of one call (matmuls, convolutions, attention), counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    def cpu_attention(q: Any, k: Any, v: Any, *_: Any, out_shape: Any = None, **__: Any) -> int:
+        return sdpa_flop_count(q, k, v)
+
+    cpu_sdpa = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default  # not in torch's table
+    mode = FlopCounterMode(display=False, custom_mapping={cpu_sdpa: cpu_attention})
+    with torch.inference_mode(), mode:
+        fn()
+    return mode.get_total_flops()
+
+
+def gemm_gflops(reps: int = 10) -> float:
+    """The fastest of `reps` float32 GEMMs (1024x1024 by 1024x4096, a ViT MLP's shape), GFLOP/s: the
+    rate a backend would need on every operation to match it, so their ratio bounds any speed-up."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 4096)
+    best = math.inf
+    for _ in range(reps + 1):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * 1024 * 1024 * 4096 / best / 1e9
 
 
 @dataclass(frozen=True)
