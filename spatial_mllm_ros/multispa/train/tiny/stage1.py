@@ -21,6 +21,7 @@ import torch.nn.functional as F  # noqa: N812
 from spatial_mllm_ros.multispa.train.tiny.config import TinyRecipe
 from spatial_mllm_ros.multispa.train.tiny.episodes import EpisodeData
 from spatial_mllm_ros.multispa.train.tiny.network import bf16_autocast
+from spatial_mllm_ros.multispa.train.tiny.stamped import load_stamped, save_stamped
 
 log = logging.getLogger(__name__)
 
@@ -125,29 +126,23 @@ def pretrain_vision_cached(
 
     Stage 1 is a third of the recipe's time; reruns that change only stage 2 should not repeat it.
     """
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
     path = out / "stage1" / "vision_tower.safetensors"
     fingerprint = _stage1_fingerprint(recipe)
+    saved = load_stamped(path, fingerprint)
+    if saved is not None:
+        state, meta = saved
+        model.model.vision_tower.load_state_dict(state)
+        model.model.vision_tower.eval()
+        log_rows.extend(tuple(r) for r in json.loads(meta["rows"]))
+        log.info("stage 1: reusing %s (same settings)", path)
+        return {**json.loads(meta["summary"]), "reused": str(path)}
     if path.is_file():
-        with safe_open(str(path), "pt") as fh:
-            meta = fh.metadata() or {}
-            names = list(fh.keys()) if meta.get("fingerprint") == fingerprint else []
-            state = {name: fh.get_tensor(name) for name in names}
-        if names:
-            model.model.vision_tower.load_state_dict(state)
-            model.model.vision_tower.eval()
-            log_rows.extend(tuple(r) for r in json.loads(meta["rows"]))
-            log.info("stage 1: reusing %s (same settings)", path)
-            return {**json.loads(meta["summary"]), "reused": str(path)}
         log.info("stage 1: %s was made with other settings; training again", path)
     first = len(log_rows)
     summary = pretrain_vision(model, episodes, recipe, log_rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.model.vision_tower.state_dict().items()}
-    meta = {"fingerprint": fingerprint, "summary": json.dumps(summary), "rows": json.dumps(log_rows[first:])}
-    save_file(state, str(path), metadata=meta)
+    meta = {"summary": json.dumps(summary), "rows": json.dumps(log_rows[first:])}
+    save_stamped(path, state, fingerprint, meta)
     return summary
 
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import torch
 
-from spatial_mllm_ros.files import atomic_write
 from spatial_mllm_ros.multispa.train.tiny.bank import Item, QuestionBank
 from spatial_mllm_ros.multispa.train.tiny.config import TinyRecipe
 from spatial_mllm_ros.multispa.train.tiny.episodes import EpisodeData
 from spatial_mllm_ros.multispa.train.tiny.network import bf16_autocast
 from spatial_mllm_ros.multispa.train.tiny.probes import AuxProbes
+from spatial_mllm_ros.multispa.train.tiny.stamped import load_stamped, save_stamped
 
 log = logging.getLogger(__name__)
 RESUME_FILE = "resume.safetensors"
@@ -163,17 +163,14 @@ class Stage2Resume:
 
     def load(self, model: Any, probes: Any, opt: Any, rng: random.Random) -> dict | None:
         """Restore a saved state made with the same settings into the objects; return its JSON part."""
-        from safetensors import safe_open
-
-        if self.path is None or not self.path.is_file():
+        if self.path is None:
             return None
-        with safe_open(str(self.path), "pt") as fh:
-            meta = fh.metadata() or {}
-            if meta.get("fingerprint") != self.fingerprint:
+        saved = load_stamped(self.path, self.fingerprint)
+        if saved is None:
+            if self.path.is_file():
                 log.info("stage 2: %s was made with other settings; starting stage 2 again", self.path)
-                return None
-            names = list(fh.keys())
-            tensors = {name: fh.get_tensor(name) for name in names}
+            return None
+        tensors, meta = saved
         state = json.loads(meta["state"])
         part = {p: {k[len(p) + 1 :]: v for k, v in tensors.items() if k.startswith(p + ".")} for p in
                 ("model", "probes")}
@@ -195,8 +192,6 @@ class Stage2Resume:
 
     def save(self, model: Any, probes: Any, opt: Any, rng: random.Random, state: dict) -> None:
         """Write the state atomically (a stop while writing leaves the previous save whole)."""
-        from safetensors.torch import save_file
-
         if self.path is None:
             return
         tensors = {f"model.{k}": v for k, v in model.state_dict().items() if "vision_tower" not in k}
@@ -208,8 +203,7 @@ class Stage2Resume:
         state = {**state, "param_groups": opt_state["param_groups"], "rng": rng.getstate()}
         # clones: tied weights share storage, which safetensors refuses to write twice
         tensors = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}
-        meta = {"fingerprint": self.fingerprint, "state": json.dumps(state)}
-        atomic_write(self.path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+        save_stamped(self.path, tensors, self.fingerprint, {"state": json.dumps(state)})
 
 
 def train_questions(
