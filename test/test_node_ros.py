@@ -183,10 +183,10 @@ class Client:
         assert response is not None, f"{name} did not answer in {timeout} s"
         return response
 
-    def set_params(self, **values: Any) -> None:
+    def set_params(self, ns: str = NODE, **values: Any) -> None:
         request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
                                                     for k, v in values.items()])
-        results = self.call(SetParameters, f"{NODE}/set_parameters", request).results
+        results = self.call(SetParameters, f"{ns}/set_parameters", request).results
         assert all(r.successful for r in results), results
 
     def transition(self, transition_id: int, goal: str, ns: str = NODE) -> None:
@@ -452,6 +452,41 @@ def test_status_is_latched_and_frames_right_after_ready_are_used(system: dict) -
     answer = client.ask({"id": "fresh-1", "question": "Did the camera move left?"}, ns=FRESH)
     assert answer["error"] is None, answer
     assert len(answer["frame_stamps"]) == 2
+    client.node.destroy_publisher(camera)
+
+
+def test_best_available_camera_that_starts_after_the_node(system: dict) -> None:
+    """A camera driver started after the node is still read, and reliably once it is discovered.
+
+    rclpy's best_available resolved with no publisher yet asks for manual-by-topic liveliness: such a
+    subscription never matched an ordinary camera (CI saw it when the node configured before discovery).
+    """
+    client: Client = system["client"]  # the fresh node is active after the test above
+    for transition, goal in ((Transition.TRANSITION_DEACTIVATE, "inactive"),
+                             (Transition.TRANSITION_CLEANUP, "unconfigured")):
+        client.transition(transition, goal, ns=FRESH)
+    client.set_params(ns=FRESH, qos="best_available", image_topics=["/late/image"])
+    client.transition(Transition.TRANSITION_CONFIGURE, "inactive", ns=FRESH)
+    client.transition(Transition.TRANSITION_ACTIVATE, "active", ns=FRESH)
+
+    def reliability() -> list[QoSReliabilityPolicy]:
+        return [i.qos_profile.reliability for i in client.node.get_subscriptions_info_by_topic("/late/image")]
+
+    assert client.wait_for(reliability, 10, "the node's subscription to /late/image") == \
+        [QoSReliabilityPolicy.BEST_EFFORT]  # no publisher yet: best effort, which matches any camera
+    camera = client.node.create_publisher(Image, "/late/image", QoSProfile(
+        depth=10, reliability=QoSReliabilityPolicy.RELIABLE))
+    client.wait_for(lambda: reliability() == [QoSReliabilityPolicy.RELIABLE], 10,
+                    "re-subscribed with the camera's reliable QoS")
+    client.wait_for(lambda: camera.get_subscription_count() > 0, 10, "matched")
+    now = client.node.get_clock().now().nanoseconds
+    for k in range(3):
+        msg = Image(height=48, width=64, encoding="rgb8", step=192, data=bytes([40 * k]) * (48 * 192))
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now - (2 - k) * 500_000_000, 1_000_000_000)
+        camera.publish(msg)
+    client.wait_for(lambda: client.diag(FRESH).get("/late/image: kept") == "3", 10, "3 frames kept")
+    log = (system["tmp"] / "fresh.log").read_text()
+    assert "no publisher yet" in log and "incompatible QoS" not in log
     client.node.destroy_publisher(camera)
 
 

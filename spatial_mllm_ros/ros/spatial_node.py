@@ -68,6 +68,11 @@ STATUS_QOS = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
                         durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
 IMAGE_QOS = {"sensor_data": qos_profile_sensor_data, "reliable": QoSProfile(
     depth=10, reliability=QoSReliabilityPolicy.RELIABLE), "best_available": qos_profile_best_available}
+# `best_available` resolved with no publisher discovered yet asks for manual-by-topic liveliness, which no
+# ordinary camera offers: such a subscription never receives (seen in CI when the node configured first).
+# Until a publisher appears the camera is read best effort (matches every publisher), then re-subscribed
+# with best_available; polled this often.
+BEST_AVAILABLE_RESOLVE_S = 0.5
 GIL_SWITCH_INTERVAL_S = 0.0005
 # Paths and code trust of the model cannot change under a running node.
 READ_ONLY = ("model.checkpoint", "model.adapter", "model.trust_remote_code")
@@ -88,7 +93,9 @@ class SpatialNode(LifecycleNode):
         self.config: NodeConfig = declare_config(self, NodeConfig(), read_only=READ_ONLY)
         self.model: Any = None  # a SpatialModel once configured
         self.service = self._make_service()
-        self._image_subs: list[Any] = []
+        self._image_subs: dict[str, Any] = {}  # full topic -> subscription
+        self._unresolved: dict[str, tuple[type, str]] = {}  # best_available topics read best effort for now
+        self._resolve_timer: Any = None
         self._standing_timer: Any = None
         self._images_group = MutuallyExclusiveCallbackGroup()
         self._ask_group = ReentrantCallbackGroup()
@@ -229,27 +236,51 @@ class SpatialNode(LifecycleNode):
 
     # ---- inputs ----------------------------------------------------------------------------------
     def _unsubscribe_images(self) -> None:
-        for sub in self._image_subs:
+        for sub in self._image_subs.values():
             self.destroy_subscription(sub)
-        self._image_subs = []
+        self._image_subs = {}
+        self._unresolved = {}
+        if self._resolve_timer is not None:
+            self.destroy_timer(self._resolve_timer)
+            self._resolve_timer = None
 
     def _subscribe_images(self) -> None:
         self._unsubscribe_images()
-        qos = copy.copy(IMAGE_QOS[self.config.qos])
-        qos.depth = self.config.image_queue_depth
         cameras = []
         for topic in self.config.image_topics:
             compressed = topic.endswith("/compressed") or self.config.image_transport == "compressed"
             base = topic.removesuffix("/compressed")
             name = self.resolve_topic_name(base)  # remaps apply to the base topic, like image_transport
             cameras.append(name)
-            msg_type = CompressedImage if compressed else Image
-            full = f"{name}/compressed" if compressed else name
-            self._image_subs.append(self.create_subscription(
-                msg_type, full, lambda msg, cam=name: self._on_image(msg, cam), qos,
-                callback_group=self._images_group))
-            self.get_logger().info(f"camera {name}: {msg_type.__name__} on {full} ({self.config.qos})")
+            self._subscribe_camera(CompressedImage if compressed else Image,
+                                   f"{name}/compressed" if compressed else name, name)
         self.service.cameras = cameras
+        if self._unresolved:
+            self._resolve_timer = self.create_timer(BEST_AVAILABLE_RESOLVE_S, self._resolve_best_available)
+
+    def _subscribe_camera(self, msg_type: type, topic: str, camera: str) -> None:
+        how = self.config.qos
+        qos = copy.copy(IMAGE_QOS[how])
+        if how == "best_available" and not self.get_publishers_info_by_topic(topic):
+            qos = copy.copy(qos_profile_sensor_data)
+            self._unresolved[topic] = (msg_type, camera)
+            how = "best_available: no publisher yet, best effort until one appears"
+        qos.depth = self.config.image_queue_depth
+        self._image_subs[topic] = self.create_subscription(
+            msg_type, topic, lambda msg, cam=camera: self._on_image(msg, cam), qos,
+            callback_group=self._images_group)
+        self.get_logger().info(f"camera {camera}: {msg_type.__name__} on {topic} ({how})")
+
+    def _resolve_best_available(self) -> None:
+        """Re-subscribe each best_available camera read best effort for now once a publisher is discovered."""
+        for topic, (msg_type, camera) in list(self._unresolved.items()):
+            if self.get_publishers_info_by_topic(topic):
+                del self._unresolved[topic]
+                self.destroy_subscription(self._image_subs.pop(topic))
+                self._subscribe_camera(msg_type, topic, camera)
+        if not self._unresolved and self._resolve_timer is not None:
+            self.destroy_timer(self._resolve_timer)
+            self._resolve_timer = None
 
     def _on_image(self, msg: Image | CompressedImage, camera: str) -> None:
         if not self.service.running:  # configured, not active: the gate is closed
