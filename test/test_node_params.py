@@ -116,8 +116,18 @@ def test_entry_point_runs_and_stops_cleanly(tmp_path: Path) -> None:
     log = tmp_path / "node.log"
     proc = subprocess.Popen([str(exe), "--ros-args", "-p", "autostart:=false", "-r", "__ns:=/entry"],
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
-    time.sleep(3.0)
-    assert proc.poll() is None, log.read_text()
+    # SIGINT once the node is in the graph (a fixed sleep interrupted a slow machine's imports)
+    rclpy.init()
+    probe = rclpy.create_node("entry_probe")
+    try:
+        deadline = time.monotonic() + 60
+        while ("spatial_mllm_node", "/entry") not in probe.get_node_names_and_namespaces():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the node never joined the ROS graph"
+            time.sleep(0.2)
+    finally:
+        probe.destroy_node()
+        rclpy.try_shutdown()
     proc.send_signal(signal.SIGINT)
     assert proc.wait(20) == 0, log.read_text()
     assert "Traceback" not in log.read_text()

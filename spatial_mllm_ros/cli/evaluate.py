@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from spatial_mllm_ros.model.config import VISION_BACKENDS, ModelConfig
+from spatial_mllm_ros.model.config import SHIFT_EXPERT_DIR, VISION_BACKENDS, ModelConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,6 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="what encodes the frames (with --checkpoint); the onnxruntime ones run the graphs of "
         "`spatial-mllm export-vision`, onnxruntime-int8 its int8 form (default: %(default)s)",
     )
+    p.add_argument(
+        "--shift-expert",
+        default="auto",
+        help="with --checkpoint: the shift expert that answers frames out of distribution for the checkpoint "
+        "(auto: its shift_expert/ folder where it has one; none: the checkpoint alone; or a checkpoint path)",
+    )
     p.set_defaults(func=run)
 
 
@@ -93,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
     from spatial_mllm_ros.multispa.evaluate import answer_sets, load_benchmark, read_answer_sets
     from spatial_mllm_ros.multispa.report import evaluate_sets, write_report
 
+    if args.save_calibration and args.checkpoint and args.shift_expert != "none" and (
+            args.shift_expert != "auto" or (Path(args.checkpoint) / SHIFT_EXPERT_DIR).is_dir()):
+        raise ValueError("--save-calibration fits one model's temperature: evaluate the checkpoint alone "
+                         f"(--shift-expert none); its expert alone with --checkpoint <it> (e.g. "
+                         f"{Path(args.checkpoint) / SHIFT_EXPERT_DIR})")
     paths = named_sets(args)
     benches = {name: load_benchmark(path) for name, path in paths.items()}
     source = Path(args.checkpoint or args.answers)
@@ -104,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
             max_tiles=args.max_tiles,
             number_beam=args.number_beam,
             vision_backend=args.vision_backend,
+            shift_expert=args.shift_expert,
         )
         if args.checkpoint
         else read_answer_sets(source, benches)

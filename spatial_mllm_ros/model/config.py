@@ -10,6 +10,7 @@ FAMILY_CHOICES = ("auto", "internvl", "qwen2_5_vl", "qwen3_vl")
 VISION_BACKENDS = ("tensorrt", "onnxruntime", "onnxruntime-int8", "torch-compile", "torch")
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 QUESTION_BATCH_CHOICES = ("auto", "tree", "padded")
+SHIFT_EXPERT_DIR = "shift_expert"  # shift_expert "auto": this folder inside the checkpoint
 
 
 @dataclass
@@ -48,6 +49,16 @@ class ModelConfig:
         True,
         help="take an onnxruntime backend only where it is faster than torch eager: timed once per machine "
         "(one tile) at the first load and kept beside the exported graph; false: the first that runs",
+    )
+    shift_expert: str = option(
+        "auto",
+        help="a second checkpoint that answers a question when its frames look out of distribution to this "
+        "one (OOD score above shift_expert_above); auto: the checkpoint's shift_expert/ folder where it has "
+        "one; none: never",
+    )
+    shift_expert_above: float = option(
+        1.0, help="OOD score above which the shift expert answers (1.0: the 99th percentile of the "
+        "checkpoint's familiar frames)", range=(0.0, None)
     )
     trust_remote_code: bool = option(False, help="allow checkpoint Python code (original InternVL2); unsafe")
     max_new_tokens: int = option(32, help="generation budget for open questions", range=(1, 1024))

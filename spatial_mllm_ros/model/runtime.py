@@ -13,7 +13,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,8 +23,14 @@ import torch
 from spatial_mllm_ros.answers import Answer, Question, QuestionKind, parse_answer
 from spatial_mllm_ros.conventions import AnswerStage, best_numeric_answer, format_value, task_description
 from spatial_mllm_ros.model.calibration import load_calibration
-from spatial_mllm_ros.model.config import ModelConfig
-from spatial_mllm_ros.model.errors import FrameError, ModelError, QuestionError, TooManyFramesError
+from spatial_mllm_ros.model.config import SHIFT_EXPERT_DIR, ModelConfig
+from spatial_mllm_ros.model.errors import (
+    FrameError,
+    ModelError,
+    ModelLoadError,
+    QuestionError,
+    TooManyFramesError,
+)
 from spatial_mllm_ros.model.language import LanguageDecoder, NumberSpec, RowRequest, make_decoder
 from spatial_mllm_ros.model.loading import LoadedModel, load
 from spatial_mllm_ros.model.ood import FeatureStats, frame_descriptor
@@ -155,6 +162,8 @@ class SpatialModel:
         scored = config.number_beam > 0 and self.decoder.scores_numbers
         self.number_spec = self._number_spec() if scored else None
         self._lock = threading.Lock()
+        self.expert = self._load_expert(checkpoint)
+        self.expert_answers = 0  # questions the shift expert answered
         log.info(
             "spatial model %s ready: vision backend %s (skipped: %s), temperature %s, OOD statistics %s",
             self.name,
@@ -163,6 +172,31 @@ class SpatialModel:
             f"{self.calibration.temperature:.3g}" if self.calibration else "none",
             f"of {self.ood_stats.n_frames} frames" if self.ood_stats else "none",
         )
+
+    def _load_expert(self, checkpoint: Path | None) -> SpatialModel | None:
+        """Load the shift expert (ModelConfig.shift_expert), or return None where there is none.
+
+        A model trained on other looks, for the frames whose OOD score says this one never saw their like.
+        """
+        choice = self.config.shift_expert
+        if choice in ("", "none"):
+            return None
+        if choice == "auto":
+            if checkpoint is None or not (checkpoint / SHIFT_EXPERT_DIR).is_dir():
+                return None
+            path = checkpoint / SHIFT_EXPERT_DIR
+        else:
+            path = Path(choice).expanduser()
+        if self.ood_stats is None:
+            raise ModelLoadError(
+                f"shift expert {path}: {self.name} has no OOD statistics to tell when to ask it; fit them "
+                "(spatial-mllm ood fit --checkpoint ...) or set shift_expert: none"
+            )
+        own = replace(self.config, checkpoint=str(path), adapter="", shift_expert="none")
+        expert = SpatialModel.load(own)
+        log.info("shift expert %s answers when %s's OOD score is above %g", expert.name, self.name,
+                 self.config.shift_expert_above)
+        return expert
 
     @classmethod
     def load(cls, config: ModelConfig | None = None) -> SpatialModel:
@@ -354,9 +388,11 @@ class SpatialModel:
             raise ModelError(
                 f"vision backend {self.backend} returned token counts that do not match the prompt"
             )
+        ood = self.ood_score(features)
+        if self.expert is not None and ood is not None and ood > self.config.shift_expert_above:
+            return self._ask_expert(frames, keys, qs, on_stage, t0, t1 - tv, hits)
         on_stage(AnswerStage.LANGUAGE)
         results = self.decoder.run(shared, features, rows, self.config.max_new_tokens)
-        ood = self.ood_score(features)
         t2 = time.perf_counter()
         answers = []
         frame_size = (frames[-1].shape[1], frames[-1].shape[0])
@@ -382,6 +418,22 @@ class SpatialModel:
         )
         return answers
 
+    def _ask_expert(self, frames: list[np.ndarray], keys: list[str], qs: list[Question],
+                    on_stage: Callable[[AnswerStage], None], t0: float, vision_s: float, hits: int,
+                    ) -> list[Answer]:
+        """Hand the questions to the shift expert; its answers carry its own confidence and OOD score."""
+        assert self.expert is not None
+        if self.expert_answers == 0:
+            log.info("frames out of distribution for %s: the shift expert %s answers such questions",
+                     self.name, self.expert.name)
+        answers = self.expert._answer(  # under this model's lock: the expert is only reached through it
+            frames, keys, qs, lambda stage: on_stage(stage) if stage is AnswerStage.LANGUAGE else None)
+        self.expert_answers += len(qs)
+        t = self.expert.last_timing
+        self.last_timing = Timing(vision_s * 1e3 + t.vision_ms, t.language_ms,
+                                  (time.perf_counter() - t0) * 1e3, len(frames), hits, len(qs))
+        return answers
+
     def _number_answer(
         self, kind: QuestionKind, values: dict[int, float], number_mass: float, frame_size: tuple[int, int]
     ) -> Answer:
@@ -398,7 +450,9 @@ class SpatialModel:
         return ans
 
     def close(self) -> None:
-        """Free the model, backend and cache (and GPU memory)."""
+        """Free the model, backend and cache (and GPU memory), and the shift expert's."""
+        if self.expert is not None:
+            self.expert.close()
         self.vision.close()
         self.cache.clear()
         self.model = None

@@ -225,12 +225,14 @@ def answer_sets(
     max_tiles: int | None = None,
     number_beam: int | None = None,
     vision_backend: str = "torch",
+    shift_expert: str = "auto",
 ) -> dict[str, dict[str, Reply]]:
     """Ask our runtime every question of every set, the model loaded once; {set: {id: reply}}.
 
     Questions over the same frames go as one batch. number_beam: digit prefixes the runtime follows for
     integer answers (None: its default; 0: greedy). vision_backend: the one that encodes the frames,
-    whatever its speed here (an exported one must exist: spatial-mllm export-vision).
+    whatever its speed here (an exported one must exist: spatial-mllm export-vision). shift_expert: as
+    ModelConfig.shift_expert ("none": the checkpoint alone, even where it ships one).
     """
     from tqdm import tqdm
 
@@ -247,6 +249,7 @@ def answer_sets(
             max_tiles=max_tiles or checkpoint_tiles(ckpt),
             vision_backends=(vision_backend,),
             measure_backends=False,
+            shift_expert=shift_expert,
             **({} if number_beam is None else {"number_beam": number_beam}),
         )
     )
@@ -266,6 +269,8 @@ def answer_sets(
                 for s, a in zip(samples, answers):
                     text = a.raw if a.probabilities is None else f"`{a.value}`"
                     replies[s.id] = Reply(text, a.confidence, a.probabilities, a.ood_score)
+        if model.expert is not None:
+            log.info("the shift expert answered %d of the questions", model.expert_answers)
     finally:
         model.close()
     return out

@@ -75,7 +75,7 @@ IMAGE_QOS = {"sensor_data": qos_profile_sensor_data, "reliable": QoSProfile(
 BEST_AVAILABLE_RESOLVE_S = 0.5
 GIL_SWITCH_INTERVAL_S = 0.0005
 # Paths and code trust of the model cannot change under a running node.
-READ_ONLY = ("model.checkpoint", "model.adapter", "model.trust_remote_code")
+READ_ONLY = ("model.checkpoint", "model.adapter", "model.shift_expert", "model.trust_remote_code")
 # Parameters that take effect at once; the others on the next configure/activate.
 LIVE = {"frames", "span_s", "standing_questions", "standing_period_s", "publish_answer_image",
         "answer_image_height", "stale_after_s", "max_question_chars", "ask_timeout_s", "inject_failures",
