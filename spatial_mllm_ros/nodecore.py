@@ -306,6 +306,7 @@ class ServiceStats:
     cache_mb: float | None = None  # the model's vision-embedding cache (bounded by model.cache_bytes)
     cache_hit_rate: float | None = None
     ood_scores: dict[str, float] = field(default_factory=dict)  # camera -> median of its last answers' scores
+    shift_expert_answers: int | None = None  # questions the model's shift expert answered (None: it has none)
 
 
 class _CameraCounter:
@@ -726,6 +727,8 @@ class QuestionService:
                 last_error=self._last_error,
                 gpu_memory_mb=gpu_memory_mb(),
                 ood_scores={camera: float(np.median(scores)) for camera, scores in self._ood.items()},
+                shift_expert_answers=(model.expert_answers if getattr(model, "expert", None) is not None
+                                      else None),
                 **_cache_figures(model),
             )
 
@@ -798,6 +801,7 @@ def stats_key_values(stats: ServiceStats) -> list[tuple[str, str]]:
         ("gpu_memory_mb", fmt(stats.gpu_memory_mb) or "n/a"), ("last_error", stats.last_error or ""),
         ("embedding_cache_mb", fmt(stats.cache_mb)),
         ("embedding_cache_hit_rate", "" if stats.cache_hit_rate is None else f"{stats.cache_hit_rate:.2f}"),
+        ("shift_expert_answers", fmt(stats.shift_expert_answers, 0)),
     ]
     for cam in stats.cameras:
         pairs += [

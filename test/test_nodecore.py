@@ -395,6 +395,7 @@ def test_unfamiliar_camera_warns_on_diagnostics(model: SpatialModel) -> None:
     feed(service, clock)
     stats = service.stats()
     assert health_level(stats, 2.0)[0] == 0 and stats.ood_scores == {}  # no OOD statistics: no score
+    assert ("shift_expert_answers", "") in stats_key_values(stats)  # it has no shift expert
     stats.ood_scores = {"image": 0.8}
     assert health_level(stats, 2.0)[0] == 0
     stats.ood_scores = {"image": 3.2}
