@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from spatial_mllm_ros.model.config import SHIFT_EXPERT_DIR
 from spatial_mllm_ros.model.factory import default_checkpoint
 from spatial_mllm_ros.multispa.evaluate import answer_with_model, load_benchmark, score_answers
 
@@ -23,6 +24,11 @@ def test_shipped_model_fits_the_limits() -> None:
     assert cfg["model_type"] == "internvl"
     assert not list(ckpt.glob("*.bin")) and not list(ckpt.glob("*.py"))  # safetensors only, no remote code
     assert (ckpt / "MODEL_CARD.md").is_file()
+    expert = ckpt / SHIFT_EXPERT_DIR  # the shift expert ships inside it, with the same limits
+    assert (expert / "model.safetensors").stat().st_size <= 40 * 2**20
+    assert json.loads((expert / "config.json").read_text())["model_type"] == "internvl"
+    assert (expert / "calibration.json").is_file() and (ckpt / "ood_stats.safetensors").is_file()
+    assert not list(expert.glob("*.bin")) and not list(expert.glob("*.py"))
 
 
 def test_shipped_model_reproduces_its_recorded_accuracy_offline() -> None:

@@ -10,7 +10,8 @@ def _load(args: argparse.Namespace) -> object:
     from spatial_mllm_ros.model.config import ModelConfig
     from spatial_mllm_ros.model.runtime import SpatialModel
 
-    return SpatialModel.load(ModelConfig(checkpoint=args.checkpoint, device=args.device))
+    # the checkpoint's own tower: a shift expert is neither needed nor loadable before the statistics exist
+    return SpatialModel.load(ModelConfig(checkpoint=args.checkpoint, device=args.device, shift_expert="none"))
 
 
 def _fit(args: argparse.Namespace) -> int:

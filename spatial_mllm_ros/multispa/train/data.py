@@ -177,7 +177,7 @@ def fit_ood_statistics(
     from spatial_mllm_ros.model.ood import fit_feature_stats
     from spatial_mllm_ros.model.runtime import SpatialModel
 
-    runtime = SpatialModel.load(ModelConfig(checkpoint=str(model_dir), device=device))
+    runtime = SpatialModel.load(ModelConfig(checkpoint=str(model_dir), device=device, shift_expert="none"))
     try:
         return fit_feature_stats(frame_descriptors(runtime, frames, limit)).save(model_dir)
     finally:
