@@ -59,6 +59,8 @@ RUBRIC_QUESTIONS = [  # a reward rubric's step checks: yes/no questions about ea
     for thing in ("gripper", "red cube")
     for way in ("left", "right", "forward", "backward")
 ]
+# The shipped model alone on CPU with torch: the benches' random frames would go to its shift expert.
+SHIPPED_ALONE: dict[str, Any] = {"device": "cpu", "vision_backends": ("torch",), "shift_expert": "none"}
 # Dense bf16 peak FLOP/s and memory bandwidth (vendor datasheets) for the physical-limit estimate.
 GPU_PEAKS: dict[str, tuple[float, float]] = {
     "H100": (989e12, 3.35e12),
@@ -306,7 +308,7 @@ def bench_numbers(reps: int) -> None:
     f = frames(2, 240, 320, seed=5)
     q = Question("How far did the gripper move, in millimetres?", kind=QuestionKind.DISTANCE)
     models = {
-        beam: SpatialModel.load(ModelConfig(device="cpu", number_beam=beam, vision_backends=("torch",)))
+        beam: SpatialModel.load(ModelConfig(number_beam=beam, **SHIPPED_ALONE))
         for beam in (0, 16)
     }
     for m in models.values():  # warm up and fill the embedding cache: the language side is what differs
@@ -329,11 +331,11 @@ def bench_questions(reps: int) -> None:
     model's own forward (the last stop), and the tree with the lean last layer (the default)."""
     f = frames(2, 240, 320, seed=6)
     models = {
-        batch: SpatialModel.load(ModelConfig(device="cpu", vision_backends=("torch",), question_batch=batch))
+        batch: SpatialModel.load(ModelConfig(question_batch=batch, **SHIPPED_ALONE))
         for batch in ("padded", "tree")
     }
     models["tree-full"] = SpatialModel.load(
-        ModelConfig(device="cpu", vision_backends=("torch",), question_batch="tree")
+        ModelConfig(question_batch="tree", **SHIPPED_ALONE)
     )
     models["tree-full"].decoder.lean = None  # the tree through the model's own forward
     assert models["tree"].decoder.lean is not None, "the shipped model should run the lean last layer"
