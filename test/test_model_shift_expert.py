@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from spatial_mllm_ros.answers import Question
-from spatial_mllm_ros.conventions import QuestionKind
+from spatial_mllm_ros.conventions import AnswerStage, QuestionKind
 from spatial_mllm_ros.model.config import SHIFT_EXPERT_DIR, ModelConfig
 from spatial_mllm_ros.model.errors import ModelLoadError
 from spatial_mllm_ros.model.factory import make_tiny_model
@@ -39,10 +39,11 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A base checkpoint with OOD statistics and a shift expert (another seed) in its shift_expert/."""
     base = make_tiny_model(tmp_path_factory.mktemp("pair") / "base", seed=0, max_tiles=1)
     make_tiny_model(base / SHIFT_EXPERT_DIR, seed=1, max_tiles=1)
-    alone = SpatialModel.load(ModelConfig(checkpoint=str(base), device="cpu", shift_expert="none"))
-    descriptors = alone.frame_descriptors([familiar(i) for i in range(0, 160, 2)])
-    fit_feature_stats(descriptors, components=4).save(base)
-    alone.close()
+    for ckpt in (base, base / SHIFT_EXPERT_DIR):  # each its own statistics, as shipped
+        alone = SpatialModel.load(ModelConfig(checkpoint=str(ckpt), device="cpu", shift_expert="none"))
+        descriptors = alone.frame_descriptors([familiar(i) for i in range(0, 160, 2)])
+        fit_feature_stats(descriptors, components=4).save(ckpt)
+        alone.close()
     return base
 
 
@@ -64,8 +65,11 @@ def test_unfamiliar_frames_go_to_the_expert_familiar_ones_stay(pair: Path) -> No
         assert model.ood_score(model.encode_frames(odd, ["o0", "o1"])[0]) > 1.0
         assert summary(model.ask_many(seen, QUESTIONS)) == summary(base.ask_many(seen, QUESTIONS))
         assert model.expert_answers == 0
-        routed = model.ask_many(odd, QUESTIONS)
+        stages: list = []
+        routed = model.ask_many(odd, QUESTIONS, on_stage=stages.append)
+        assert stages == [AnswerStage.VISION, AnswerStage.LANGUAGE]  # each told once
         assert summary(routed) == summary(expert.ask_many(odd, QUESTIONS))  # its confidences, its OOD score
+        assert routed[0].ood_score != model.ood_score(model.encode_frames(odd, ["o0", "o1"])[0])
         assert summary(routed) != summary(base.ask_many(odd, QUESTIONS))
         assert model.expert_answers == len(QUESTIONS)
         timing = model.last_timing
@@ -87,7 +91,9 @@ def test_the_threshold_decides(pair: Path, above: float, routed: bool) -> None:
 
 def test_an_expert_needs_ood_statistics_to_route_by(pair: Path, tmp_path: Path) -> None:
     bare = make_tiny_model(tmp_path / "bare", seed=2, max_tiles=1)
-    assert load(bare).expert is None  # auto: no shift_expert/ folder, no expert
+    alone = load(bare)
+    assert alone.expert is None  # auto: no shift_expert/ folder, no expert
+    alone.close()
     with pytest.raises(ModelLoadError, match="no OOD statistics.*ood fit"):
         load(bare, shift_expert=str(pair / SHIFT_EXPERT_DIR))
 

@@ -13,6 +13,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
+from lifecycle_msgs.srv import GetState  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
@@ -116,18 +117,35 @@ def test_entry_point_runs_and_stops_cleanly(tmp_path: Path) -> None:
     log = tmp_path / "node.log"
     proc = subprocess.Popen([str(exe), "--ros-args", "-p", "autostart:=false", "-r", "__ns:=/entry"],
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
-    # SIGINT once the node is in the graph (a fixed sleep interrupted a slow machine's imports)
+    # SIGINT once the node answers get_state, i.e. spins (a fixed sleep interrupted a slow machine's imports)
     rclpy.init()
     probe = rclpy.create_node("entry_probe")
+    get_state = probe.create_client(GetState, "/entry/spatial_mllm_node/get_state")
     try:
         deadline = time.monotonic() + 60
-        while ("spatial_mllm_node", "/entry") not in probe.get_node_names_and_namespaces():
+        while True:
             assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the node never joined the ROS graph"
-            time.sleep(0.2)
+            assert time.monotonic() < deadline, "the node never answered get_state"
+            if get_state.wait_for_service(timeout_sec=0.5):
+                future = get_state.call_async(GetState.Request())
+                rclpy.spin_until_future_complete(probe, future, timeout_sec=2.0)
+                if future.done() and future.result() is not None:
+                    break
     finally:
         probe.destroy_node()
         rclpy.try_shutdown()
     proc.send_signal(signal.SIGINT)
     assert proc.wait(20) == 0, log.read_text()
     assert "Traceback" not in log.read_text()
+
+
+def test_a_camera_named_twice_is_subscribed_once(context: None) -> None:
+    node = make_node(image_topics=["image", "/image", "wrist/image/compressed"])
+    try:
+        node._subscribe_images()  # what configure does after loading the model
+        assert node.service.cameras == ["/image", "/wrist/image"]
+        assert sorted(node._image_subs) == ["/image", "/wrist/image/compressed"]
+        assert node.count_subscribers("/image") == 1
+    finally:
+        node._unsubscribe_images()
+        node.destroy_node()

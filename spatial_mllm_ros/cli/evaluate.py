@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from spatial_mllm_ros.multispa.evaluate import answer_sets, load_benchmark, read_answer_sets
     from spatial_mllm_ros.multispa.report import evaluate_sets, write_report
 
-    if args.save_calibration and args.checkpoint and args.shift_expert != "none" and (
+    if args.save_calibration and args.checkpoint and args.shift_expert not in ("", "none") and (
             args.shift_expert != "auto" or (Path(args.checkpoint) / SHIFT_EXPERT_DIR).is_dir()):
         raise ValueError("--save-calibration fits one model's temperature: evaluate the checkpoint alone "
                          f"(--shift-expert none); its expert alone with --checkpoint <it> (e.g. "

@@ -426,8 +426,9 @@ class SpatialModel:
         if self.expert_answers == 0:
             log.info("frames out of distribution for %s: the shift expert %s answers such questions",
                      self.name, self.expert.name)
-        answers = self.expert._answer(  # under this model's lock: the expert is only reached through it
-            frames, keys, qs, lambda stage: on_stage(stage) if stage is AnswerStage.LANGUAGE else None)
+        with self.expert._lock:  # always this model's lock first, then the expert's: no deadlock
+            answers = self.expert._answer(
+                frames, keys, qs, lambda stage: on_stage(stage) if stage is AnswerStage.LANGUAGE else None)
         self.expert_answers += len(qs)
         t = self.expert.last_timing
         self.last_timing = Timing(vision_s * 1e3 + t.vision_ms, t.language_ms,

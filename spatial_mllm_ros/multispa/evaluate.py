@@ -212,9 +212,11 @@ def answer_with_model(
     progress: bool = True,
     max_tiles: int | None = None,
     number_beam: int | None = None,
+    shift_expert: str = "auto",
 ) -> dict[str, Reply]:
     """Ask our runtime every question of one benchmark; {id: reply} (see answer_sets)."""
-    return answer_sets({"": bench}, checkpoint, device, progress, max_tiles, number_beam)[""]
+    return answer_sets({"": bench}, checkpoint, device, progress, max_tiles, number_beam,
+                       shift_expert=shift_expert)[""]
 
 
 def answer_sets(

@@ -251,6 +251,9 @@ class SpatialNode(LifecycleNode):
             compressed = topic.endswith("/compressed") or self.config.image_transport == "compressed"
             base = topic.removesuffix("/compressed")
             name = self.resolve_topic_name(base)  # remaps apply to the base topic, like image_transport
+            if name in cameras:  # "image" and "/image" are one camera: subscribed once
+                self.get_logger().warning(f"image_topics names camera {name} twice: subscribed once")
+                continue
             cameras.append(name)
             self._subscribe_camera(CompressedImage if compressed else Image,
                                    f"{name}/compressed" if compressed else name, name)
@@ -275,8 +278,10 @@ class SpatialNode(LifecycleNode):
         """Re-subscribe each best_available camera read best effort for now once a publisher is discovered."""
         for topic, (msg_type, camera) in list(self._unresolved.items()):
             if self.get_publishers_info_by_topic(topic):
-                del self._unresolved[topic]
-                self.destroy_subscription(self._image_subs.pop(topic))
+                self._unresolved.pop(topic, None)
+                old = self._image_subs.pop(topic, None)
+                if old is not None:
+                    self.destroy_subscription(old)
                 self._subscribe_camera(msg_type, topic, camera)
         if not self._unresolved and self._resolve_timer is not None:
             self.destroy_timer(self._resolve_timer)
@@ -445,8 +450,12 @@ def spin(groups: list[tuple[Executor, list[Node]]]) -> None:
 def main(args: list[str] | None = None) -> None:
     """Entry point `spatial_mllm_node` (also `ros2 run spatial_mllm_ros spatial_mllm_node`)."""
     rclpy.init(args=args)
-    node = SpatialNode()
-    node.autostart()
+    try:
+        node = SpatialNode()
+        node.autostart()
+    except (KeyboardInterrupt, ExternalShutdownException):  # stopped while starting: a clean exit
+        rclpy.try_shutdown()
+        return
     spin([(MultiThreadedExecutor(num_threads=4), [node])])
 
 

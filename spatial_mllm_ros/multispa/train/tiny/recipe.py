@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from spatial_mllm_ros.model.config import SHIFT_EXPERT_DIR
 from spatial_mllm_ros.model.loading import resolve_device
 from spatial_mllm_ros.model.preprocess import ImageSpec
 from spatial_mllm_ros.model.prompts import PromptEncoder
@@ -196,6 +197,10 @@ def _plot(log_rows: list, path: Path) -> None:
 
 def _ship(model_dir: Path, ship: Path) -> None:
     """Copy the trained model's files into `ship` (the assets folder when shipping)."""
+    if (ship / SHIFT_EXPERT_DIR).is_dir():
+        log.warning("%s keeps its %s/ folder, which answers the frames the previous model's OOD statistics "
+                    "flagged: check the pair again (docs/experiments.md) or remove it",
+                    ship, SHIFT_EXPERT_DIR)
     for f in model_dir.iterdir():
         ship.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(f, ship / f.name)
