@@ -301,8 +301,10 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
         live = LiveDemo(options, checkpoint, sim_config)
         bar.update(1)
         try:
-            say(f"scene seed {seed}; model {live.spatial.model.name} ({live.spatial.model.backend}, "
-                f"{live.spatial.model.device}); {QUESTION_FRAMES} frames per question over "
+            model = live.spatial.model
+            expert = f" + shift expert for unfamiliar frames ({model.expert.name})" if model.expert else ""
+            say(f"scene seed {seed}; model {model.name} ({model.backend}, {model.device}){expert}; "
+                f"{QUESTION_FRAMES} frames per question over "
                 f"{move_span_s():.1f} s of sim time, camera '{DEMO_CAMERA}'")
             say(format_header())
             for k, move in enumerate(moves):
