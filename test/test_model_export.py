@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from spatial_mllm_ros.cli import main
-from spatial_mllm_ros.model.config import ModelConfig
+from spatial_mllm_ros.model.config import SHIFT_EXPERT_DIR, ModelConfig
 from spatial_mllm_ros.model.encoder import engine_path, onnx_paths, ort_path
 from spatial_mllm_ros.model.errors import BackendUnavailableError
 from spatial_mllm_ros.model.factory import make_tiny_model
@@ -44,7 +44,7 @@ def test_export_vision_cli_prints_diff(exported: tuple[Path, str]) -> None:
     d, out = exported
     graph, meta = onnx_paths(d)
     assert graph.is_file() and graph.parent == d / "vision_export" and ort_path(d).is_file()
-    assert "max abs diff" in out
+    assert "max abs diff" in out and "checkpoint:" in out
     diff = float(out.split("max abs diff:")[1].split()[0])
     assert diff < 1e-4
     info = json.loads(meta.read_text())
@@ -52,6 +52,14 @@ def test_export_vision_cli_prints_diff(exported: tuple[Path, str]) -> None:
     ops = {node.op_type for node in onnx.load(str(ort_path(d))).graph.node}
     assert {"Attention", "Gelu"} <= ops  # fused by the exporter (opset 23) for onnxruntime
     assert "Attention" not in {node.op_type for node in onnx.load(str(graph)).graph.node}  # TensorRT's
+
+
+def test_export_vision_exports_a_shift_expert_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = make_tiny_model(tmp_path / "base", "internvl", seed=5, image_size=112, max_tiles=1)
+    make_tiny_model(base / SHIFT_EXPERT_DIR, "internvl", seed=6, image_size=112, max_tiles=1)
+    assert main(["export-vision", "--checkpoint", str(base), "--format", "onnx"]) == 0
+    assert ort_path(base).is_file() and ort_path(base / SHIFT_EXPERT_DIR).is_file()
+    assert capsys.readouterr().out.count("checkpoint:") == 2
 
 
 def _save_timing(d: Path, backend: str, machine: str, backend_ms: float | None) -> None:
