@@ -162,7 +162,11 @@ class SpatialModel:
         scored = config.number_beam > 0 and self.decoder.scores_numbers
         self.number_spec = self._number_spec() if scored else None
         self._lock = threading.Lock()
-        self.expert = self._load_expert(checkpoint)
+        try:
+            self.expert = self._load_expert(checkpoint)
+        except Exception:  # free this model's backend now (GPU memory), not whenever the collector runs
+            self.vision.close()
+            raise
         self.expert_answers = 0  # questions the shift expert answered
         log.info(
             "spatial model %s ready: vision backend %s (skipped: %s), temperature %s, OOD statistics %s",
