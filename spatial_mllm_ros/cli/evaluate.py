@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from spatial_mllm_ros.model.config import SHIFT_EXPERT_DIR, VISION_BACKENDS, ModelConfig
+from spatial_mllm_ros.model.config import VISION_BACKENDS, ModelConfig, shift_expert_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -99,11 +99,10 @@ def run(args: argparse.Namespace) -> int:
     from spatial_mllm_ros.multispa.evaluate import answer_sets, load_benchmark, read_answer_sets
     from spatial_mllm_ros.multispa.report import evaluate_sets, write_report
 
-    if args.save_calibration and args.checkpoint and args.shift_expert not in ("", "none") and (
-            args.shift_expert != "auto" or (Path(args.checkpoint) / SHIFT_EXPERT_DIR).is_dir()):
+    expert = shift_expert_path(args.shift_expert, Path(args.checkpoint)) if args.checkpoint else None
+    if args.save_calibration and expert is not None:
         raise ValueError("--save-calibration fits one model's temperature: evaluate the checkpoint alone "
-                         f"(--shift-expert none); its expert alone with --checkpoint <it> (e.g. "
-                         f"{Path(args.checkpoint) / SHIFT_EXPERT_DIR})")
+                         f"(--shift-expert none); its expert alone with --checkpoint {expert}")
     paths = named_sets(args)
     benches = {name: load_benchmark(path) for name, path in paths.items()}
     source = Path(args.checkpoint or args.answers)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 
 def _run(args: argparse.Namespace) -> int:
-    from spatial_mllm_ros.model.config import SHIFT_EXPERT_DIR, ModelConfig
+    from spatial_mllm_ros.model.config import ModelConfig, shift_expert_path
     from spatial_mllm_ros.model.loading import resolve_checkpoint
 
     root = resolve_checkpoint(ModelConfig(checkpoint=args.checkpoint))
-    expert = root / SHIFT_EXPERT_DIR  # a shift expert encodes its own frames: its tower is exported too
-    for path in [root] + ([expert] if expert.is_dir() else []):
+    expert = shift_expert_path("auto", root)  # it encodes its own frames: its tower is exported too
+    for path in [root] + ([expert] if expert else []):
         _export(path, args)
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from spatial_mllm_ros.config import option
 
@@ -11,6 +12,16 @@ VISION_BACKENDS = ("tensorrt", "onnxruntime", "onnxruntime-int8", "torch-compile
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 QUESTION_BATCH_CHOICES = ("auto", "tree", "padded")
 SHIFT_EXPERT_DIR = "shift_expert"  # shift_expert "auto": this folder inside the checkpoint
+
+
+def shift_expert_path(choice: str, checkpoint: Path | None) -> Path | None:
+    """Return the expert `choice` (ModelConfig.shift_expert) names for `checkpoint`; None: there is none."""
+    if choice in ("", "none"):
+        return None
+    if choice == "auto":
+        found = None if checkpoint is None else checkpoint / SHIFT_EXPERT_DIR
+        return found if found is not None and found.is_dir() else None
+    return Path(choice).expanduser()
 
 
 @dataclass

@@ -23,7 +23,7 @@ import torch
 from spatial_mllm_ros.answers import Answer, Question, QuestionKind, parse_answer
 from spatial_mllm_ros.conventions import AnswerStage, best_numeric_answer, format_value, task_description
 from spatial_mllm_ros.model.calibration import load_calibration
-from spatial_mllm_ros.model.config import SHIFT_EXPERT_DIR, ModelConfig
+from spatial_mllm_ros.model.config import ModelConfig, shift_expert_path
 from spatial_mllm_ros.model.errors import (
     FrameError,
     ModelError,
@@ -182,15 +182,9 @@ class SpatialModel:
 
         A model trained on other looks, for the frames whose OOD score says this one never saw their like.
         """
-        choice = self.config.shift_expert
-        if choice in ("", "none"):
+        path = shift_expert_path(self.config.shift_expert, checkpoint)
+        if path is None:
             return None
-        if choice == "auto":
-            if checkpoint is None or not (checkpoint / SHIFT_EXPERT_DIR).is_dir():
-                return None
-            path = checkpoint / SHIFT_EXPERT_DIR
-        else:
-            path = Path(choice).expanduser()
         if self.ood_stats is None:
             raise ModelLoadError(
                 f"shift expert {path}: {self.name} has no OOD statistics to tell when to ask it; fit them "
