@@ -239,7 +239,11 @@ def test_command_line_flags_reach_the_recipe_and_foreign_flags_are_refused() -> 
         finetune_from_args(parser.parse_args(["train", "--recipe", "finetune"]))
     with pytest.raises(ValueError, match="--quick"):
         finetune_from_args(parser.parse_args(["train", "--recipe", "finetune", "--data", "a", "--quick"]))
+    tiny = recipe_from_args(parser.parse_args(["train", "--recipe", "tiny", "--from", "ckpt"]))
+    assert tiny.start_from == "ckpt"
+    with pytest.raises(ValueError, match="--data"):
+        recipe_from_args(parser.parse_args(["train", "--recipe", "tiny", "--data", "a"]))
     with pytest.raises(ValueError, match="--from"):
-        recipe_from_args(parser.parse_args(["train", "--recipe", "tiny", "--from", "ckpt"]))
+        config_from_args(parser.parse_args(["train", "--config", "x.yaml", "--from", "ckpt"]))
     with pytest.raises(ValueError, match="--data"):
         config_from_args(parser.parse_args(["train", "--config", "x.yaml", "--data", "a"]))

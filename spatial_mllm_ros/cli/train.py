@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from spatial_mllm_ros.multispa.train.finetune import FinetuneRecipe
     from spatial_mllm_ros.multispa.train.tiny import TinyRecipe
 
-FINETUNE_FLAGS = {"data": "--data", "eval": "--eval", "start": "--from"}  # dest -> flag
+FINETUNE_FLAGS = {"data": "--data", "eval": "--eval"}  # dest -> flag
+RECIPE_FLAGS = {"start": "--from"}
 TINY_FLAGS = {"quick": "--quick", "ship_to": "--ship-to"}
 
 
@@ -55,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--from",
         dest="start",
         metavar="CHECKPOINT",
-        help="finetune: model to start from (default: the shipped one)",
+        help="finetune: model to start from (default: the shipped one); tiny: a checkpoint of the recipe "
+        "whose weights start the run (default: from scratch), e.g. at a finer patch grid",
     )
     p.add_argument("--output", help="output directory (overrides the config / recipe default)")
     p.add_argument("--resume", help="--config only: 'auto' or a checkpoint directory")
@@ -115,6 +117,8 @@ def recipe_from_args(args: argparse.Namespace) -> TinyRecipe:
         recipe.ship_to = args.ship_to
     if args.device:
         recipe.device = args.device
+    if args.start:
+        recipe.start_from = args.start
     return recipe
 
 
@@ -151,7 +155,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
     if args.set:
         raise ValueError("--set is for the recipes; a --config run's settings are its YAML file")
-    refuse_flags(args, {**FINETUNE_FLAGS, **TINY_FLAGS}, "--config (its data and model are in the YAML file)")
+    foreign = {**FINETUNE_FLAGS, **TINY_FLAGS, **RECIPE_FLAGS}
+    refuse_flags(args, foreign, "--config (its data and model are in the YAML file)")
     config = TrainConfig.from_yaml(args.config)
     if args.output:
         config.output_dir = args.output

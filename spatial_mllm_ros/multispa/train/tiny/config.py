@@ -17,6 +17,10 @@ class TinyRecipe:
     output_dir: str = "runs/tiny"
     episodes_dir: str = ""  # "" = <output_dir>/episodes
     ship_to: str = ""  # copy the final model here (the assets folder when shipping)
+    # a checkpoint of this recipe whose weights start the run ("" = from scratch): its tokenizer, tower
+    # (patch positions resized to this recipe's grid), projector and language model; stage 1 then adapts
+    # the tower to the new grid in a few steps where from scratch it needs thousands
+    start_from: str = ""
     train_scenes: int = 300
     bench_scenes: int = 16
     # 100 questions put a sub-task's 95 % interval about +-7 points wide, wider than most gaps between

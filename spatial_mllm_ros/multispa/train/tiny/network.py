@@ -7,10 +7,12 @@ native transformers InternVL class, so the shipped checkpoint loads without remo
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 
 from spatial_mllm_ros.conventions import (
     DID_NOT_MOVE,
@@ -78,6 +80,49 @@ def make_model(tokenizer: Any, recipe: TinyRecipe) -> Any:
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model
+
+
+def start_model(recipe: TinyRecipe) -> tuple[Any, Any]:
+    """Return (model, tokenizer) of `recipe.start_from`, rebuilt at the recipe's tile size.
+
+    Every weight is the checkpoint's; only the tower's patch positions are resized to the new grid
+    (bicubic, as ViT fine-tuning at a new resolution does), so a finer grid starts from what the coarse
+    one learned instead of from noise.
+    """
+    from transformers import AutoTokenizer, InternVLForConditionalGeneration
+
+    ckpt = Path(recipe.start_from)
+    if not (ckpt / "config.json").is_file():
+        raise ValueError(
+            f"start_from {ckpt}: no checkpoint there (no config.json); give a model folder this recipe "
+            "wrote, e.g. spatial_mllm_ros/assets/spatialmllm-tiny"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(ckpt, local_files_only=True)
+    source = InternVLForConditionalGeneration.from_pretrained(
+        ckpt, local_files_only=True, use_safetensors=True, dtype=torch.float32
+    )
+    state = source.state_dict()
+    key = "model.vision_tower.embeddings.position_embeddings"
+    state[key] = resize_patch_positions(state[key], recipe.image_size // recipe.patch_size)
+    model = make_model(tokenizer, recipe)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # another shape, patch size or vocabulary: say which, not a tensor dump
+        raise ValueError(
+            f"start_from {ckpt} does not fit this recipe (shape, patch_size and vocab_size must be the "
+            f"checkpoint's; only image_size may differ): {str(e).splitlines()[1].strip()}"
+        ) from e
+    return model, tokenizer
+
+
+def resize_patch_positions(pos: torch.Tensor, grid: int) -> torch.Tensor:
+    """Resize (1, 1 + g*g, d) position embeddings (class token first) to a grid x grid patch grid."""
+    old = math.isqrt(pos.shape[1] - 1)
+    if old == grid:
+        return pos
+    patches = pos[:, 1:].reshape(1, old, old, -1).permute(0, 3, 1, 2).float()
+    patches = F.interpolate(patches, size=(grid, grid), mode="bicubic", align_corners=False)
+    return torch.cat([pos[:, :1], patches.permute(0, 2, 3, 1).reshape(1, grid * grid, -1).to(pos.dtype)], 1)
 
 
 def save_model(model: Any, tokenizer: Any, recipe: TinyRecipe, out: Path, card: dict[str, Any]) -> Path:

@@ -49,6 +49,7 @@ from spatial_mllm_ros.multispa.train.tiny.network import (
     make_tokenizer,
     question_corpus,
     save_model,
+    start_model,
 )
 from spatial_mllm_ros.multispa.train.tiny.stage1 import pretrain_vision_cached
 from spatial_mllm_ros.multispa.train.tiny.stage2 import (
@@ -81,8 +82,12 @@ def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
     # (the tokenizer comes first: it is the model's vocabulary)
     bank = QuestionBank([read_truth(p) for p in train_dirs], recipe.seed)
     bench_bank = QuestionBank([read_truth(p) for p in bench_dirs], recipe.bench_seed + 1)
-    tokenizer = make_tokenizer(question_corpus(bank.questions()), recipe.vocab_size)
-    model = make_model(tokenizer, recipe).to(device)
+    if recipe.start_from:
+        model, tokenizer = start_model(recipe)
+        model.to(device)
+    else:
+        tokenizer = make_tokenizer(question_corpus(bank.questions()), recipe.vocab_size)
+        model = make_model(tokenizer, recipe).to(device)
     spec = ImageSpec.from_checkpoint("internvl", model.config, None, max_tiles=1)
     prompts = PromptEncoder(tokenizer, "internvl")
     bank.bind(prompts, spec.tokens_per_tile)
@@ -112,7 +117,8 @@ def run_recipe(recipe: TinyRecipe) -> dict[str, Any]:
     t = time.perf_counter()
     train_feats, bench_feats = encode_frames(model, train_eps), encode_frames(model, bench_eps)
     seconds["encode"] = time.perf_counter() - t
-    center_projector(model, train_feats)
+    if not recipe.start_from:  # a trained projector already feeds the LLM what it learned on
+        center_projector(model, train_feats)
     s2 = train_questions(
         model, train_eps, train_feats, bank, (bench_feats, eval_items), recipe, deadline, rows, pad_id,
         img_id, resume_dir=out / "stage2",

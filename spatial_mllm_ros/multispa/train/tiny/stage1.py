@@ -111,7 +111,7 @@ def pretrain_vision(model: Any, episodes: list[EpisodeData], recipe: TinyRecipe,
     }
 
 
-_STAGE1_USES = {"seed", "train_scenes", "episode", "image_size", "patch_size", "shape", "bf16"}
+_STAGE1_USES = {"seed", "start_from", "train_scenes", "episode", "image_size", "patch_size", "shape", "bf16"}
 
 
 def _stage1_fingerprint(recipe: TinyRecipe) -> str:
