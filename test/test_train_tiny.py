@@ -436,3 +436,55 @@ def test_recipe_saves_ood_statistics_of_its_training_frames(tmp_path: Path) -> N
     assert fit_ood_statistics(checkpoint, frames).parent == checkpoint
     stats = FeatureStats.load(checkpoint)
     assert stats is not None and stats.n_frames == 24
+
+
+def test_a_run_starts_from_a_checkpoint_at_a_finer_grid(tmp_path: Path) -> None:
+    """start_from: every weight is the checkpoint's; only the tower's patch positions are resized."""
+    import dataclasses
+
+    import torch
+
+    from spatial_mllm_ros.multispa.train.tiny import TinyRecipe
+    from spatial_mllm_ros.multispa.train.tiny.network import (
+        make_model,
+        make_tokenizer,
+        question_corpus,
+        resize_patch_positions,
+        save_model,
+        start_model,
+    )
+
+    coarse = TinyRecipe(seed=3)
+    tok = make_tokenizer(question_corpus([]), 512)
+    trained = make_model(tok, coarse)
+    save_model(trained, tok, coarse, tmp_path / "ckpt", {})
+    same, same_tok = start_model(TinyRecipe(start_from=str(tmp_path / "ckpt")))  # seed 0: other init
+    assert len(same_tok) == len(tok)
+    for (name, a), (_, b) in zip(trained.state_dict().items(), same.state_dict().items()):
+        assert torch.equal(a, b), name
+
+    fine, _ = start_model(TinyRecipe(start_from=str(tmp_path / "ckpt"), image_size=168))
+    pos = trained.model.vision_tower.embeddings.position_embeddings
+    resized = fine.model.vision_tower.embeddings.position_embeddings
+    assert resized.shape == (1, 1 + 12 * 12, pos.shape[-1])
+    assert torch.equal(resized[:, 0], pos[:, 0])  # the class token is not a patch
+    embed = fine.model.language_model.embed_tokens.weight
+    assert torch.equal(embed, trained.model.language_model.embed_tokens.weight)
+    out = fine.model.vision_tower(pixel_values=torch.zeros(1, 3, 168, 168)).last_hidden_state
+    assert out.shape == (1, 145, pos.shape[-1])
+
+    # bicubic resizing keeps a constant field constant and a field along x the same in every row
+    ramp = torch.arange(8.0).repeat(8, 1).reshape(1, 64, 1).expand(1, 64, 4)
+    field = resize_patch_positions(torch.cat([torch.full((1, 1, 4), 7.0), ramp], 1), 12)
+    field = field[:, 1:].reshape(12, 12, 4)
+    assert torch.allclose(field, field[:1].expand_as(field))
+    assert bool((field[0, 1:, 0] > field[0, :-1, 0]).all())
+    flat = resize_patch_positions(torch.full((1, 65, 4), 2.5), 12)
+    assert torch.allclose(flat, torch.full_like(flat, 2.5))
+
+    with pytest.raises(ValueError, match="no checkpoint there"):
+        start_model(TinyRecipe(start_from=str(tmp_path / "missing")))
+    wide = TinyRecipe(start_from=str(tmp_path / "ckpt"))
+    wide.shape = dataclasses.replace(wide.shape, vision_hidden=96)
+    with pytest.raises(ValueError, match="does not fit this recipe"):
+        start_model(wide)
