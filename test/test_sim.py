@@ -183,6 +183,16 @@ def test_a_motion_paced_by_motion_fps_ends_the_same_with_few_frames() -> None:
         motion_fps(1)
 
 
+def test_recording_rushed_motions_warns(caplog: pytest.LogCaptureFixture) -> None:
+    from spatial_mllm_ros.sim import generate_episodes, motion_fps
+
+    cfg = SceneConfig(seed=3, cameras=("front",), **SMALL)
+    next(generate_episodes(cfg, 1, ("idle",), n_frames=3, fps=motion_fps(3), depth=False, seg=False))
+    assert "simulated time" not in caplog.text
+    next(generate_episodes(cfg, 1, ("idle",), n_frames=3, fps=10.0, depth=False, seg=False))
+    assert "each motion lasts 0.20 s of simulated time" in caplog.text and "--fps 1.33" in caplog.text
+
+
 def test_camera_motions() -> None:
     cfg = SceneConfig(seed=5, cameras=("front",), **SMALL)
     ep = run_episode(cfg, CameraPan("front", 15.0), n_frames=4)

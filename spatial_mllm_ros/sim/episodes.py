@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from spatial_mllm_ros.sim.errors import SceneConfigError
-from spatial_mllm_ros.sim.motions import motion_from_spec, run_episode
+from spatial_mllm_ros.sim.motions import MOTION_SECONDS, motion_fps, motion_from_spec, run_episode
 from spatial_mllm_ros.sim.scene import SceneConfig
 from spatial_mllm_ros.sim.truth import Episode
 from spatial_mllm_ros.sim.world import SimWorld
+
+log = logging.getLogger(__name__)
 
 
 def generate_episodes(
@@ -30,6 +33,10 @@ def generate_episodes(
     """
     if n < 1:
         raise SceneConfigError(f"the number of episodes must be >= 1, got {n}")
+    if n_frames >= 2 and (n_frames - 1) / fps < MOTION_SECONDS / 2:
+        log.warning("each motion lasts %.2f s of simulated time: the gripper lags so rushed a plan and "
+                    "pushes may leave their objects; --fps %.3g spreads %d frames over %.1f s",
+                    (n_frames - 1) / fps, motion_fps(n_frames), n_frames, MOTION_SECONDS)
     rng = np.random.default_rng(config.seed)
     for k in range(n):
         spec = motions[k % len(motions)]
