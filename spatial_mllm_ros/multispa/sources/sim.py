@@ -53,7 +53,7 @@ class SimSource:
             raise SimulationError(scene_id, f"{type(exc).__name__}: {exc}") from exc
 
     def _simulate(self, scene_id: str, seed: int) -> Scene:
-        from spatial_mllm_ros.sim import SceneConfig, SimWorld, motion_fps, random_motion, run_episode
+        from spatial_mllm_ros.sim import SceneConfig, SimWorld, random_motion, run_episode
 
         rng = np.random.default_rng(seed)
         config = SceneConfig(seed=seed, n_objects=int(rng.integers(2, 5)), width=self.width,
@@ -81,9 +81,7 @@ class SimSource:
         with SimWorld(config) as world:
             motion = random_motion(world, rng, MOTION_KINDS)
             cam = str(getattr(motion, "camera", "") or rng.choice(STATIC_CAMERAS))  # the script's camera
-            fps = motion_fps(self.motion_frames)
-            ep = run_episode(world, motion, self.motion_frames, fps, cameras=(cam,), seg=False,
-                             n_track_points=24)
+            ep = run_episode(world, motion, self.motion_frames, cameras=(cam,), seg=False, n_track_points=24)
         track = ep.cameras[cam]
         views = [_view(scene_id, f"m_{cam}_{t:02d}", track.K, track.T_world_cam[t], track.rgb[t], None,
                        t / ep.fps) for t in range(ep.n_frames)]
