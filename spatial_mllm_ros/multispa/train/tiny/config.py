@@ -19,7 +19,7 @@ class TinyRecipe:
     ship_to: str = ""  # copy the final model here (the assets folder when shipping)
     # a checkpoint of this recipe whose weights start the run ("" = from scratch): its tokenizer, tower
     # (patch positions resized to this recipe's grid), projector and language model; stage 1 then adapts
-    # the tower to the new grid in a few steps where from scratch it needs thousands
+    # the tower to the new grid with fresh heads, stage 2 goes on from the trained LLM
     start_from: str = ""
     train_scenes: int = 300
     bench_scenes: int = 16
