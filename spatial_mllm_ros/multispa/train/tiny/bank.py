@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spatial_mllm_ros.conventions import QuestionKind, build_prompt, format_value, task_description
+from spatial_mllm_ros.conventions import QuestionKind, build_prompt, task_description
 from spatial_mllm_ros.model.prompts import PromptEncoder
 from spatial_mllm_ros.multispa.train.questions import Question, frame_questions, pair_questions
 
@@ -39,14 +39,9 @@ def balance_weights(questions: list[Question]) -> np.ndarray:
 
     Natural counts are skewed (a still object gives "no" to every "did it move <direction>?", and
     object-direction questions are 2 % of all): drawn as they come, the model learns the priors first.
-    Distances count as two answers, "did not move" (0) and "moved" (any other value): most objects stand
-    still, and counted as one answer their 0s outnumbered the moved ones until the model answered 0 to all.
+    Distances count as one answer.
     """
-    still = format_value(QuestionKind.DISTANCE, 0)
-    keys = [
-        (q.task, ("still" if q.answer == still else "moved") if q.kind is QuestionKind.DISTANCE else q.answer)
-        for q in questions
-    ]
+    keys = [(q.task, "" if q.kind is QuestionKind.DISTANCE else q.answer) for q in questions]
     answers: dict[tuple[str, str], int] = defaultdict(int)
     for k in keys:
         answers[k] += 1
