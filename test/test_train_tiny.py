@@ -111,9 +111,9 @@ def test_recipe_flags_reach_the_recipe_and_resume_is_refused() -> None:
     from spatial_mllm_ros.cli.train import recipe_from_args
 
     parser = build_parser()
-    flags = ["train", "--recipe", "tiny", "--max-steps", "3727", "--minutes", "0", "--output", "o"]
+    flags = ["train", "--recipe", "tiny", "--max-steps", "5000", "--minutes", "30", "--output", "o"]
     recipe = recipe_from_args(parser.parse_args(flags))
-    assert (recipe.stage2_steps, recipe.minutes, recipe.output_dir) == (3727, 0.0, "o")
+    assert (recipe.stage2_steps, recipe.minutes, recipe.output_dir) == (5000, 30.0, "o")
     default = recipe_from_args(parser.parse_args(["train", "--recipe", "tiny"]))
     assert (default.stage2_steps, default.minutes, default.device) == (3727, 0.0, "cpu")  # steps, no clock
     on_gpu = recipe_from_args(parser.parse_args(["train", "--recipe", "tiny", "--device", "cuda:1"]))
